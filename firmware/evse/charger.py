@@ -1,0 +1,534 @@
+"""The charger's IEC 61851-1 state machine, contactor control and faults.
+
+Pure logic: no `machine`, no clock. Each control tick the application fills
+`charger.inp` from the board, calls `charger.step(now)` with the tick time
+(`ticks_ms()`), and applies `charger.out` to the board. Commands arrive through
+`charger.command(msg, now)`. Events (session start/stop, faults raised and
+cleared, reboot requests) collect in `charger.out.events` until the caller
+takes them with `charger.take_events()`.
+
+All quantities are integers (mV, mA, 0.01 % duty, 0.1 degC, ms ticks) and the
+step only stores into preallocated attributes, so in steady state it
+allocates nothing on MicroPython's heap.
+
+One step, in order (each a small method below):
+  1. _classify   debounced pilot class from the CP high plateau
+  2. _session    plug-in, unplug, authorization: sessions start and end
+  3. _faults     raise and clear faults (each fault's rule is in FAULTS below)
+  4. _offer      the limit chain: min(max, cable, backend, derate, meter)
+  5. _pilot      steady +12 V, PWM duty, or -12 V (state F); X1 and rate rules
+  6. _contactor  close in C2/D2 after the RCD self-test, open on any fault
+  7. _state      the IEC state name and the error shown
+"""
+from micropython import const
+
+from evse import pilot as P
+from evse.commands import CommandError, command_id, parse
+from evse.ticks import ticks_add, ticks_diff
+
+# --- Pilot output modes (what the board drives on CP).
+PILOT_HIGH = const(0)  # steady +12 V (X1)
+PILOT_PWM = const(1)  # 1 kHz +/-12 V PWM (X2)
+PILOT_LOW = const(2)  # steady -12 V: state F, EVSE not available
+
+# --- Faults: one bit each. Order = priority of the code shown in `error`.
+F_CP_SHORT = const(0x001)
+F_RCD = const(0x002)
+F_PE = const(0x004)
+F_WELD = const(0x008)
+F_NO_CLOSE = const(0x010)
+F_DIODE = const(0x020)
+F_VENT = const(0x040)
+F_OVERTEMP = const(0x080)
+F_OVERCURRENT = const(0x100)
+F_METER = const(0x200)
+
+FAULTS = (
+    (F_CP_SHORT, "cp_short"),
+    (F_RCD, "rcd"),
+    (F_PE, "pe"),
+    (F_WELD, "weld"),
+    (F_NO_CLOSE, "no_close"),
+    (F_DIODE, "diode"),
+    (F_VENT, "vent"),
+    (F_OVERTEMP, "overtemp"),
+    (F_OVERCURRENT, "overcurrent"),
+    (F_METER, "meter"),
+)
+
+# Reactions.
+# Immediate faults open the contactor in the same tick they are raised.
+IMMEDIATE = const(0x1FF)  # every fault but `meter`
+# These make the EVSE unavailable: the pilot goes to -12 V (state F).
+TO_F = const(F_RCD | F_PE | F_WELD | F_NO_CLOSE | F_OVERTEMP)
+# The others keep the pilot at steady +12 V, so unplugging stays visible.
+# Latched faults stay until `reset_error` (diode and overcurrent also clear on
+# unplug); the rest clear by themselves once their cause is gone.
+LATCHED = const(F_RCD | F_WELD | F_NO_CLOSE | F_DIODE | F_OVERCURRENT)
+CLEAR_ON_UNPLUG = const(F_DIODE | F_OVERCURRENT)
+
+# --- Timing (ms).
+T_CLOSE_AFTER_PWM_OFF = const(6000)  # Table A.6 seq. 10.2: force open after 6 s in C1
+T_X1_MIN = const(3000)  # at least 3 s in X1 before PWM again (EVerest T_STEP_X1)
+T_PWM_UPDATE = const(5000)  # raise the PWM value at most every 5 s; lower at once
+T_FEEDBACK = const(500)  # mirror contact must follow the command within this
+T_RCD_TEST = const(500)  # RCD self-test: trip, then release, each within this
+T_OVERCURRENT = const(7000)  # EV above offer +10 % +0.5 A for this long
+T_PE_CLEAR = const(2000)  # PE present this long before `pe` clears
+
+_STATE_X = ("D1", "D2", "C1", "C2", "B1", "B2")  # index (cp - 1) * 2 + pwm
+
+# RCD self-test phases.
+_RT_IDLE = const(0)
+_RT_TRIP = const(1)  # test output on, waiting for the trip input
+_RT_RELEASE = const(2)  # test output off, waiting for the trip input to clear
+_RT_PASSED = const(3)
+
+
+def fault_code(bit):
+    for b, name in FAULTS:
+        if b == bit:
+            return name
+    return None
+
+
+class Inputs:
+    """What the board measured during the last tick (filled by the adapter)."""
+
+    def __init__(self):
+        self.cp_high_mv = 12000  # CP high plateau (or the steady level)
+        self.cp_low_mv = -12000  # CP low plateau, meaningful while PWM is on
+        self.pp_ohm = None  # PP-PE resistance, None = open (socket only)
+        self.rcd = False  # residual current trip input active
+        self.pe_ok = True  # protective earth present (True when not fitted)
+        self.fb = None  # mirror contact: None not fitted, True contacts closed
+        self.temp_dc = None  # enclosure temperature in 0.1 degC, None = no sensor
+        self.ev_ma = None  # largest phase current from the meter, None = unknown
+        self.meter_ok = None  # None: no meter; False: meter silent
+
+
+class Outputs:
+    """What the board must apply now, and what the charger reports."""
+
+    def __init__(self):
+        self.pilot = PILOT_HIGH
+        self.duty = P.DUTY_HIGH  # 0.01 %: 10000 steady +12 V, 0 steady -12 V
+        self.offer_ma = 0  # current offered through the PWM, 0 without PWM
+        self.contactor = False  # contactor commanded closed
+        self.rcd_test = False  # drive the RCD test winding
+        self.state = "A"
+        self.error = None  # highest-priority active fault code
+        self.faults = 0  # all active faults, a bit mask
+        self.session = None  # id of the session under way
+        self.derate = False  # thermal derating active
+        self.events = []
+
+
+class Charger:
+    def __init__(self, cfg, now, session_seq=0):
+        self.inp = Inputs()
+        self.out = Outputs()
+        self.cp = P.CpClassifier(P.CP_A)  # boot: pilot +12 V, assume no vehicle
+        self.session_seq = session_seq
+        self.configure(cfg)
+        self._now = now
+        self._authorized = False
+        self._stopped = False  # session ended by `stop`: no new one until unplug/authorize
+        self._paused = False
+        self._limit_ma = None  # backend limit
+        self._limit_until = None  # ticks deadline of the backend limit (ttl_s)
+        self._settle = False  # skip one CP reading after leaving -12 V
+        self._x1_since = None  # when PWM last stopped (None: long ago)
+        self._pwm_changed = now  # last change of the PWM value
+        self._pwm_ticks = 0  # readings taken with PWM on (capped)
+        self._diode_bad = 0
+        self._oc_since = None
+        self._pe_since = None
+        self._cmd_changed = now  # last change of the contactor command
+        self._rcd_phase = _RT_IDLE
+        self._rcd_since = now
+        self._rcd_tripped_at = now
+        self._rcd_retries = 0
+        self._shown_faults = 0
+
+    def configure(self, cfg):
+        """Take a validated configuration (evse.config.validate)."""
+        self.cfg = cfg
+        self.max_ma = int(cfg["max_current_a"] * 1000)
+        cable = cfg["cable_a"]
+        self.cable_ma = self.max_ma if cable is None else int(cable * 1000)
+        self.fallback_ma = int(cfg["fallback_current_a"] * 1000)
+        self.phases = cfg["phases"]
+        self.socket = cfg["socket"]
+        self.ventilation = cfg["ventilation"]
+        self.backend_auth = cfg["authorization"] == "backend"
+        self.meter_stop = cfg["meter_loss"] == "stop"
+        self.rcd_selftest = cfg["rcd_selftest"]
+        self.rcd_retry_max = cfg["rcd_retry_max"]
+        self.rcd_retry_ms = int(cfg["rcd_retry_s"] * 1000)
+        self.derate_dc = int(cfg["temp_derate_c"] * 10)
+        self.stop_dc = int(cfg["temp_stop_c"] * 10)
+        self.hyst_dc = int(cfg["temp_hyst_c"] * 10)
+        self.derate_ma = self.max_ma // 2
+        if self.derate_ma < P.MIN_MA:
+            self.derate_ma = P.MIN_MA
+
+    # ------------------------------------------------------------------ step
+    def step(self, now):
+        self._now = now
+        cp = self._classify(now)
+        self._session(cp)
+        self._faults(now, cp)
+        offer = self._offer(now)
+        self._pilot(now, cp, offer)
+        self._contactor(now, cp)
+        self._state(cp)
+        return self.out
+
+    def take_events(self):
+        ev = self.out.events
+        if not ev:
+            return ev
+        self.out.events = []
+        return ev
+
+    def _event(self, *ev):
+        evs = self.out.events
+        if len(evs) >= 32:  # nobody is taking them: keep the newest
+            evs.pop(0)
+        evs.append(ev)
+
+    # 1. ---------------------------------------------------------- classify
+    def _classify(self, now):
+        if self.out.pilot == PILOT_LOW:
+            # We drive -12 V: the reading says nothing about the vehicle.
+            self.cp.reset(P.CP_UNKNOWN)
+            self._settle = True
+            return P.CP_UNKNOWN
+        if self._settle:  # the first reading after -12 V may straddle the edge
+            self._settle = False
+            return self.cp.stable
+        return self.cp.update(now, self.inp.cp_high_mv)
+
+    # 2. ----------------------------------------------------------- session
+    def _session(self, cp):
+        if cp == P.CP_A:
+            if self.out.session is not None:
+                self._end_session("unplugged")
+            self._authorized = False
+            self._stopped = False
+            if self.out.faults & CLEAR_ON_UNPLUG:
+                self._clear(self.out.faults & CLEAR_ON_UNPLUG)
+            self._rcd_retries = 0
+        elif P.CP_D <= cp <= P.CP_B:
+            if (self.out.session is None and not self._stopped
+                    and (self._authorized or not self.backend_auth)):
+                self.session_seq += 1
+                self.out.session = self.session_seq
+                self._event("session_start", self.session_seq)
+
+    def _end_session(self, reason):
+        sid = self.out.session
+        self.out.session = None
+        self._authorized = False
+        self._event("session_stop", sid, reason)
+
+    # 3. ------------------------------------------------------------ faults
+    def _raise(self, bit):
+        if not self.out.faults & bit:
+            self.out.faults |= bit
+            self._event("fault", fault_code(bit))
+
+    def _clear(self, bits):
+        f = self.out.faults
+        for bit, name in FAULTS:
+            if f & bits & bit:
+                self.out.faults &= ~bit
+                self._event("clear", name)
+
+    def _faults(self, now, cp):
+        self._fault_cp(cp)
+        self._fault_diode(cp)
+        self._fault_rcd(now)
+        self._fault_pe(now)
+        self._fault_temp()
+        self._fault_feedback(now)
+        self._fault_overcurrent(now)
+        if self.inp.meter_ok is False:
+            self._raise(F_METER)
+        elif self.out.faults & F_METER:
+            self._clear(F_METER)
+
+    def _fault_cp(self, cp):
+        # State E: CP shorted to PE. Clears when the pilot reads anything else.
+        if cp == P.CP_E:
+            self._raise(F_CP_SHORT)
+        elif cp != P.CP_UNKNOWN and self.out.faults & F_CP_SHORT:
+            self._clear(F_CP_SHORT)
+        # State D without ventilation at the site: never charge in D.
+        if cp == P.CP_D and not self.ventilation:
+            self._raise(F_VENT)
+        elif cp != P.CP_UNKNOWN and cp != P.CP_D and self.out.faults & F_VENT:
+            self._clear(F_VENT)
+
+    def _fault_diode(self, cp):
+        # Continuous diode check: every reading taken with PWM on, in B, C or D.
+        if self.out.pilot != PILOT_PWM or self._pwm_ticks < 2 or not P.CP_D <= cp <= P.CP_B:
+            self._diode_bad = 0
+            return
+        if P.diode_missing(self.inp.cp_low_mv):
+            self._diode_bad += 1
+            if self._diode_bad >= P.DIODE_COUNT:
+                self._raise(F_DIODE)
+        else:
+            self._diode_bad = 0
+
+    def _fault_rcd(self, now):
+        # While the self-test drives the test winding, the trip is expected.
+        testing = self._rcd_phase == _RT_TRIP or self._rcd_phase == _RT_RELEASE
+        if self.inp.rcd and not testing:
+            if not self.out.faults & F_RCD:
+                self._rcd_tripped_at = now
+            self._raise(F_RCD)
+        elif (self.out.faults & F_RCD and not self.inp.rcd
+              and self._rcd_retries < self.rcd_retry_max
+              and ticks_diff(now, self._rcd_tripped_at) >= self.rcd_retry_ms):
+            self._rcd_retries += 1
+            self._clear(F_RCD)
+
+    def _fault_pe(self, now):
+        if not self.inp.pe_ok:
+            self._pe_since = None
+            self._raise(F_PE)
+        elif self.out.faults & F_PE:
+            if self._pe_since is None:
+                self._pe_since = now
+            elif ticks_diff(now, self._pe_since) >= T_PE_CLEAR:
+                self._pe_since = None
+                self._clear(F_PE)
+
+    def _fault_temp(self):
+        t = self.inp.temp_dc
+        if t is None:
+            return
+        out = self.out
+        if t >= self.stop_dc:
+            self._raise(F_OVERTEMP)
+        elif out.faults & F_OVERTEMP and t <= self.stop_dc - self.hyst_dc:
+            self._clear(F_OVERTEMP)
+        if t >= self.derate_dc:
+            out.derate = True
+        elif t <= self.derate_dc - self.hyst_dc:
+            out.derate = False
+
+    def _fault_feedback(self, now):
+        # The mirror contact must follow the command within T_FEEDBACK.
+        fb = self.inp.fb
+        if fb is None or ticks_diff(now, self._cmd_changed) < T_FEEDBACK:
+            return
+        if self.out.contactor and not fb:
+            self._raise(F_NO_CLOSE)
+        elif not self.out.contactor and fb:
+            self._raise(F_WELD)
+
+    def _fault_overcurrent(self, now):
+        out = self.out
+        ev = self.inp.ev_ma
+        if (ev is None or not out.contactor or out.pilot != PILOT_PWM
+                or ev <= out.offer_ma * 11 // 10 + 500):
+            self._oc_since = None
+        elif self._oc_since is None:
+            self._oc_since = now
+        elif ticks_diff(now, self._oc_since) >= T_OVERCURRENT:
+            self._raise(F_OVERCURRENT)
+
+    # 4. ------------------------------------------------------------- offer
+    def _offer(self, now):
+        """The current to offer now (mA, already clamped), 0 for none."""
+        out = self.out
+        stop = IMMEDIATE | (F_METER if self.meter_stop else 0)
+        if out.faults & stop or out.session is None or self._paused:
+            return 0
+        lim = self.max_ma
+        cable = P.pp_rating_ma(self.inp.pp_ohm, self.phases) if self.socket else self.cable_ma
+        if cable < lim:
+            lim = cable
+        if self._limit_ma is not None:
+            if self._limit_until is not None and ticks_diff(now, self._limit_until) >= 0:
+                self._limit_ma = self.fallback_ma  # not renewed in time
+                self._limit_until = None
+            if self._limit_ma < lim:
+                lim = self._limit_ma
+        if out.derate and self.derate_ma < lim:
+            lim = self.derate_ma
+        if out.faults & F_METER and self.fallback_ma < lim:
+            lim = self.fallback_ma
+        return P.clamp_offer(lim)
+
+    # 5. ------------------------------------------------------------- pilot
+    def _pilot(self, now, cp, offer):
+        out = self.out
+        if out.faults & TO_F:
+            mode = PILOT_LOW
+        elif offer and P.CP_D <= cp <= P.CP_B and not out.faults & IMMEDIATE:
+            mode = PILOT_PWM
+        else:
+            mode = PILOT_HIGH
+        if mode == PILOT_PWM and out.pilot != PILOT_PWM:
+            if self._x1_since is not None and ticks_diff(now, self._x1_since) < T_X1_MIN:
+                mode = PILOT_HIGH  # not yet 3 s in X1
+        if mode == PILOT_PWM:
+            if out.pilot != PILOT_PWM:
+                self._set_pwm(now, offer)
+                self._pwm_ticks = 0
+            elif offer < out.offer_ma:  # a lower limit applies at once
+                self._set_pwm(now, offer)
+            elif offer > out.offer_ma and ticks_diff(now, self._pwm_changed) >= T_PWM_UPDATE:
+                self._set_pwm(now, offer)
+            if self._pwm_ticks < 1000:
+                self._pwm_ticks += 1
+        else:
+            if out.pilot == PILOT_PWM:
+                self._x1_since = now
+            out.offer_ma = 0
+            out.duty = P.DUTY_LOW if mode == PILOT_LOW else P.DUTY_HIGH
+        out.pilot = mode
+
+    def _set_pwm(self, now, offer):
+        self.out.offer_ma = offer
+        self.out.duty = P.duty_for(offer)
+        self._pwm_changed = now
+
+    # 6. --------------------------------------------------------- contactor
+    def _contactor(self, now, cp):
+        out = self.out
+        ready = cp == P.CP_C or (cp == P.CP_D and self.ventilation)
+        want = False
+        close = False
+        if out.faults & IMMEDIATE or not ready:
+            pass
+        elif out.pilot == PILOT_PWM and out.session is not None:
+            want = True
+        elif out.contactor and self._x1_since is not None:
+            # PWM off while the vehicle stays in C (Table A.6 seq. 10.2):
+            # wait for it to open S2, force the contactor open after 6 s.
+            close = ticks_diff(now, self._x1_since) < T_CLOSE_AFTER_PWM_OFF
+        if want:
+            close = out.contactor or self._rcd_selftest_passed(now)
+        elif self._rcd_phase != _RT_IDLE:
+            # Not closing after all: finish a test under way, forget a pass.
+            self._rcd_selftest_passed(now)
+            if self._rcd_phase == _RT_PASSED:
+                self._rcd_phase = _RT_IDLE
+        if close != out.contactor:
+            out.contactor = close
+            self._cmd_changed = now
+
+    def _rcd_selftest_passed(self, now):
+        """Run the RCD self-test one tick further; True once it has passed.
+
+        The test output is driven for at most T_RCD_TEST until the trip input
+        reports the trip, then released until the input clears. A test that
+        does not see both raises `rcd`.
+        """
+        if not self.rcd_selftest:
+            return True
+        out = self.out
+        ph = self._rcd_phase
+        if ph == _RT_IDLE:
+            self._rcd_phase = _RT_TRIP
+            self._rcd_since = now
+            out.rcd_test = True
+            return False
+        if ph == _RT_PASSED:
+            self._rcd_phase = _RT_IDLE
+            return True
+        waited = ticks_diff(now, self._rcd_since)
+        if ph == _RT_TRIP:
+            if self.inp.rcd:
+                self._rcd_phase = _RT_RELEASE
+                self._rcd_since = now
+                out.rcd_test = False
+            elif waited >= T_RCD_TEST:
+                self._rcd_test_failed(now)
+        elif not self.inp.rcd:
+            self._rcd_phase = _RT_PASSED
+        elif waited >= T_RCD_TEST:
+            self._rcd_test_failed(now)
+        return False
+
+    def _rcd_test_failed(self, now):
+        self.out.rcd_test = False
+        self._rcd_phase = _RT_IDLE
+        self._rcd_tripped_at = now
+        self._raise(F_RCD)
+
+    # 7. ------------------------------------------------------------- state
+    def _state(self, cp):
+        out = self.out
+        if out.pilot == PILOT_LOW or cp == P.CP_UNKNOWN:
+            out.state = "F"
+        elif cp == P.CP_E:
+            out.state = "E"
+        elif cp == P.CP_A:
+            out.state = "A"
+        else:
+            out.state = _STATE_X[(cp - 1) * 2 + (1 if out.pilot == PILOT_PWM else 0)]
+        if out.faults != self._shown_faults:
+            self._shown_faults = out.faults
+            out.error = _top_code(out.faults)
+
+    # ---------------------------------------------------------- commands
+    def command(self, msg, now):
+        """Handle a backend command (a decoded JSON object); return the reply."""
+        try:
+            c = parse(msg)
+        except CommandError as e:
+            return {"id": command_id(msg), "ok": False, "error": str(e)}
+        err = getattr(self, "_cmd_" + c.name)(c, now)
+        if err:
+            return {"id": c.id, "ok": False, "error": err}
+        return {"id": c.id, "ok": True}
+
+    def _cmd_set_current(self, c, now):
+        self._limit_ma = c.amps_ma
+        self._limit_until = None if c.ttl_ms is None else ticks_add(now, c.ttl_ms)
+
+    def _cmd_pause(self, c, now):
+        self._paused = True
+
+    def _cmd_resume(self, c, now):
+        self._paused = False
+
+    def _cmd_authorize(self, c, now):
+        # Backend authorization; in both modes it also lifts a `stop`.
+        self._authorized = True
+        self._stopped = False
+
+    def _cmd_stop(self, c, now):
+        if self.out.session is None:
+            return "no session under way"
+        self._stopped = True
+        self._end_session("stop")
+
+    def _cmd_reset_error(self, c, now):
+        f = self.out.faults & LATCHED
+        keep = 0
+        if f & F_RCD and self.inp.rcd:
+            keep |= F_RCD
+        if f & F_WELD and self.inp.fb:
+            keep |= F_WELD
+        self._clear(f & ~keep)
+        self._rcd_retries = 0
+        if keep:
+            return "%s: cause still present" % _top_code(keep)
+
+    def _cmd_reboot(self, c, now):
+        self._event("reboot", "command")
+
+
+def _top_code(faults):
+    for b, name in FAULTS:
+        if faults & b:
+            return name
+    return None

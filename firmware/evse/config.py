@@ -1,0 +1,131 @@
+"""Charger configuration: defaults, validation, atomic JSON persistence.
+
+`validate(d)` returns a complete configuration (defaults filled in) or raises
+ConfigError naming the key and what it allows. `save()` writes a new file and
+renames it over the old one, so a power cut leaves either the old or the new
+file, never half of one.
+"""
+import json
+import os
+
+# Meter profile names the firmware knows (the catalogue is issue #4's).
+METER_PROFILES = (
+    "sdm630", "sdm120", "sdm72d", "abb_b23", "em340", "orno_we514",
+    "dtsu666", "pro380",
+)
+
+# key: (default, kind, allowed) -- kinds:
+#   "amps": number in [lo, hi];  "amps0": 0 or a number in [lo, hi]
+#   "num": number in [lo, hi];   "int": integer in [lo, hi]
+#   "bool";  "choice": one of the tuple;  "meter": None or a profile name
+#   "amps_or_none": None or a number in [lo, hi]
+SCHEMA = {
+    "max_current_a": (32, "amps", (6, 80)),
+    "phases": (3, "choice", (1, 3)),
+    "authorization": ("free", "choice", ("free", "backend")),
+    "ventilation": (False, "bool", None),
+    "meter": ("sdm630", "meter", METER_PROFILES),
+    "socket": (False, "bool", None),
+    "cable_a": (None, "amps_or_none", (6, 80)),
+    "fallback_current_a": (6, "amps0", (6, 80)),
+    "meter_loss": ("fallback", "choice", ("fallback", "stop")),
+    "rcd_selftest": (True, "bool", None),
+    "rcd_retry_max": (0, "int", (0, 10)),
+    "rcd_retry_s": (300, "num", (10, 3600)),
+    "temp_derate_c": (60, "num", (30, 100)),
+    "temp_stop_c": (70, "num", (35, 110)),
+    "temp_hyst_c": (10, "num", (1, 30)),
+}
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def defaults():
+    d = {}
+    for k in SCHEMA:
+        d[k] = SCHEMA[k][0]
+    return d
+
+
+def _is_num(v):
+    return (isinstance(v, int) or isinstance(v, float)) and not isinstance(v, bool)
+
+
+def _rng(allowed):
+    return "%s..%s" % (allowed[0], allowed[1])
+
+
+def check(key, v):
+    """Raise ConfigError unless `v` is allowed for `key`."""
+    if key not in SCHEMA:
+        raise ConfigError("%s: unknown key" % key)
+    kind, allowed = SCHEMA[key][1], SCHEMA[key][2]
+    if kind == "bool":
+        if not isinstance(v, bool):
+            raise ConfigError("%s: must be true or false, got %r" % (key, v))
+    elif kind == "choice":
+        if isinstance(v, bool) or v not in allowed:
+            raise ConfigError("%s: must be one of %s, got %r"
+                              % (key, ", ".join([repr(a) for a in allowed]), v))
+    elif kind == "meter":
+        if v is not None and v not in allowed:
+            raise ConfigError("%s: must be null or one of %s, got %r"
+                              % (key, ", ".join(allowed), v))
+    elif kind == "int":
+        if not isinstance(v, int) or isinstance(v, bool) or not allowed[0] <= v <= allowed[1]:
+            raise ConfigError("%s: must be an integer in %s, got %r" % (key, _rng(allowed), v))
+    else:
+        if kind == "amps_or_none" and v is None:
+            return
+        if kind == "amps0" and _is_num(v) and v == 0:
+            return
+        if not _is_num(v) or not allowed[0] <= v <= allowed[1]:
+            extra = "0 or " if kind == "amps0" else ("null or " if kind == "amps_or_none" else "")
+            raise ConfigError("%s: must be %sa number in %s, got %r" % (key, extra, _rng(allowed), v))
+
+
+def validate(d):
+    """A complete, checked configuration from a (partial) dict `d`."""
+    if not isinstance(d, dict):
+        raise ConfigError("config: must be a JSON object")
+    cfg = defaults()
+    for k in d:
+        check(k, d[k])
+        cfg[k] = d[k]
+    if cfg["temp_stop_c"] <= cfg["temp_derate_c"]:
+        raise ConfigError("temp_stop_c: must be above temp_derate_c (%s), got %r"
+                          % (cfg["temp_derate_c"], cfg["temp_stop_c"]))
+    return cfg
+
+
+def load(path):
+    """Configuration from `path`; defaults when the file does not exist."""
+    try:
+        f = open(path)
+    except OSError:
+        return defaults()
+    try:
+        text = f.read()
+    finally:
+        f.close()
+    try:
+        d = json.loads(text)
+    except ValueError:
+        raise ConfigError("config: %s is not valid JSON" % path)
+    return validate(d)
+
+
+def save(path, cfg):
+    """Validate and write `cfg` atomically: write path.tmp, then rename."""
+    cfg = validate(cfg)
+    tmp = path + ".tmp"
+    f = open(tmp, "w")
+    try:
+        f.write(json.dumps(cfg))
+        f.flush()
+    finally:
+        f.close()
+    os.rename(tmp, path)
+    return cfg

@@ -1,0 +1,180 @@
+"""Control pilot and proximity pilot: pure IEC 61851-1 arithmetic.
+
+No hardware here. The board adapter measures the CP line's high and low
+plateaus and the PP resistor; this module turns those numbers into pilot
+classes, cable ratings and duty cycles. Everything is an integer so that the
+control step allocates nothing on MicroPython's heap:
+
+- voltages in millivolts (mV),
+- currents in milliamperes (mA),
+- duty cycle in hundredths of a percent (0..10000; 10000 = steady +12 V).
+"""
+from micropython import const
+
+from evse.ticks import ticks_diff
+
+# --- Pilot classes, ordered by the CP high-plateau voltage (IEC 61851-1 Table A.3).
+CP_UNKNOWN = const(-1)  # not classified yet (after boot into F, or while we drive -12 V)
+CP_E = const(0)  # 0 V: CP shorted to PE (or no supply)
+CP_D = const(1)  # +3 V: vehicle ready, ventilation required
+CP_C = const(2)  # +6 V: vehicle ready
+CP_B = const(3)  # +9 V: vehicle connected, not ready
+CP_A = const(4)  # +12 V: no vehicle
+
+CP_NAMES = ("E", "D", "C", "B", "A")
+
+# Class boundaries (mV): half-way between the nominal levels 0/3/6/9/12 V, so each
+# level has +/-1.5 V of room; the published tolerance is about +/-1 V.
+_LOWER = (-100000, 1500, 4500, 7500, 10500)  # lower bound of E, D, C, B, A
+_UPPER = (1500, 4500, 7500, 10500, 100000)  # upper bound of E, D, C, B, A
+
+# Hysteresis: to leave its class a reading must pass the boundary by this much.
+# With +/-0.6 V of noise around a nominal level a reading stays >= 0.9 V inside
+# its window, so neither the boundary nor the hysteresis band is ever reached.
+HYST_MV = const(400)
+
+# Debounce (ms a new class must persist before it is taken). Asymmetric, the
+# safe direction is fast (our choice, after OpenEVSE's J1772EvseController:
+# DELAY_STATE_TRANSITION 250 ms, DELAY_STATE_TRANSITION_A 25 ms):
+# - leaving C or D (the contactor may be closed): 5 ms, i.e. two consecutive
+#   readings at a 10 ms control tick. IEC 61851-1 Table A.6 sequence 8.1 and
+#   unplug allow 100 ms until the contactor is open.
+# - entering A or E from anything else: 25 ms.
+# - entering B, C or D (towards closing the contactor): 250 ms.
+DEBOUNCE_LEAVE_MS = const(5)
+DEBOUNCE_FAST_MS = const(25)
+DEBOUNCE_ENTER_MS = const(250)
+
+# Diode check (IEC 61851-1 Annex A: the EV's diode blocks the negative half).
+# With PWM on, the low plateau must read about -12 V; a missing diode gives
+# about -8.8 V in B and -5.6 V in C. The fault is taken after DIODE_COUNT
+# consecutive readings above DIODE_MAX_LOW_MV.
+DIODE_MAX_LOW_MV = const(-10500)
+DIODE_COUNT = const(3)
+
+# --- Duty cycle (IEC 61851-1 Table A.7).
+MIN_MA = const(6000)  # below 6 A no PWM: the EVSE stays in X1 (steady +12 V)
+MAX_MA = const(80000)
+GAP_LO_MA = const(51000)
+GAP_HI_MA = const(52500)
+DUTY_HIGH = const(10000)  # steady +12 V, "100 %"
+DUTY_LOW = const(0)  # steady -12 V (state F) or no output
+
+
+def clamp_offer(ma):
+    """The current the PWM can actually offer for a wanted limit `ma` (mA).
+
+    - below 6 A: 0 (no PWM; Table A.7 has no duty below 10 %),
+    - above 80 A: 80 A,
+    - between 51 A and 52.5 A: 51 A. The two formulas of Table A.7 leave a gap
+      there: 51 A is 85 % by the first, 51.5 A is 84.6 % by the second, and an
+      EV reads anything below 85 % with the first formula (Table A.8), so it
+      would see *less* than 51 A for more asked. Offering 51 A keeps the offer
+      what the vehicle reads and never more than asked (as EVerest does).
+    """
+    if ma < MIN_MA:
+        return 0
+    if ma > MAX_MA:
+        return MAX_MA
+    if GAP_LO_MA < ma < GAP_HI_MA:
+        return GAP_LO_MA
+    return ma
+
+
+def duty_for(ma):
+    """Duty (0.01 %) for an offer of `ma` mA that `clamp_offer` returned.
+
+    6 A <= I <= 51 A: duty % = I / 0.6; 51 A < I <= 80 A: duty % = I / 2.5 + 64.
+    In our units: duty = mA / 6 and duty = mA / 25 + 6400. Rounded down, so
+    the vehicle never reads more current than offered. 0 means no PWM: 100 %.
+    """
+    if ma < MIN_MA:
+        return DUTY_HIGH
+    if ma <= GAP_LO_MA:
+        return ma // 6
+    return ma // 25 + 6400
+
+
+def level(mv):
+    """Pilot class of a high-plateau reading, without hysteresis."""
+    if mv >= 10500:
+        return CP_A
+    if mv >= 7500:
+        return CP_B
+    if mv >= 4500:
+        return CP_C
+    if mv >= 1500:
+        return CP_D
+    return CP_E
+
+
+def _debounce_ms(stable, cand):
+    if stable == CP_C or stable == CP_D:
+        return DEBOUNCE_LEAVE_MS
+    if cand == CP_A or cand == CP_E:
+        return DEBOUNCE_FAST_MS
+    return DEBOUNCE_ENTER_MS
+
+
+class CpClassifier:
+    """High-plateau readings in, debounced pilot class out.
+
+    `update(now, mv)` is called once per control tick with the tick time and
+    the measured high plateau; it returns the stable class. A candidate class
+    must persist (every reading) for its debounce time before it is taken.
+    """
+
+    def __init__(self, stable=CP_A):
+        self.reset(stable)
+
+    def reset(self, stable=CP_UNKNOWN):
+        self.stable = stable
+        self.cand = stable
+        self.since = 0
+
+    def raw(self, mv):
+        """Class of one reading, with hysteresis around the stable class."""
+        s = self.stable
+        if s >= 0 and _LOWER[s] - HYST_MV < mv < _UPPER[s] + HYST_MV:
+            return s
+        return level(mv)
+
+    def update(self, now, mv):
+        c = self.raw(mv)
+        if c == self.stable:
+            self.cand = c
+            return c
+        if c != self.cand:
+            self.cand = c
+            self.since = now
+        if ticks_diff(now, self.since) >= _debounce_ms(self.stable, c):
+            self.stable = c
+        return self.stable
+
+
+def diode_missing(low_mv):
+    """True when a low-plateau reading (PWM on) shows no vehicle diode."""
+    return low_mv > DIODE_MAX_LOW_MV
+
+
+# --- Proximity pilot (IEC 61851-1 Annex B, IEC 62196): Rc between PP and PE.
+# Nominal 1.5 kOhm 13 A, 680 Ohm 20 A, 220 Ohm 32 A, 100 Ohm 63 A (3-phase) /
+# 70 A (1-phase). Our windows put each boundary at the geometric mean of the
+# neighbouring nominal values (148, 387, 1010 Ohm), so a resistor may drift
+# about +/-30 % and still decode right; below 50 Ohm (a short) and above
+# 2.7 kOhm (open) there is no valid cable and nothing is offered.
+PP_SHORT_OHM = const(50)
+PP_OPEN_OHM = const(2700)
+
+
+def pp_rating_ma(ohm, phases):
+    """Cable rating in mA for a PP resistance (None = open), 0 for no cable."""
+    if ohm is None or ohm < PP_SHORT_OHM or ohm >= PP_OPEN_OHM:
+        return 0
+    if ohm < 148:
+        return 70000 if phases == 1 else 63000
+    if ohm < 387:
+        return 32000
+    if ohm < 1010:
+        return 20000
+    return 13000
