@@ -66,17 +66,18 @@ def clamp_offer(ma):
 
     - below 6 A: 0 (no PWM; Table A.7 has no duty below 10 %),
     - above 80 A: 80 A,
-    - between 51 A and 52.5 A: 51 A. The two formulas of Table A.7 leave a gap
-      there: 51 A is 85 % by the first, 51.5 A is 84.6 % by the second, and an
-      EV reads anything below 85 % with the first formula (Table A.8), so it
-      would see *less* than 51 A for more asked. Offering 51 A keeps the offer
-      what the vehicle reads and never more than asked (as EVerest does).
+    - above 51 A up to 52.5 A: 51 A. The two formulas of Table A.7 leave a
+      gap there: 51 A is 85 % by the first, 51.5 A is 84.6 % by the second,
+      and an EV reads anything up to 85 % with the first formula (Table A.8),
+      so it would see *less* than 51 A for more asked; 52.5 A gives 85 %
+      again, which reads as 51 A. Offering 51 A keeps the offer what the
+      vehicle reads and never more than asked (EVerest clamps the same way).
     """
     if ma < MIN_MA:
         return 0
     if ma > MAX_MA:
         return MAX_MA
-    if GAP_LO_MA < ma < GAP_HI_MA:
+    if GAP_LO_MA < ma <= GAP_HI_MA:
         return GAP_LO_MA
     return ma
 
