@@ -100,32 +100,56 @@ def validate(d):
     return cfg
 
 
+def read_json(path):
+    """The JSON value in `path`, or None when neither it nor path.tmp exists.
+
+    Raises ValueError for a file that is not valid JSON. The .tmp file is
+    read only when `path` is missing: on FAT the rename of write_json_atomic
+    removes the target first, and a power cut between the two steps leaves
+    only the (complete) .tmp file.
+    """
+    for p in (path, path + ".tmp"):
+        try:
+            f = open(p)
+        except OSError:
+            continue
+        try:
+            text = f.read()
+        finally:
+            f.close()
+        return json.loads(text)
+    return None
+
+
 def load(path):
     """Configuration from `path`; defaults when the file does not exist."""
     try:
-        f = open(path)
-    except OSError:
-        return defaults()
-    try:
-        text = f.read()
-    finally:
-        f.close()
-    try:
-        d = json.loads(text)
+        d = read_json(path)
     except ValueError:
         raise ConfigError("config: %s is not valid JSON" % path)
+    if d is None:
+        return defaults()
     return validate(d)
 
 
-def save(path, cfg):
-    """Validate and write `cfg` atomically: write path.tmp, then rename."""
-    cfg = validate(cfg)
+def write_json_atomic(path, obj):
+    """Write `obj` as JSON to path.tmp, then rename it over `path`.
+
+    A power cut leaves either the old or the new file (the rename is atomic
+    on littlefs; MicroPython's FAT driver removes the target first).
+    """
     tmp = path + ".tmp"
     f = open(tmp, "w")
     try:
-        f.write(json.dumps(cfg))
+        f.write(json.dumps(obj))
         f.flush()
     finally:
         f.close()
     os.rename(tmp, path)
+
+
+def save(path, cfg):
+    """Validate and write `cfg` atomically."""
+    cfg = validate(cfg)
+    write_json_atomic(path, cfg)
     return cfg

@@ -101,3 +101,14 @@ def test_load_missing_is_defaults_and_broken_json_is_an_error():
     f.close()
     assert "not valid JSON" in _raises(config.load, path)
     os.remove(path)
+
+
+def test_load_recovers_from_tmp_when_target_missing():
+    """FAT renames by removing the target first: a power cut in between
+    leaves only the complete .tmp file, which load() then uses."""
+    d = _tmpdir()
+    path = d + "/config3.json"
+    config.save(path, {"max_current_a": 25})
+    os.rename(path, path + ".tmp")
+    assert config.load(path)["max_current_a"] == 25
+    os.remove(path + ".tmp")
