@@ -1,0 +1,76 @@
+# Build, test and tooling entry points.  See README.md, "Setup and tests".
+
+PYTHON ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+WASM_DIR := tools/wasm
+PYTEST_ARGS ?=
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+# Debian packages wanted by the simulator and tests: command -> package.
+APT_NEEDS := mosquitto:mosquitto socat:socat node:nodejs npm:npm
+
+PY_STAMP := $(VENV)/.requirements.stamp
+NODE_STAMP := $(WASM_DIR)/node_modules/.npm-ci.stamp
+
+.PHONY: setup system-packages test sim bench deploy clean distclean
+
+setup: system-packages $(PY_STAMP) $(NODE_STAMP)
+
+# Installs only what is missing, so a repeated `make setup` touches nothing.
+system-packages:
+	@missing=""; \
+	for pair in $(APT_NEEDS); do \
+	  cmd=$${pair%%:*}; pkg=$${pair#*:}; \
+	  command -v "$$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$$cmd" ] \
+	    || missing="$$missing $$pkg"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" -eq 0 ]; then sudo=""; \
+	  elif command -v sudo >/dev/null 2>&1; then sudo="sudo"; \
+	  else echo "make setup: need root (or sudo) to install:$$missing" >&2; exit 1; fi; \
+	  echo "Installing Debian packages:$$missing"; \
+	  $$sudo apt-get update -qq; \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+$(VPY):
+	$(PYTHON) -m venv $(VENV)
+
+# This machine's pip configuration names optional local indexes; pip warns
+# about each one that lacks a package, which is noise here.
+$(PY_STAMP): requirements.txt | $(VPY)
+	$(VPY) -m pip install -q --disable-pip-version-check -r requirements.txt 2>&1 \
+	  | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
+	@touch $@
+
+# npm ci recreates node_modules from package-lock.json (pinned versions).
+# `--loglevel=error` also hides npm's warning about the machine's `nodedir`.
+$(NODE_STAMP): $(WASM_DIR)/package.json $(WASM_DIR)/package-lock.json
+	cd $(WASM_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+test:
+	$(VPY) -m pytest host_tests -q $(PYTEST_ARGS)
+
+sim:
+	@echo "make sim: not yet implemented: see issue 3" >&2; exit 2
+
+bench:
+	@echo "make bench: not yet implemented: see issue 7" >&2; exit 2
+
+deploy:
+	@echo "make deploy: not yet implemented: see issue 6" >&2; exit 2
+
+# Build outputs and caches; `distclean` also drops .venv and node_modules.
+clean:
+	rm -rf build .pytest_cache .hypothesis
+	find . -path ./.git -prune -o -path ./$(VENV) -prune -o -path ./$(WASM_DIR)/node_modules -prune -o \
+	  \( -name __pycache__ -type d -prune -exec rm -rf {} + \) -o \
+	  \( \( -name '*.pyc' -o -name '*.mpy' \) -type f -exec rm -f {} + \)
+
+distclean: clean
+	rm -rf $(VENV) $(WASM_DIR)/node_modules
