@@ -1,0 +1,322 @@
+#!/usr/bin/env python3
+"""Charger simulator: the real firmware on a virtual board, against a scenario.
+
+    tools/sim.py --scenario SCENARIO.json --trace TRACE.jsonl
+                 [--realtime] [--live | --no-live] [--micropython]
+                 [--broker HOST:PORT]
+
+Runs evse.app.App (the application the board runs) on the virtual board of
+tools/simcore/ against a scenario in the format of
+shared/scenarios/FORMAT.md and writes the trace (JSON lines). Virtual time by
+default (as fast as the machine allows); --realtime runs against the wall
+clock, with a live terminal view when stdout is a terminal. --micropython
+runs the same simulator and firmware inside the MicroPython WebAssembly port
+(tools/wasm/run.mjs) and writes the same trace, byte for byte.
+
+Exit codes: 0 the scenario ran (whatever the charger did); 2 the scenario
+file or the command line is refused (one line on stderr naming the problem);
+1 the firmware or the simulator failed (a Python exception: a bug).
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+for _p in reversed((os.path.join(ROOT, "firmware"), os.path.join(ROOT, "tools", "host"),
+                    os.path.join(ROOT, "tools"))):
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
+
+from simcore import scenario as _scenario  # noqa: E402
+from simcore.runner import Sim  # noqa: E402
+
+RUN_MJS = os.path.join(ROOT, "tools", "wasm", "run.mjs")
+MP_MAIN = os.path.join(ROOT, "tools", "simcore", "mp_main.py")
+
+
+class Refused(Exception):
+    """Exit 2 with this one-line message."""
+
+
+def load_scenario(path):
+    """The normalized scenario from `path`; Refused naming the problem."""
+    try:
+        with open(path, "rb") as f:
+            text = f.read().decode("utf-8")
+    except OSError as e:
+        raise Refused("%s: cannot read: %s" % (path, e.strerror or e))
+    except UnicodeDecodeError:
+        raise Refused("%s: not UTF-8 text" % path)
+    try:
+        return _scenario.load(text)
+    except _scenario.ScenarioError as e:
+        raise Refused("%s: %s" % (path, e))
+
+
+# ----------------------------------------------------------------- runs
+def run_cpython(scen, emit, realtime=False):
+    """Run in this process; returns the Sim. `emit(text)` gets each line."""
+    flash = tempfile.mkdtemp(prefix="evse-flash-")
+    try:
+        wait = None
+        if realtime:
+            t0 = time.monotonic()
+
+            def wait(T):
+                d = t0 + T / 1000.0 - time.monotonic()
+                if d > 0:
+                    time.sleep(d)
+        return Sim(scen, flash, emit, realtime=realtime, wait=wait).run()
+    finally:
+        shutil.rmtree(flash, ignore_errors=True)
+
+
+def micropython_command(scen_dir):
+    return ["node", RUN_MJS,
+            "--mount", "%s=/fw" % os.path.join(ROOT, "firmware"),
+            "--mount", "%s=/sim/simcore" % os.path.join(ROOT, "tools", "simcore"),
+            "--mount", "%s=/scen" % scen_dir,
+            "--path", "/sim", "--path", "/fw",
+            MP_MAIN, "/scen/scenario.json"]
+
+
+def run_micropython(scen, emit, timeout=None):
+    """Run inside the MicroPython WebAssembly port; lines go to `emit`.
+    Returns the number of lines. Raises RuntimeError on failure."""
+    if shutil.which("node") is None:
+        raise RuntimeError("node is not installed (needed for --micropython; run `make setup`)")
+    if not os.path.isdir(os.path.join(ROOT, "tools", "wasm", "node_modules")):
+        raise RuntimeError("the MicroPython WebAssembly port is not installed in tools/wasm "
+                           "(run `make setup`)")
+    d = tempfile.mkdtemp(prefix="evse-scen-")
+    try:
+        with open(os.path.join(d, "scenario.json"), "w") as f:
+            json.dump(scen, f)
+        proc = subprocess.Popen(micropython_command(d), cwd=ROOT, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        n = 0
+        end = None
+        other = []
+        for raw in proc.stdout:
+            s = raw.decode("utf-8").rstrip("\n")
+            if s.startswith("@T "):
+                emit(s[3:])
+                n += 1
+            elif s.startswith("@END "):
+                end = int(s[5:])
+            else:
+                other.append(s)
+        err = proc.stderr.read().decode("utf-8", "replace")
+        rc = proc.wait(timeout=timeout)
+        if rc != 0 or end != n:
+            raise RuntimeError("MicroPython run failed (exit %s, %d of %s lines):\n%s%s"
+                               % (rc, n, end, "\n".join(other[-20:]), err))
+        return n
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+# -------------------------------------------------------------- summary
+def _t(x):
+    return "%.2f s" % x
+
+
+def summarize(lines):
+    """Sessions and faults from trace lines (dicts): a list of text lines."""
+    sessions = {}
+    order = []
+    faults = []  # [code, t_raised, t_cleared]
+    open_faults = {}
+    for d in lines:
+        t = d["t"]
+        for ev in d.get("events", ()):
+            kind = ev[0]
+            if kind == "session_start":
+                sessions[ev[1]] = {"start": t, "stop": None, "reason": None, "wh": None}
+                order.append(ev[1])
+            elif kind in ("session_stop", "session_lost"):
+                s = sessions.setdefault(ev[1], {"start": None})
+                s["stop"] = t
+                if kind == "session_stop":
+                    s["reason"] = ev[2]
+                    s["wh"] = ev[3]
+                else:
+                    s["reason"] = "lost: " + ("supply off" if ev[2] == "power" else "reboot")
+                    s["wh"] = d["energy_wh"]
+            elif kind == "fault":
+                f = [ev[1], t, None]
+                faults.append(f)
+                open_faults[ev[1]] = f
+            elif kind == "clear" and ev[1] in open_faults:
+                open_faults.pop(ev[1])[2] = t
+    last = lines[-1] if lines else None
+    out = ["Sessions:" if order else "Sessions: none"]
+    for sid in order:
+        s = sessions[sid]
+        if s["stop"] is None:
+            wh = last["energy_wh"] if last is not None else 0
+            out.append("  #%s  %s -> still under way at the end, %s Wh so far"
+                       % (sid, _t(s["start"]), wh))
+        else:
+            out.append("  #%s  %s -> %s  %s, %s Wh"
+                       % (sid, _t(s["start"]), _t(s["stop"]), s["reason"], s["wh"]))
+    if faults:
+        out.append("Faults seen:")
+        for code, t0, t1 in faults:
+            out.append("  %-11s raised %s, %s" % (code, _t(t0),
+                                                  "cleared %s" % _t(t1) if t1 is not None
+                                                  else "still active at the end"))
+    else:
+        out.append("Faults seen: none")
+    return out
+
+
+# ------------------------------------------------------------ live view
+class LiveView:
+    """The charger's state, redrawn in place with ANSI escapes."""
+
+    COLORS = {"A": "37", "B1": "36", "B2": "36", "C1": "33", "C2": "32", "D1": "33",
+              "D2": "32", "E": "31", "F": "31"}
+    MEANING = {"A": "no vehicle", "B1": "vehicle connected, no PWM",
+               "B2": "vehicle connected, current offered",
+               "C1": "vehicle ready, no PWM", "C2": "vehicle charging",
+               "D1": "vehicle ready (ventilation), no PWM",
+               "D2": "vehicle charging (ventilation)",
+               "E": "CP shorted or no supply", "F": "charger not available"}
+
+    def __init__(self, name, duration_s, stream=sys.stdout):
+        self.name = name
+        self.duration_s = duration_s
+        self.stream = stream
+        self.drawn = 0
+        self.msgs = []
+        self.last_error = None
+
+    def _c(self, code, text):
+        return "\x1b[%sm%s\x1b[0m" % (code, text)
+
+    def update(self, d):
+        t = d["t"]
+        cmds = [e["cmd"] for e in d.get("input", ()) if "cmd" in e]
+        for c in cmds:
+            self.msgs.append("%8.2f s  -> %s" % (t, json.dumps(c)))
+        for r in d.get("replies", ()):
+            self.msgs.append("%8.2f s  <- %s" % (t, json.dumps(r)))
+        for e in d.get("input", ()):
+            if "broker" in e:
+                self.msgs.append("%8.2f s  broker %s" % (t, e["broker"]))
+        for n in d.get("notes", ()):
+            if n.startswith("cmd dropped"):
+                self.msgs.append("%8.2f s  %s" % (t, n))
+        self.msgs = self.msgs[-5:]
+        if d["error"] is not None:
+            self.last_error = (d["error"], t, None)
+        elif self.last_error is not None and self.last_error[2] is None:
+            self.last_error = (self.last_error[0], self.last_error[1], t)
+        st = d["state"]
+        ev_a = "-" if d["ev_a"] is None else "%.2f A" % d["ev_a"]
+        if self.last_error is None:
+            err = "none"
+        elif self.last_error[2] is None:
+            err = self._c("1;31", self.last_error[0]) + "  since %.2f s" % self.last_error[1]
+        else:
+            err = "none  (last: %s at %.2f s, cleared at %.2f s)" % self.last_error
+        rows = [
+            self._c("1", "EV charger simulator: %s" % self.name)
+            + "   t = %7.2f s of %s s" % (t, self.duration_s),
+            "  state      %s  %s" % (self._c("1;" + self.COLORS.get(st, "37"), "%-3s" % st),
+                                     self.MEANING.get(st, "")),
+            "  pilot      duty %6.2f %%   offer %5.1f A" % (d["duty"], d["offer_a"]),
+            "  measured   %s" % ev_a,
+            "  contactor  %s" % (self._c("1;32", "CLOSED") if d["contactor"] else "open"),
+            "  session    %s    energy %s Wh" % ("-" if d["session"] is None else d["session"],
+                                                d["energy_wh"]),
+            "  error      %s" % err,
+            "  backend (last messages):",
+        ]
+        rows += ["    " + m for m in self.msgs] + [""] * (5 - len(self.msgs))
+        w = self.stream
+        if self.drawn:
+            w.write("\x1b[%dF" % self.drawn)
+        for r in rows:
+            w.write("\x1b[2K" + r + "\n")
+        w.flush()
+        self.drawn = len(rows)
+
+
+# ---------------------------------------------------------------- main
+def parse_args(argv):
+    p = argparse.ArgumentParser(
+        prog="sim.py", description="Run the charger firmware against a scenario "
+        "(shared/scenarios/FORMAT.md) and write a trace.")
+    p.add_argument("--scenario", required=True, help="scenario file (JSON)")
+    p.add_argument("--trace", required=True, help="trace file to write (JSON lines)")
+    p.add_argument("--realtime", action="store_true", help="run against the wall clock")
+    p.add_argument("--live", dest="live", action="store_true", default=None,
+                   help="live terminal view (default: with --realtime on a terminal)")
+    p.add_argument("--no-live", dest="live", action="store_false")
+    p.add_argument("--micropython", action="store_true",
+                   help="run inside the MicroPython WebAssembly port (tools/wasm)")
+    p.add_argument("--broker", metavar="HOST:PORT",
+                   help="use an MQTT broker for the backend (not there yet: issue #5)")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    a = parse_args(argv)
+    try:
+        if a.broker is not None:
+            raise Refused("sim.py: --broker: the MQTT link (issue #5) is not there yet; "
+                          "without --broker, commands are delivered in-process")
+        if a.micropython and a.realtime:
+            raise Refused("sim.py: --realtime cannot be combined with --micropython "
+                          "(the WebAssembly run is virtual time only)")
+        scen = load_scenario(a.scenario)
+    except Refused as e:
+        sys.stderr.write("%s\n" % e)
+        return 2
+    live = a.live if a.live is not None else (a.realtime and sys.stdout.isatty())
+    trace_dir = os.path.dirname(os.path.abspath(a.trace))
+    os.makedirs(trace_dir, exist_ok=True)
+    rows = []
+    view = LiveView(scen["name"], scen["duration_ms"] / 1000.0) if live else None
+    t0 = time.monotonic()
+    with open(a.trace, "w", newline="\n") as f:
+        def emit(text):
+            f.write(text)
+            f.write("\n")
+            d = json.loads(text)
+            rows.append(d)
+            if view is not None:
+                view.update(d)
+        interrupted = False
+        try:
+            if a.micropython:
+                run_micropython(scen, emit)
+            else:
+                run_cpython(scen, emit, realtime=a.realtime)
+        except KeyboardInterrupt:
+            interrupted = True
+        except RuntimeError as e:
+            sys.stderr.write("sim.py: %s\n" % e)
+            return 1
+    wall = time.monotonic() - t0
+    print("")
+    print("Scenario %s: %s s %s%s, %d trace lines, %.2f s wall time (%s)"
+          % (scen["name"], rows[-1]["t"] if rows else 0,
+             "virtual time" if not a.realtime else "real time",
+             " (interrupted)" if interrupted else "", len(rows), wall,
+             "MicroPython WebAssembly" if a.micropython else "CPython"))
+    for s in summarize(rows):
+        print(s)
+    print("Trace: %s" % a.trace)
+    return 130 if interrupted else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
