@@ -37,12 +37,6 @@ if os.path.join(ROOT, "tools") not in sys.path:
 
 import sim  # noqa: E402  (tools/sim.py)
 
-# Scenarios left out of the MicroPython comparison, with the reason.
-MP_SKIP = {
-    "long-session": "10 virtual hours take ~%d s in the WebAssembly port; "
-                    "run it by hand with tools/sim.py --micropython",
-}
-
 # Expectations for the shared examples (the files themselves are not ours).
 EXAMPLES = {
     "normal-session": {
@@ -178,8 +172,13 @@ def check_rules(rows, scen):
             assert d["state"] in ("E", "F"), d
         if d["error"] in ("rcd", "pe", "weld", "no_close", "overtemp"):
             assert d["state"] == "F" and d["duty"] == 0.0, d
-        if "power_off" in d.get("notes", ()):
-            assert d["state"] == "E"
+    off = False  # the supply is off: E, duty 0, contactor open (FORMAT)
+    for d in rows:
+        for e in d.get("input", ()):
+            if "power" in e.get("fault", {}):
+                off = e["fault"]["power"] == "off"
+        if off:
+            assert (d["state"], d["duty"], d["contactor"]) == ("E", 0.0, False), d
 
 
 def _inputs(rows):
@@ -393,8 +392,6 @@ def test_same_seed_same_trace_other_seed_other_noise():
 @pytest.mark.parametrize("path", SCENARIOS)
 def test_micropython_trace_is_identical(path, tmp_path):
     raw, scen, text = cpython_trace(path)
-    if raw["name"] in MP_SKIP:
-        pytest.skip(MP_SKIP[raw["name"]] % MP_SECONDS)
     out = tmp_path / "mp.jsonl"
     p = subprocess.run([sys.executable, SIM, "--micropython", "--scenario", path,
                         "--trace", str(out)], capture_output=True, text=True, timeout=300)
@@ -405,9 +402,6 @@ def test_micropython_trace_is_identical(path, tmp_path):
         for i in range(min(len(a), len(b))):
             assert a[i] == b[i], "line %d differs:\nCPython:     %s\nMicroPython: %s" % (i + 1, a[i], b[i])
         assert len(a) == len(b), "CPython %d lines, MicroPython %d" % (len(a), len(b))
-
-
-MP_SECONDS = 60
 
 
 # ------------------------------------------------------------ refusals

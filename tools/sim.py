@@ -195,6 +195,7 @@ class LiveView:
         self.stream = stream
         self.drawn = 0
         self.msgs = []
+        self.inputs = []
         self.last_error = None
 
     def _c(self, code, text):
@@ -210,12 +211,17 @@ class LiveView:
         for e in d.get("input", ()):
             if "broker" in e:
                 self.msgs.append("%8.2f s  broker %s" % (t, e["broker"]))
+            elif "cmd" not in e:
+                self.inputs.append("%8.2f s  %s" % (t, json.dumps(e)))
+        self.inputs = self.inputs[-3:]
         for n in d.get("notes", ()):
             if n.startswith("cmd dropped"):
                 self.msgs.append("%8.2f s  %s" % (t, n))
         self.msgs = self.msgs[-5:]
         if d["error"] is not None:
-            self.last_error = (d["error"], t, None)
+            if self.last_error is None or self.last_error[0] != d["error"] or \
+                    self.last_error[2] is not None:
+                self.last_error = (d["error"], t, None)
         elif self.last_error is not None and self.last_error[2] is None:
             self.last_error = (self.last_error[0], self.last_error[1], t)
         st = d["state"]
@@ -237,8 +243,10 @@ class LiveView:
             "  session    %s    energy %s Wh" % ("-" if d["session"] is None else d["session"],
                                                 d["energy_wh"]),
             "  error      %s" % err,
-            "  backend (last messages):",
+            "  scenario (last events):",
         ]
+        rows += ["    " + m for m in self.inputs] + [""] * (3 - len(self.inputs))
+        rows.append("  backend (last messages):")
         rows += ["    " + m for m in self.msgs] + [""] * (5 - len(self.msgs))
         w = self.stream
         if self.drawn:

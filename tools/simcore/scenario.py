@@ -184,7 +184,7 @@ def normalize(d):
                                 % (where, ", ".join(['"%s"' % k for k in keys])))
         k = keys[0]
         v = _event_value(where, k, e[k])
-        raw = json.dumps({k: e[k]}, sort_keys=True)
+        raw = json.dumps({k: e[k]})  # the file's key order, for people
         out.append({"t": _ms(t), "k": k, "v": v, "raw": raw})
     return {
         "name": d["name"],
