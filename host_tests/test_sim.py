@@ -513,3 +513,14 @@ def test_long_session_runs_fast_in_virtual_time():
     took = time.monotonic() - t0
     assert scen["duration_ms"] == 36000 * 1000
     assert took < 10, took
+
+
+def test_plot_trace_draws_a_png(tmp_path):
+    path = os.path.join(SCEN_DIR, "demo.json")
+    trace = tmp_path / "demo.jsonl"
+    trace.write_text(cpython_trace(path)[2])
+    png = tmp_path / "demo.png"
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "plot_trace.py"),
+                        str(trace), str(png)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
