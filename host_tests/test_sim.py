@@ -10,9 +10,10 @@ trace is checked:
   contactor open within 100 ms after C -> B, after unplug and after a CP
   short; closed within 3 s of C2; forced open 6 s after the PWM went off
   while the vehicle stays in C; energy that matches the measured current,
-- against the scenario's own expectations: the `expect` key of the files in
-  scenarios/ (the format lets tools attach top-level keys), and EXAMPLES
-  below for the shared examples.
+- against the scenario's own expectations (the faults raised and cleared as
+  the README's fault table says, sessions, replies, values at given times):
+  the `expect` key of the files in scenarios/ (the format lets tools attach
+  top-level keys), and EXAMPLES below for the shared examples.
 
 Every scenario also runs inside the MicroPython WebAssembly port
 (sim.py --micropython) and must give a byte-identical trace. Malformed
