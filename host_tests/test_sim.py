@@ -78,28 +78,13 @@ STATES = ("A", "B1", "B2", "C1", "C2", "D1", "D2", "E", "F")
 EPS = 1e-6
 
 
-# Scenarios whose expectations the firmware does not meet yet: the expected
-# behaviour stays in the scenario file, the test is an xfail(strict) naming
-# the firmware issue, so that it fails (and must be removed here) once the
-# firmware is fixed.
-FIRMWARE_ISSUES = {
-    "fault-cp-short": "firmware: a CP short while in B2 is taken for a missing diode (the "
-                      "diode check counts 3 low-plateau readings of 0 V before the 25 ms "
-                      "debounce into E), and the diode error latches until unplug",
-}
-
-
-def _scenario_files(checking=False):
+def _scenario_files():
     out = []
     if os.path.isdir(EXAMPLES_DIR):
         for p in sorted(glob.glob(os.path.join(EXAMPLES_DIR, "*.json"))):
             out.append(pytest.param(p, id="shared/" + os.path.basename(p)[:-5]))
     for p in sorted(glob.glob(os.path.join(SCEN_DIR, "*.json"))):
-        name = os.path.basename(p)[:-5]
-        marks = ()
-        if checking and name in FIRMWARE_ISSUES:
-            marks = (pytest.mark.xfail(reason=FIRMWARE_ISSUES[name], strict=True),)
-        out.append(pytest.param(p, id=name, marks=marks))
+        out.append(pytest.param(p, id=os.path.basename(p)[:-5]))
     return out
 
 
@@ -335,7 +320,7 @@ def check_expect(rows, exp):
         assert wh > 0 and lo <= wh <= hi, "session %s: %s Wh, expected %s..%s" % (sid, wh, lo, hi)
 
 
-@pytest.mark.parametrize("path", _scenario_files(checking=True))
+@pytest.mark.parametrize("path", SCENARIOS)
 def test_scenario(path):
     raw, scen, text = cpython_trace(path)
     rows = [json.loads(s) for s in text.splitlines()]

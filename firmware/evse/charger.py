@@ -273,7 +273,11 @@ class Charger:
 
     def _fault_diode(self, cp):
         # Continuous diode check: every reading taken with PWM on, in B, C or D.
-        if self.out.pilot != PILOT_PWM or self._pwm_ticks < 2 or not P.CP_D <= cp <= P.CP_B:
+        # A reading whose own high plateau is not B, C or D (a CP short
+        # starting, an unplug) says nothing about the diode: the classifier
+        # will raise cp_short or see A after its debounce.
+        if (self.out.pilot != PILOT_PWM or self._pwm_ticks < 2 or not P.CP_D <= cp <= P.CP_B
+                or not P.CP_D <= P.level(self.inp.cp_high_mv) <= P.CP_B):
             self._diode_bad = 0
             return
         if P.diode_missing(self.inp.cp_low_mv):

@@ -485,3 +485,19 @@ def test_noisy_long_sequence_digest():
         states[row[1]] = 1
     assert "C2" in states and "B2" in states
     return digest([row[1:] for row in r.log])
+
+
+def test_cp_short_in_b2_is_cp_short_not_diode():
+    """A short pulls both plateaus to 0 V; while the classifier debounces
+    into E, those readings must not count as a missing diode."""
+    r = Rig()
+    r.ev = "B"
+    r.run(1000)
+    assert r.out.state == "B2"
+    r.short = True
+    r.run(200)
+    assert r.out.state == "E" and r.out.error == "cp_short"
+    r.short = False
+    r.run(4000)
+    assert r.out.error is None and r.out.state == "B2"
+    assert "diode" not in [e[2] for e in r.events if e[1] == "fault"]
