@@ -56,8 +56,9 @@ $(NODE_STAMP): $(WASM_DIR)/package.json $(WASM_DIR)/package-lock.json
 test:
 	$(VPY) -m pytest host_tests -q $(PYTEST_ARGS)
 
-sim:
-	@echo "make sim: not yet implemented: see issue 3" >&2; exit 2
+# The demo scenario in real time with a live terminal view (about 90 s).
+sim: setup
+	$(VPY) tools/sim.py --scenario scenarios/demo.json --realtime --live --trace traces/demo.jsonl
 
 bench:
 	@echo "make bench: not yet implemented: see issue 7" >&2; exit 2
