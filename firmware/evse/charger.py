@@ -166,9 +166,12 @@ class Charger:
         self.rcd_selftest = cfg["rcd_selftest"]
         self.rcd_retry_max = cfg["rcd_retry_max"]
         self.rcd_retry_ms = int(cfg["rcd_retry_s"] * 1000)
+        # 0.1 degC, rounded towards safety: thresholds down (act earlier), the
+        # levels at which derating and overtemp end down too (end later).
         self.derate_dc = int(cfg["temp_derate_c"] * 10)
         self.stop_dc = int(cfg["temp_stop_c"] * 10)
-        self.hyst_dc = int(cfg["temp_hyst_c"] * 10)
+        self.derate_end_dc = int((cfg["temp_derate_c"] - cfg["temp_hyst_c"]) * 10)
+        self.stop_end_dc = int((cfg["temp_stop_c"] - cfg["temp_hyst_c"]) * 10)
         self.derate_ma = self.max_ma // 2
         if self.derate_ma < P.MIN_MA:
             self.derate_ma = P.MIN_MA
@@ -318,11 +321,11 @@ class Charger:
         out = self.out
         if t >= self.stop_dc:
             self._raise(F_OVERTEMP)
-        elif out.faults & F_OVERTEMP and t <= self.stop_dc - self.hyst_dc:
+        elif out.faults & F_OVERTEMP and t <= self.stop_end_dc:
             self._clear(F_OVERTEMP)
         if t >= self.derate_dc:
             out.derate = True
-        elif t <= self.derate_dc - self.hyst_dc:
+        elif t <= self.derate_end_dc:
             out.derate = False
 
     def _fault_feedback(self, now):

@@ -87,4 +87,5 @@ def parse(msg):
         if not 0 < ttl <= MAX_TTL_S:
             raise CommandError("ttl_s: %r out of range 0..%d (exclusive of 0)" % (ttl, MAX_TTL_S))
         ttl_ms = int(ttl * 1000)
-    return Command(name, cid, int(amps * 1000 + 0.5), ttl_ms)
+    # Rounded down: a limit is never exceeded, not even by a fraction of a mA.
+    return Command(name, cid, int(amps * 1000), ttl_ms)

@@ -34,3 +34,9 @@ def test_invalid_commands_name_the_problem():
     assert "id" in _err({"cmd": "pause", "id": [1]})
     assert "object" in _err([1])
     assert "object" in _err("pause")
+
+
+def test_fractional_amps_round_down():
+    """A backend limit is never exceeded, not even by rounding."""
+    assert parse({"cmd": "set_current", "amps": 6.4375}).amps_ma == 6437
+    assert parse({"cmd": "set_current", "amps": 6.9999}).amps_ma == 6999
