@@ -43,6 +43,7 @@ class World:
         self.feeds = 0
         self.resets = 0
         self.watch = ()  # module names whose presence each Pin() call records
+        self.mains = ()  # pins whose interrupt handler fires at every sleep (PE pulses)
 
     def rec(self, *entry):
         if self.record:
@@ -227,3 +228,33 @@ class Clock:
 
     def sleep_ms(self, ms):
         WORLD.t_us += ms * 1000
+        for p in WORLD.mains:
+            h = WORLD.irqs.get(p)
+            if h is not None:
+                h[0](None)
+
+
+class _Faults:
+    """Make the fake ADC raise after a number of reads (boot tests)."""
+    after = None
+    exc = None
+
+
+def fail_adc_after(n, exc):
+    _Faults.after = n
+    _Faults.exc = exc
+
+
+_adc_uv = ADC._uv
+
+
+def _faulty_uv(self):
+    if _Faults.after is not None:
+        _Faults.after -= 1
+        if _Faults.after < 0:
+            _Faults.after = None
+            raise _Faults.exc
+    return _adc_uv(self)
+
+
+ADC._uv = _faulty_uv
