@@ -158,3 +158,16 @@ def test_build_compiles_for_the_ports_architecture(board, arch):
             assert head[0:1] == b"M" and head[1] == 6 and head[2] >> 2 in (0, arch), (dest, head)
     with open([l for d, l, _ in files if d == "board.json"][0]) as f:
         assert json.load(f)["name"] == board
+
+
+def test_readme_section_is_the_one_in_docs_boards():
+    with open(os.path.join(ROOT, "docs", "boards.md")) as f:
+        doc = f.read()
+    begin, end = "<!-- README section: begin -->\n", "<!-- README section: end -->"
+    section = doc[doc.index(begin) + len(begin):doc.index(end)]
+    with open(os.path.join(ROOT, "README.md")) as f:
+        readme = f.read()
+    assert section in readme
+    # placed just before "How the firmware is built"
+    assert readme.index(section) + len(section) + 1 == readme.index(
+        "## How the firmware is built")
