@@ -64,6 +64,32 @@ measure("C2", 300, PILOT_PWM, 2666, True, 6000)
 measure("F", 300, PILOT_LOW, 0, False, -12000)
 print("CP %d %d %d" % (inp.cp_high_mv, inp.cp_low_mv, board.cp.n))
 
+# The whole loop of hw/system.run (control step, supervisor, button, status
+# line) in steady state A: the allocation of N ticks must not grow with N.
+from hw import system
+
+w.record = False
+w.mains = (raw["pe"]["pin"],) if raw.get("pe") else ()
+if raw.get("mirror"):  # contacts open
+    w.inputs[raw["mirror"]["pin"]] = 1 if raw["mirror"]["active"] == "low" else 0
+cfg_path = "/tmp-config.json"
+f = open(cfg_path, "w")
+f.write('{"rcd_selftest": false}')
+f.close()
+ctx = system.build(fm, clock, raw, cfg_path, "")
+w.cp_hi_mv = 12000
+lines = []
+system.run(ctx, max_ticks=300, out=lines.append)  # warm-up (and the WDT)
+gc.collect()
+before = gc.mem_alloc()
+system.run(ctx, max_ticks=100, out=lines.append)
+small = gc.mem_alloc() - before
+gc.collect()
+before = gc.mem_alloc()
+system.run(ctx, max_ticks=1100, out=lines.append)
+large = gc.mem_alloc() - before
+print("LOOP %d %d %s" % (small, large, ctx.app.out.state))
+
 for pin in sorted(w.irqs):
     handler = w.irqs[pin][0]
     handler(None)  # warm-up

@@ -164,7 +164,7 @@ def test_mirror_contact_polarity():
 def test_rcd_isr_latches_a_short_trip_between_ticks():
     board, w, _ = hwrig.make(hwrig.load("esp32-devkitc"))  # RCD GPIO32 active high
     handler, trigger, hard = w.irqs[32]
-    assert trigger == fm.Pin.IRQ_RISING and hard is True
+    assert trigger == fm.Pin.IRQ_RISING and hard is False  # ESP32: no hard IRQs
     inp = Inputs()
     board.read(inp)
     assert inp.rcd is False
@@ -190,7 +190,7 @@ def test_rcd_test_output_follows_apply_and_safe():
 def test_pe_pulses_mode():
     board, w, _ = hwrig.make(hwrig.load("esp32-devkitc"))  # PE GPIO4, pulses
     handler, trigger, hard = w.irqs[4]
-    assert trigger == fm.Pin.IRQ_RISING | fm.Pin.IRQ_FALLING and hard
+    assert trigger == fm.Pin.IRQ_RISING | fm.Pin.IRQ_FALLING and not hard
     inp = Inputs()
     clock = fm.Clock()
     clock.sleep_ms(100)  # no edge for 100 ms: PE missing
@@ -204,6 +204,13 @@ def test_pe_pulses_mode():
     clock.sleep_ms(70)
     board.read(inp)
     assert inp.pe_ok is False
+
+
+def test_rp2_interrupts_are_hard():
+    board, w, _ = hwrig.make(hwrig.load("pico-w"))
+    assert w.irqs[19][1:] == (fm.Pin.IRQ_RISING, True)  # RCD
+    assert w.irqs[21][1:] == (fm.Pin.IRQ_RISING | fm.Pin.IRQ_FALLING, True)  # PE pulses
+    assert w.irqs[22][1:] == (fm.Pin.IRQ_FALLING, True)  # button
 
 
 def test_pe_level_mode():
@@ -223,7 +230,7 @@ def test_pe_level_mode():
 def test_button_isr_debounces():
     board, w, _ = hwrig.make(hwrig.load("esp32-devkitc"))  # BOOT button GPIO0
     handler, trigger, hard = w.irqs[0]
-    assert trigger == fm.Pin.IRQ_FALLING and hard
+    assert trigger == fm.Pin.IRQ_FALLING and not hard
     clock = fm.Clock()
     clock.sleep_ms(100)
     handler(None)

@@ -251,16 +251,26 @@ def _check_cp(cp, pins):
     if uv_per_v < 50000:
         _fail("cp", "the front-end gain %d uV/V is too small to tell the pilot levels apart"
               % uv_per_v)
-    if "disconnect" in cp:
+    if cp.get("disconnect") is not None:
         _output("cp.disconnect", cp["disconnect"], pins)
     else:
         cp["disconnect"] = None
 
 
+def _copy(v):
+    if isinstance(v, dict):
+        return {k: _copy(v[k]) for k in v}
+    if isinstance(v, list):
+        return [_copy(x) for x in v]
+    return v
+
+
 def validate(d):
-    """A Profile from a decoded board JSON; ProfileError names the wrong key."""
+    """A Profile from a decoded board JSON; ProfileError names the wrong key.
+    `d` is not changed (the Profile holds a completed copy)."""
     if not isinstance(d, dict):
         raise ProfileError("profile: must be a JSON object")
+    d = _copy(d)
     top = _TEXT + ("port", "adc_vref_mv", "cp", "contactor", "mirror", "rcd", "pe", "pp",
                    "temp", "led", "button", "rs485")
     _obj("profile", d, top, ("name", "port", "cp", "contactor"))

@@ -104,7 +104,7 @@ class Board:
                 self._pe_edge_ms = clock.ticks_ms()
                 self._pe_edges = 0
                 p = self._pin_in(pe)
-                p.irq(handler=self._isr_pe, trigger=Pin.IRQ_FALLING | Pin.IRQ_RISING, hard=True)
+                self._irq(p, self._isr_pe, Pin.IRQ_FALLING | Pin.IRQ_RISING)
                 self._pe = p
             else:
                 self._pe = self._input(pe)
@@ -114,17 +114,16 @@ class Board:
         if rcd is not None:
             p = self._pin_in(rcd)
             self._rcd = machine.Signal(p, invert=rcd["active"] == "low")
-            p.irq(handler=self._isr_rcd,
-                  trigger=Pin.IRQ_RISING if rcd["active"] == "high" else Pin.IRQ_FALLING,
-                  hard=True)
+            self._irq(p, self._isr_rcd,
+                      Pin.IRQ_RISING if rcd["active"] == "high" else Pin.IRQ_FALLING)
         self._btn_count = 0
         self._btn_taken = 0
         self._btn_ms = 0
         b = d["button"]
         if b is not None:
             p = self._pin_in(b)
-            p.irq(handler=self._isr_button,
-                  trigger=Pin.IRQ_FALLING if b["active"] == "low" else Pin.IRQ_RISING, hard=True)
+            self._irq(p, self._isr_button,
+                      Pin.IRQ_FALLING if b["active"] == "low" else Pin.IRQ_RISING)
         self._led = self._signal(d["led"], False) if d["led"] is not None else None
         self._led_on = False
         self._contactor = False
@@ -150,6 +149,17 @@ class Board:
             return None
         return self._m.Signal(self._pin_in(spec), invert=spec["active"] == "low")
 
+    def _irq(self, pin, handler, trigger):
+        # RP2040: a hard interrupt. The ESP32 port's Pin.irq has no `hard`
+        # option: its handlers are always scheduled (run between two bytecodes
+        # of the main program, typically well under a millisecond later, and
+        # queued, so no edge is lost). The handlers follow the hard rules
+        # either way.
+        if self.port == "rp2":
+            pin.irq(handler=handler, trigger=trigger, hard=True)
+        else:
+            pin.irq(handler=handler, trigger=trigger)
+
     def _adc(self, pin):
         m = self._m
         if self.port == "esp32":
@@ -162,8 +172,8 @@ class Board:
         return full - u if self._cp_invert else u
 
     # ---------------------------------------------------- interrupt handlers
-    # Hard interrupts: no allocation, no floats; only integer stores into
-    # attributes that already exist.
+    # Written to the rules of hard interrupts (no allocation, no floats; only
+    # integer stores into attributes that already exist), see _irq().
     def _isr_rcd(self, pin):
         self._rcd_count = (self._rcd_count + 1) & 0x3FFFFFFF
 

@@ -36,7 +36,10 @@ class Context:
         self.wdt = None
         self.supervisor = None
         self.ticks = 0
-        self._shown = None
+        self._shown_state = None  # what the last status line showed
+        self._shown_error = None
+        self._shown_contactor = None
+        self._shown_duty = -1
 
     def start_watchdog(self):
         """Start machine.WDT (it cannot be stopped again) and its supervisor."""
@@ -53,12 +56,16 @@ class Context:
         return out
 
     def status_line(self):
-        """A status line when state, error or contactor changed, else None."""
+        """A status line when state, error, contactor or duty changed, else
+        None (without allocating: this runs every tick)."""
         out = self.app.out
-        key = (out.state, out.error, out.contactor, out.duty)
-        if key == self._shown:
+        if (out.state == self._shown_state and out.error == self._shown_error
+                and out.contactor == self._shown_contactor and out.duty == self._shown_duty):
             return None
-        self._shown = key
+        self._shown_state = out.state
+        self._shown_error = out.error
+        self._shown_contactor = out.contactor
+        self._shown_duty = out.duty
         return "status state=%s duty=%d offer_ma=%d contactor=%d error=%s" % (
             out.state, out.duty, out.offer_ma, 1 if out.contactor else 0, out.error)
 

@@ -153,3 +153,12 @@ def _boards():
             except OSError:
                 pass
     raise AssertionError("boards/ not found")
+
+
+def test_validate_leaves_its_input_alone_and_is_repeatable():
+    d = _base()
+    before = json.dumps(d)
+    p1 = bp.validate(d)
+    assert json.dumps(d) == before
+    p2 = bp.validate(p1.d)  # the completed dict validates again
+    assert p2.cp_num == p1.cp_num and p2.cp_zero == p1.cp_zero

@@ -105,7 +105,14 @@ class Pin:
             w.log.append(("value", self.id, v))
         w.levels[self.id] = v
 
-    def irq(self, handler=None, trigger=12, hard=False):
+    def irq(self, handler=None, trigger=12, **kw):
+        # the ESP32 port's Pin.irq takes handler, trigger, wake (no `hard`);
+        # the RP2040's also `hard`
+        allowed = ("wake",) if WORLD.port == "esp32" else ("wake", "hard")
+        for k in kw:
+            if k not in allowed:
+                raise TypeError("unexpected keyword argument '%s'" % k)
+        hard = kw.get("hard", False)
         WORLD.irqs[self.id] = (handler, trigger, hard)
         WORLD.rec("irq", self.id, trigger, hard)
 
