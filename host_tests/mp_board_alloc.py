@@ -58,10 +58,10 @@ def measure(label, n, pilot, duty, contactor, hi_mv):
     print("ALLOC %s %d %d" % (label, gc.mem_alloc() - before, n))
 
 
-measure("A", 300, PILOT_HIGH, 10000, False, 12000)
-measure("B2", 300, PILOT_PWM, 2666, False, 9000)
-measure("C2", 300, PILOT_PWM, 2666, True, 6000)
-measure("F", 300, PILOT_LOW, 0, False, -12000)
+measure("A", 150, PILOT_HIGH, 10000, False, 12000)
+measure("B2", 150, PILOT_PWM, 2666, False, 9000)
+measure("C2", 150, PILOT_PWM, 2666, True, 6000)
+measure("F", 150, PILOT_LOW, 0, False, -12000)
 print("CP %d %d %d" % (inp.cp_high_mv, inp.cp_low_mv, board.cp.n))
 
 # The whole loop of hw/system.run (control step, supervisor, button, status
@@ -79,14 +79,14 @@ f.close()
 ctx = system.build(fm, clock, raw, cfg_path, "")
 w.cp_hi_mv = 12000
 lines = []
-system.run(ctx, max_ticks=300, out=lines.append)  # warm-up (and the WDT)
+system.run(ctx, max_ticks=150, out=lines.append)  # warm-up (and the WDT)
 gc.collect()
 before = gc.mem_alloc()
 system.run(ctx, max_ticks=100, out=lines.append)
 small = gc.mem_alloc() - before
 gc.collect()
 before = gc.mem_alloc()
-system.run(ctx, max_ticks=1100, out=lines.append)
+system.run(ctx, max_ticks=600, out=lines.append)
 large = gc.mem_alloc() - before
 print("LOOP %d %d %s" % (small, large, ctx.app.out.state))
 

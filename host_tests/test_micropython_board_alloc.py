@@ -29,7 +29,7 @@ def test_board_read_apply_and_isrs_allocate_nothing(board):
         assert used == 0, "%s: %d bytes over %d read()+apply()" % (name, used, calls)
     assert isrs >= 1, out
     loop = [l for l in lines if l.startswith("LOOP ")][0].split()
-    # hw/system.run: 100 and 1100 ticks allocate the same (the WDT and its
+    # hw/system.run: 100 and 600 ticks allocate the same (the WDT and its
     # supervisor, made when the loop starts): nothing per tick
     assert int(loop[1]) == int(loop[2]), loop
     assert loop[3] == "A", loop
