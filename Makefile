@@ -63,8 +63,13 @@ sim: setup
 bench:
 	@echo "make bench: not yet implemented: see issue 7" >&2; exit 2
 
-deploy:
-	@echo "make deploy: not yet implemented: see issue 6" >&2; exit 2
+# Compile, copy and configure a board: make deploy BOARD=pico-w PORT=/dev/ttyACM0
+# [CONFIG=charger.json] [DEPLOY_ARGS=--dry-run]. See README, "Boards and deploy".
+deploy: $(PY_STAMP)
+	@if [ -z "$(BOARD)" ] || [ -z "$(PORT)" ]; then \
+	  echo "make deploy: give BOARD=<profile in boards/> and PORT=<serial port>" >&2; exit 2; fi
+	$(VPY) tools/deploy.py --board "$(BOARD)" --port "$(PORT)" \
+	  $(if $(CONFIG),--config "$(CONFIG)") $(DEPLOY_ARGS)
 
 # Build outputs and caches; `distclean` also drops .venv and node_modules.
 clean:

@@ -16,6 +16,7 @@ from mpwasm import ROOT, run_micropython
 CASES = os.path.join(ROOT, "host_tests", "core_cases")
 RUNNER = os.path.join(CASES, "runner.py")
 FIRMWARE = os.path.join(ROOT, "firmware")
+BOARDS = os.path.join(ROOT, "boards")  # the board profiles, read by a case
 HOST_SHIMS = os.path.join(ROOT, "tools", "host")
 
 TIMEOUT = 600
@@ -37,7 +38,7 @@ def cpython_run():
 def micropython_run():
     return run_micropython(
         RUNNER,
-        mounts=[(FIRMWARE, "/fw"), (CASES, "/cases")],
+        mounts=[(FIRMWARE, "/fw"), (CASES, "/cases"), (BOARDS, "/boards")],
         paths=["/fw", "/cases"],
         timeout=TIMEOUT,
     )

@@ -1,0 +1,129 @@
+"""Build the charger on the hardware, and run the control loop.
+
+main.py calls `build(...)` once, then `run(ctx)`. This is the seam for the
+runtime of the MQTT issue: `build` makes everything (profile, configuration,
+board adapter, application, watchdog supervisor) and starts nothing; `run`
+is the simple scheduler used until then: one control step every 10 ms, the
+supervisor polled after each step, the WDT started with the loop. A runtime
+that runs the network side by side replaces `run` and keeps the contract:
+call `ctx.step(now)` every TICK_MS, and poll `ctx.supervisor` from its own
+task so that a stalled control step stops the feeding.
+"""
+from micropython import const
+
+from evse import config
+from evse import profile as boardprofile
+from evse.app import App
+from hw.board import Board
+from hw.watchdog import WDT_TIMEOUT_MS, Supervisor
+
+TICK_MS = const(10)
+HEALTHY_AFTER_MS = const(60000)  # then the crash counter is cleared
+
+
+class SetupError(Exception):
+    """The profile or configuration cannot run: stay unavailable (state F)."""
+
+
+class Context:
+    def __init__(self, machine, clock, prof, cfg, board, app):
+        self.machine = machine
+        self.clock = clock
+        self.profile = prof
+        self.cfg = cfg
+        self.board = board
+        self.app = app
+        self.wdt = None
+        self.supervisor = None
+        self.ticks = 0
+        self._shown_state = None  # what the last status line showed
+        self._shown_error = None
+        self._shown_contactor = None
+        self._shown_duty = -1
+
+    def start_watchdog(self):
+        """Start machine.WDT (it cannot be stopped again) and its supervisor."""
+        self.wdt = self.machine.WDT(timeout=WDT_TIMEOUT_MS)
+        self.supervisor = Supervisor(self.wdt, self.clock.ticks_diff)
+        return self.supervisor
+
+    def step(self, now):
+        """One control step; stamps the supervisor when it completed."""
+        out = self.app.tick(now)
+        self.ticks += 1
+        if self.supervisor is not None:
+            self.supervisor.stamp(now)
+        return out
+
+    def status_line(self):
+        """A status line when state, error, contactor or duty changed, else
+        None (without allocating: this runs every tick)."""
+        out = self.app.out
+        if (out.state == self._shown_state and out.error == self._shown_error
+                and out.contactor == self._shown_contactor and out.duty == self._shown_duty):
+            return None
+        self._shown_state = out.state
+        self._shown_error = out.error
+        self._shown_contactor = out.contactor
+        self._shown_duty = out.duty
+        return "status state=%s duty=%d offer_ma=%d contactor=%d error=%s" % (
+            out.state, out.duty, out.offer_ma, 1 if out.contactor else 0, out.error)
+
+
+def build(machine, clock, raw_profile, config_path, flash_dir):
+    """Validate the profile and configuration, build the board and the app."""
+    try:
+        prof = boardprofile.validate(raw_profile)
+    except boardprofile.ProfileError as e:
+        raise SetupError("board profile: %s" % e)
+    try:
+        cfg = config.load(config_path)
+    except config.ConfigError as e:
+        raise SetupError("configuration: %s" % e)
+    rcd = prof.d["rcd"]
+    if cfg["rcd_selftest"] and (rcd is None or rcd["test"] is None):
+        raise SetupError("configuration: rcd_selftest is true but board %s has no RCD test "
+                         "output (set rcd_selftest to false for this board)" % prof.name)
+    board = Board(machine, prof, clock)
+    app = App(board, cfg, clock.ticks_ms(), meter=None, flash_dir=flash_dir)
+    return Context(machine, clock, prof, cfg, board, app)
+
+
+def run(ctx, max_ticks=None, healthy=None, out=print):
+    """The control loop: a step every TICK_MS, the supervisor after each.
+
+    `healthy()` is called once after HEALTHY_AFTER_MS of running. Returns
+    only with max_ticks (tests) or raises.
+    """
+    c = ctx.clock
+    sup = ctx.start_watchdog()
+    board = ctx.board
+    app = ctx.app
+    start = c.ticks_ms()
+    nxt = start
+    n = 0
+    while max_ticks is None or n < max_ticks:
+        n += 1
+        now = c.ticks_ms()
+        ctx.step(now)
+        sup.poll(now)
+        if board.take_button():
+            out("button: %s" % app.command({"cmd": "reset_error", "id": "button"}, now))
+        if app.reboot_requested:
+            out("reboot requested")
+            board.safe()
+            c.sleep_ms(200)
+            ctx.machine.reset()
+        line = ctx.status_line()
+        if line is not None:
+            out(line)
+        if healthy is not None and c.ticks_diff(now, start) >= HEALTHY_AFTER_MS:
+            healthy()
+            healthy = None
+        nxt = c.ticks_add(nxt, TICK_MS)
+        wait = c.ticks_diff(nxt, c.ticks_ms())
+        if wait > 0:
+            c.sleep_ms(wait)
+        elif wait < -TICK_MS:  # overran by more than a tick: do not try to catch up
+            nxt = c.ticks_ms()
+    return n

@@ -1,0 +1,173 @@
+"""tools/deploy.py: the dry run's file set and mpremote commands, errors
+that name the problem, a fast clear exit when no board is there; the mip
+package.json and the freeze manifest list every firmware module."""
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEPLOY = os.path.join(ROOT, "tools", "deploy.py")
+
+
+def deploy(*args, timeout=60):
+    t0 = time.monotonic()
+    p = subprocess.run([sys.executable, DEPLOY, *args], cwd=ROOT, capture_output=True,
+                       text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    return p.returncode, p.stdout, p.stderr, time.monotonic() - t0
+
+
+def firmware_py():
+    out = []
+    for d, dirs, files in os.walk(os.path.join(ROOT, "firmware")):
+        dirs[:] = [x for x in dirs if x != "__pycache__"]
+        for f in files:
+            if f.endswith(".py") and f != "manifest.py":
+                out.append(os.path.relpath(os.path.join(d, f), os.path.join(ROOT, "firmware")))
+    return sorted(out)
+
+
+@pytest.mark.parametrize("board,arch", [("pico-w", "armv6m"), ("esp32-devkitc", "xtensawin")])
+def test_dry_run_prints_files_and_commands(board, arch, tmp_path):
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"max_current_a": 16}))
+    sec = tmp_path / "secrets.json"
+    sec.write_text(json.dumps({"wifi_password": "hunter2-very-secret"}))
+    rc, out, err, _ = deploy("--board", board, "--port", "/dev/ttyACM7", "--dry-run",
+                             "--config", str(cfg), "--secrets", str(sec))
+    assert rc == 0, err
+    assert "mpy-cross -march=%s" % arch in out
+    files = [l.split()[0] for l in out.splitlines() if l.startswith("  :")]
+    want = sorted(":" + (p if p == "main.py" else p[:-3] + ".mpy") for p in firmware_py())
+    assert sorted(f for f in files if f.endswith((".py", ".mpy"))) == want
+    assert ":board.json" in files and ":config.json" in files and ":secrets.json" in files
+    assert "hunter2" not in out + err
+    cmds = [l.strip() for l in out.splitlines()[out.splitlines().index("commands:") + 1:]]
+    assert cmds[0].startswith("mpremote connect /dev/ttyACM7 exec $'import sys")
+    assert cmds[1].startswith("mpremote connect /dev/ttyACM7 mip install umqtt.simple")
+    assert cmds[2].startswith("mpremote connect /dev/ttyACM7 exec $'import os")
+    assert "+ fs cp firmware/main.py :main.py" in cmds[2]
+    assert "+ fs cp build/deploy/%s/board.json :board.json" % board in cmds[2]
+    assert cmds[3] == "mpremote connect /dev/ttyACM7 reset"
+    assert cmds[4].startswith("monitor /dev/ttyACM7")
+
+
+def test_dry_run_source_and_no_mip():
+    rc, out, err, _ = deploy("--board", "pico-w", "--port", "/dev/ttyACM0", "--dry-run",
+                             "--source", "--no-mip", "--secrets", os.devnull)
+    assert rc == 2  # /dev/null is not a JSON object
+    assert "secrets" in err
+    rc, out, err, _ = deploy("--board", "pico-w", "--port", "/dev/ttyACM0", "--dry-run",
+                             "--source", "--no-mip")
+    assert rc == 0, err
+    assert ":evse/charger.py <- firmware/evse/charger.py" in out
+    assert "mip install" not in out
+
+
+def test_dry_run_commands_are_valid_bash():
+    rc, out, err, _ = deploy("--board", "pico-w", "--port", "/dev/ttyACM0", "--dry-run")
+    cmd = [l.strip() for l in out.splitlines() if "exec $'import os" in l][0]
+    # bash parses the ANSI-C quoted script back to the exact text
+    p = subprocess.run(["bash", "-c", "printf '%s\\0' " + cmd[len("mpremote "):]],
+                       capture_output=True, text=True)
+    argv = p.stdout.split("\0")
+    script = argv[argv.index("exec") + 1]
+    assert script.startswith("import os\nfor d in ('evse', 'hw'):\n")
+    compile(script, "clean", "exec")
+
+
+def test_no_board_on_a_missing_port_is_fast_and_clear():
+    rc, out, err, took = deploy("--board", "pico-w", "--port", "/dev/ttyEVSE-none")
+    assert rc == 3
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("deploy: no board on /dev/ttyEVSE-none")
+    assert took < 5
+
+
+def test_no_board_answering_on_a_silent_port(tmp_path):
+    master, slave = os.openpty()
+    try:
+        port = os.ttyname(slave)
+        rc, out, err, took = deploy("--board", "pico-w", "--port", port, "--timeout", "2",
+                                    "--tries", "1", timeout=60)
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert rc == 3, (out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("deploy: no MicroPython board answered on "
+                                                   + port), err
+    assert took < 10
+
+
+def test_bad_inputs_name_the_problem(tmp_path):
+    rc, _, err, _ = deploy("--board", "nope", "--port", "/dev/ttyACM0", "--dry-run")
+    assert rc == 2 and "no board profile 'nope'" in err and "pico-w" in err
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"max_current_a": 100}))
+    rc, _, err, _ = deploy("--board", "pico-w", "--port", "/dev/ttyACM0", "--dry-run",
+                           "--config", str(cfg))
+    assert rc == 2 and "max_current_a" in err
+    cfg.write_text(json.dumps({}))
+    rc, _, err, _ = deploy("--board", "smartevse-v3", "--port", "/dev/ttyACM0", "--dry-run",
+                           "--config", str(cfg))
+    assert rc == 2 and "rcd_selftest" in err
+
+
+def test_mip_package_json_lists_every_firmware_module():
+    with open(os.path.join(ROOT, "package.json")) as f:
+        pkg = json.load(f)
+    dests = sorted(d for d, _ in pkg["urls"])
+    assert dests == firmware_py()
+    for dest, src in pkg["urls"]:
+        assert src == "firmware/" + dest and os.path.isfile(os.path.join(ROOT, src))
+    assert ["umqtt.simple", "latest"] in pkg["deps"]
+
+
+def test_manifest_freezes_the_packages_and_main():
+    with open(os.path.join(ROOT, "firmware", "manifest.py")) as f:
+        text = f.read()
+    for line in ('package("evse")', 'package("hw")', 'module("main.py")',
+                 'require("umqtt.simple")', 'include("$(PORT_DIR)/boards/manifest.py")'):
+        assert line in text
+    tops = {p.split("/")[0] for p in firmware_py()}
+    assert tops == {"evse", "hw", "main.py"}
+
+
+@pytest.mark.parametrize("board,arch", [("pico-w", 4), ("smartevse-v3", 10)])
+def test_build_compiles_for_the_ports_architecture(board, arch):
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    try:
+        import deploy as dp
+    finally:
+        sys.path.pop(0)
+    args = dp.argparse.Namespace(board=board, port="/dev/null", config=None, secrets=None,
+                                 source=False)
+    raw, prof, cfg, secrets, spath = dp.load_inputs(args)
+    files, cmds = dp.plan(args, prof, None, spath, need_mip=False)
+    dp.build(args, raw, prof, cfg, files)
+    for dest, local, compiled in files:
+        if compiled:
+            with open(local, "rb") as f:
+                head = f.read(4)
+            # .mpy header: 'M', version 6; byte 2 carries the architecture only
+            # when a module holds native code (bytecode .mpy are portable)
+            assert head[0:1] == b"M" and head[1] == 6 and head[2] >> 2 in (0, arch), (dest, head)
+    with open([l for d, l, _ in files if d == "board.json"][0]) as f:
+        assert json.load(f)["name"] == board
+
+
+def test_readme_section_is_the_one_in_docs_boards():
+    with open(os.path.join(ROOT, "docs", "boards.md")) as f:
+        doc = f.read()
+    begin, end = "<!-- README section: begin -->\n", "<!-- README section: end -->"
+    section = doc[doc.index(begin) + len(begin):doc.index(end)]
+    with open(os.path.join(ROOT, "README.md")) as f:
+        readme = f.read()
+    assert section in readme
+    # placed just before "How the firmware is built"
+    assert readme.index(section) + len(section) + 1 == readme.index(
+        "## How the firmware is built")
