@@ -105,7 +105,6 @@ class MeterDevice:
         self.char_us = _mb.char_us(baud, bits)
         self.silence_us = _mb.silence_us(baud, bits)
         self._words_lo = self.profile["words"] == "lo"
-        self._cache = {}  # role -> (value, registers)
         self._frames = {}  # addr * 65536 + qty -> _Frame
         self._resp = bytearray(_mb.MAX_ADU)
         self._resp_len = 0
@@ -247,11 +246,7 @@ class MeterDevice:
             if v == f.last[i]:
                 continue
             f.last[i] = v
-            c = self._cache.get(role)
-            if c is None or c[0] != v:
-                c = (v, encode(kind, v * den, num, self._words_lo))
-                self._cache[role] = c
-            regs = c[1]
+            regs = encode(kind, v * den, num, self._words_lo)
             for j in range(skip, len(regs)):
                 o = off + 2 * (j - skip)
                 if o + 1 >= len(buf) - 2:
