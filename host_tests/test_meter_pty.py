@@ -27,6 +27,8 @@ from evse import modbus as mb
 from evse.meter import Meter
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "host_tests", "core_cases"))
+from busfake import frame, read_answer  # noqa: E402
 TOOL = os.path.join(ROOT, "tools", "meter.py")
 PEER = os.path.join(ROOT, "host_tests", "modbus_peer.py")
 START_S = 10  # bound on every wait for a helper process
@@ -161,7 +163,7 @@ class FakePeer(threading.Thread):
         addr, qty = (req[2] << 8) | req[3], (req[4] << 8) | req[5]
         regs = [self.regs.get(addr + i, 0) for i in range(qty)]
         mode = self.mode
-        right = _frame(req[0], req[1], regs)
+        right = read_answer(req[0], req[1], regs)
         if mode == "good":
             return right
         if mode == "silent":
@@ -171,13 +173,13 @@ class FakePeer(threading.Thread):
         if mode == "short":
             return right[:-3]
         if mode == "exception":
-            return _raw_frame(bytes([req[0], req[1] | 0x80, 4]))
+            return frame(req[0], req[1] | 0x80, 4)
         if mode == "second-unit":
-            return _frame(req[0] + 1, req[1], regs)
+            return read_answer(req[0] + 1, req[1], regs)
         if mode == "second-then-right":
-            return _frame(req[0] + 1, req[1], [0xFFFF] * qty) + right
+            return read_answer(req[0] + 1, req[1], [0xFFFF] * qty) + right
         if mode == "collision":  # both answer at once: the bytes mix
-            other = _frame(req[0] + 1, req[1], [0x1234] * qty)
+            other = read_answer(req[0] + 1, req[1], [0x1234] * qty)
             return bytes(a | b for a, b in zip(right, other))
         raise AssertionError(mode)
 
@@ -204,16 +206,6 @@ class FakePeer(threading.Thread):
         self.stop.set()
         self.join(timeout=5)
         os.close(self.fd)
-
-
-def _raw_frame(body):
-    c = mb.crc16(body, 0, len(body))
-    return body + bytes([c & 0xFF, c >> 8])
-
-
-def _frame(unit, fc, regs):
-    return _raw_frame(bytes([unit, fc, 2 * len(regs)])
-                      + b"".join(r.to_bytes(2, "big") for r in regs))
 
 
 @pytest.fixture(scope="module")
