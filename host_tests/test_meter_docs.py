@@ -1,6 +1,8 @@
 """docs/meters.md and the README's meter section say what the catalogue
 holds: the register tables are regenerated from firmware/evse/meters.py and
-must appear verbatim; the README section is docs/meters.md's first section."""
+must appear verbatim (each profile's sources and notes, comments in
+meters.py, follow its table as prose); the README section is
+docs/meters.md's first section."""
 import os
 
 from evse import meters as M
@@ -25,7 +27,6 @@ def profile_table(p):
     for role, addr, kind, num, den in p["fields"]:
         lines.append("| %s | 0x%04X | %s | x %d / %d -> %s |"
                      % (ROLES[role], addr, TYPES[kind], num, den, UNITS[role]))
-    lines += ["", "Source: %s." % p["source"], "", "Notes: %s" % p["notes"]]
     return "\n".join(lines)
 
 

@@ -52,20 +52,24 @@ _A_TO_MA = (1000, 1)
 _UNIT = (1, 1)
 _K_TO_UNIT = (1000, 1)  # kWh -> Wh, kW -> W
 
-# Each profile: id, model, source (vendor document), fc (0x03 holding /
-# 0x04 input), words ("hi": high word first, "lo": low word first), phases,
-# max_regs (registers the meter returns in one request), line (the vendor's
-# default serial setting, informative), fields: (role, address, type, num,
-# den), notes.
+# Each profile: id, model, fc (0x03 holding / 0x04 input registers), words
+# ("hi": high word first, "lo": low word first), phases, max_regs (the most
+# registers the meter returns in one request), fields: (role, address, type,
+# num, den). The comment above each names the vendor document of its map,
+# the meter's usual line setting and what the cross-checks found; the
+# citations stay comments, out of the board's RAM.
 PROFILES = (
+    # Source: Eastron, SDM630MODBUS Smart Meter Modbus Protocol Implementation
+    # (SDM630-Modbus V2 manual), 1.2 Input registers: 30001/3/5 phase L-N volts,
+    # 30007/9/11 phase currents, 30053 total system power, 30073 total import
+    # kWh; function 04, IEEE 754 float, 40 values per request.
+    # Line: no parity and 1 stop bit by default (holding register 40019).
+    # Same map in mbmd (sdm.go) and SmartEVSE (Eastron3P, max read count 80).
+    # 0x004A is export, 0x0156 total (import + export): not used.
     {
         "id": "sdm630",
         "model": "Eastron SDM630-Modbus (V2, MID)",
-        "source": "Eastron, SDM630MODBUS Smart Meter Modbus Protocol Implementation "
-                  "(SDM630-Modbus V2 manual), 1.2 Input registers: 30001/3/5 phase L-N "
-                  "volts, 30007/9/11 phase currents, 30053 total system power, 30073 "
-                  "total import kWh; function 04, IEEE 754 float, 40 values per request",
-        "fc": 0x04, "words": "hi", "phases": 3, "max_regs": 80, "line": "9600 8N1",
+        "fc": 0x04, "words": "hi", "phases": 3, "max_regs": 80,
         "fields": (
             (V1, 0x0000, F32) + _V_TO_MV, (V2, 0x0002, F32) + _V_TO_MV,
             (V3, 0x0004, F32) + _V_TO_MV,
@@ -74,49 +78,50 @@ PROFILES = (
             (W, 0x0034, F32) + _UNIT,
             (WH, 0x0048, F32) + _K_TO_UNIT,
         ),
-        "notes": "Same map in mbmd (sdm.go) and SmartEVSE (Eastron3P, max read count 80). "
-                 "0x004A is export, 0x0156 total (import + export): not used.",
     },
+    # Source: Eastron, SDM120-Modbus protocol, input registers: 30001 voltage,
+    # 30007 current, 30013 active power, 30073 import active energy kWh;
+    # function 04, IEEE 754 float.
+    # Registers as mbmd sdm.go (220/230 comments) and SmartEVSE Eastron1P. The
+    # request limit is not in the sources at hand: 30 values (60 registers)
+    # assumed, as the SDM72D-M manual states, giving two reads.
     {
         "id": "sdm120",
         "model": "Eastron SDM120-Modbus (MID), single phase",
-        "source": "Eastron, SDM120-Modbus protocol, input registers: 30001 voltage, "
-                  "30007 current, 30013 active power, 30073 import active energy kWh; "
-                  "function 04, IEEE 754 float",
-        "fc": 0x04, "words": "hi", "phases": 1, "max_regs": 60, "line": "2400 or 9600 8N1",
+        "fc": 0x04, "words": "hi", "phases": 1, "max_regs": 60,
         "fields": (
             (V1, 0x0000, F32) + _V_TO_MV,
             (A1, 0x0006, F32) + _A_TO_MA,
             (W, 0x000C, F32) + _UNIT,
             (WH, 0x0048, F32) + _K_TO_UNIT,
         ),
-        "notes": "Registers as mbmd sdm.go (220/230 comments) and SmartEVSE Eastron1P. The "
-                 "request limit is not in the sources at hand: 30 values (60 registers) "
-                 "assumed, as the SDM72D-M manual states, giving two reads.",
     },
+    # Source: Eastron/B+G e-tech, SDM72D-M user manual V1.5, part 3 Modbus
+    # protocol: 30053 total system power, 30073 total import kWh; function 04,
+    # IEEE 754 float, 30 values per request.
+    # Line: no parity and 1 stop bit by default (holding register 40019).
+    # The first SDM72D-M has no per-phase voltage or current registers (mbmd
+    # sdm72.go reads the same two values): with this profile the meter gives
+    # energy and power only, and the overcurrent rule has no current to check.
+    # The SDM72D-M-2 has them: use sdm72d2.
     {
         "id": "sdm72d",
         "model": "Eastron SDM72D-M (first version): totals only",
-        "source": "Eastron/B+G e-tech, SDM72D-M user manual V1.5, part 3 Modbus protocol: "
-                  "30053 total system power, 30073 total import kWh; function 04, IEEE 754 "
-                  "float, 30 values per request",
-        "fc": 0x04, "words": "hi", "phases": 3, "max_regs": 60, "line": "9600 8N1",
+        "fc": 0x04, "words": "hi", "phases": 3, "max_regs": 60,
         "fields": (
             (W, 0x0034, F32) + _UNIT,
             (WH, 0x0048, F32) + _K_TO_UNIT,
         ),
-        "notes": "The first SDM72D-M has no per-phase voltage or current registers (mbmd "
-                 "sdm72.go reads the same two values): with this profile the meter gives "
-                 "energy and power only, and the overcurrent rule has no current to check. "
-                 "The SDM72D-M-2 has them: use sdm72d2.",
     },
+    # Source: Eastron, SDM72D-M-2 Modbus protocol (sdm72dm-v2.pdf): 30001/3/5
+    # phase L-N volts, 30007/9/11 phase currents, 30053 total system power,
+    # 30073 total import kWh; function 04, IEEE 754 float.
+    # Line: no parity and 1 stop bit by default (holding register 40019).
+    # As mbmd sdm72v2.go. The 30-value limit of the SDM72D-M manual is kept.
     {
         "id": "sdm72d2",
         "model": "Eastron SDM72D-M-2 (second version, MID)",
-        "source": "Eastron, SDM72D-M-2 Modbus protocol (sdm72dm-v2.pdf): 30001/3/5 phase "
-                  "L-N volts, 30007/9/11 phase currents, 30053 total system power, 30073 "
-                  "total import kWh; function 04, IEEE 754 float",
-        "fc": 0x04, "words": "hi", "phases": 3, "max_regs": 60, "line": "9600 8N1",
+        "fc": 0x04, "words": "hi", "phases": 3, "max_regs": 60,
         "fields": (
             (V1, 0x0000, F32) + _V_TO_MV, (V2, 0x0002, F32) + _V_TO_MV,
             (V3, 0x0004, F32) + _V_TO_MV,
@@ -125,88 +130,92 @@ PROFILES = (
             (W, 0x0034, F32) + _UNIT,
             (WH, 0x0048, F32) + _K_TO_UNIT,
         ),
-        "notes": "As mbmd sdm72v2.go. The 30-value limit of the SDM72D-M manual is kept.",
     },
+    # Source: ABB, B-series energy meters manual (Energiezaehler B-Serie
+    # Handbuch), Modbus mapping: 5B00/5B02/5B04 voltage L-N (unsigned 32, 0.1
+    # V), 5B0C/5B0E/5B10 current (unsigned 32, 0.01 A), 5B14 total active power
+    # (signed 32, 0.01 W), 5000 active import energy (unsigned 64, 0.01 kWh);
+    # function 03, big-endian.
+    # As mbmd abb.go and SmartEVSE (ABB, max read count 125). A value the meter
+    # does not have reads all ones (0x7FFF... when signed): decoded as missing.
+    # RS-485 A/B are swapped on ABB terminals (SmartEVSE).
     {
         "id": "abb_b23",
         "model": "ABB B23 (B-series, e.g. B23 212-100)",
-        "source": "ABB, B-series energy meters manual (Energiezaehler B-Serie Handbuch), "
-                  "Modbus mapping: 5B00/5B02/5B04 voltage L-N (unsigned 32, 0.1 V), "
-                  "5B0C/5B0E/5B10 current (unsigned 32, 0.01 A), 5B14 total active "
-                  "power (signed 32, 0.01 W), 5000 active import energy (unsigned 64, "
-                  "0.01 kWh); function 03, big-endian",
-        "fc": 0x03, "words": "hi", "phases": 3, "max_regs": 125, "line": "9600 8E1",
+        "fc": 0x03, "words": "hi", "phases": 3, "max_regs": 125,
         "fields": (
             (V1, 0x5B00, U32, 100, 1), (V2, 0x5B02, U32, 100, 1), (V3, 0x5B04, U32, 100, 1),
             (A1, 0x5B0C, U32, 10, 1), (A2, 0x5B0E, U32, 10, 1), (A3, 0x5B10, U32, 10, 1),
             (W, 0x5B14, I32, 1, 100),
             (WH, 0x5000, U64, 10, 1),
         ),
-        "notes": "As mbmd abb.go and SmartEVSE (ABB, max read count 125). A value the "
-                 "meter does not have reads all ones (0x7FFF... when signed): decoded as "
-                 "missing. RS-485 A/B are swapped on ABB terminals (SmartEVSE).",
     },
+    # Source: Carlo Gavazzi, EM330/EM340/ET330/ET340 communication protocol:
+    # 0000h/0002h/0004h V L-N (INT32, 0.1 V), 000Ch/000Eh/0010h A (INT32, 0.001
+    # A), 0028h W sys (INT32, 0.1 W), 0034h kWh (+) TOT (INT32, 0.1 kWh);
+    # function 04, least significant word first.
+    # As mbmd carlogavazzi-ex3x0.go and SmartEVSE (C.Gavazzi). Energy resolution
+    # is 0.1 kWh. 50 registers per request assumed (Carlo Gavazzi EM2x/EM3x
+    # protocols); the EM21 allows only 11.
     {
         "id": "em340",
         "model": "Carlo Gavazzi EM340",
-        "source": "Carlo Gavazzi, EM330/EM340/ET330/ET340 communication protocol: 0000h/"
-                  "0002h/0004h V L-N (INT32, 0.1 V), 000Ch/000Eh/0010h A (INT32, 0.001 A), "
-                  "0028h W sys (INT32, 0.1 W), 0034h kWh (+) TOT (INT32, 0.1 kWh); "
-                  "function 04, least significant word first",
-        "fc": 0x04, "words": "lo", "phases": 3, "max_regs": 50, "line": "9600 8N1",
+        "fc": 0x04, "words": "lo", "phases": 3, "max_regs": 50,
         "fields": (
             (V1, 0x0000, I32, 100, 1), (V2, 0x0002, I32, 100, 1), (V3, 0x0004, I32, 100, 1),
             (A1, 0x000C, I32, 1, 1), (A2, 0x000E, I32, 1, 1), (A3, 0x0010, I32, 1, 1),
             (W, 0x0028, I32, 1, 10),
             (WH, 0x0034, I32, 100, 1),
         ),
-        "notes": "As mbmd carlogavazzi-ex3x0.go and SmartEVSE (C.Gavazzi). Energy "
-                 "resolution is 0.1 kWh. 50 registers per request assumed (Carlo Gavazzi "
-                 "EM2x/EM3x protocols); the EM21 allows only 11.",
     },
+    # Source: Orno, Register description OR-WE-514 & OR-WE-515: 0131h voltage
+    # (16 bit, 0.01 V), 0139h current (32 bit, 0.001 A), 0140h active power (32
+    # bit, W), A000h total active energy (32 bit, 0.01 kWh); function 03.
+    # Line: Orno's WE-515/WE-517 ship at 9600 8E1 (even parity fixed), as
+    # TapHome's templates state; the WE-514 is assumed to be the same.
+    # As mbmd orno1p.go. The document's power unit is 0.001 kW (= 1 W). The
+    # request limit is not documented: 40 assumed.
     {
         "id": "orno_we514",
         "model": "Orno OR-WE-514, single phase",
-        "source": "Orno, Register description OR-WE-514 & OR-WE-515: 0131h voltage (16 bit, "
-                  "0.01 V), 0139h current (32 bit, 0.001 A), 0140h active power (32 bit, "
-                  "W), A000h total active energy (32 bit, 0.01 kWh); function 03",
-        "fc": 0x03, "words": "hi", "phases": 1, "max_regs": 40, "line": "9600 8E1",
+        "fc": 0x03, "words": "hi", "phases": 1, "max_regs": 40,
         "fields": (
             (V1, 0x0131, U16, 10, 1),
             (A1, 0x0139, U32, 1, 1),
             (W, 0x0140, I32, 1, 1),
             (WH, 0xA000, U32, 10, 1),
         ),
-        "notes": "As mbmd orno1p.go. The document's power unit is 0.001 kW (= 1 W). The "
-                 "request limit is not documented: 40 assumed.",
     },
+    # Source: Chint, DTSU666/DSSU666 user manual, Modbus register table:
+    # 2006H/2008H/200AH Ua/Ub/Uc (float, x0.1 V), 200CH/200EH/2010H Ia/Ib/Ic
+    # (float, x0.001 A), 2012H Pt (float, x0.1 W), 101EH ImpEp (float, kWh);
+    # function 03, high word first.
+    # Line: 9600 8N1 by default (manual).
+    # The floats carry the manual's scale (voltage in 0.1 V, current in mA,
+    # power in 0.1 W). mbmd dtsu666.go and SmartEVSE (Chint 3P) read 2000H.. for
+    # voltage, which the manual lists as the line-to-line voltages Uab/Ubc/Uca;
+    # the phase voltages are 2006H..
     {
         "id": "dtsu666",
         "model": "Chint DTSU666 (three phase)",
-        "source": "Chint, DTSU666/DSSU666 user manual, Modbus register table: 2006H/2008H/"
-                  "200AH Ua/Ub/Uc (float, x0.1 V), 200CH/200EH/2010H Ia/Ib/Ic (float, "
-                  "x0.001 A), 2012H Pt (float, x0.1 W), 101EH ImpEp (float, kWh); "
-                  "function 03, high word first",
-        "fc": 0x03, "words": "hi", "phases": 3, "max_regs": 40, "line": "9600 8N1",
+        "fc": 0x03, "words": "hi", "phases": 3, "max_regs": 40,
         "fields": (
             (V1, 0x2006, F32, 100, 1), (V2, 0x2008, F32, 100, 1), (V3, 0x200A, F32, 100, 1),
             (A1, 0x200C, F32, 1, 1), (A2, 0x200E, F32, 1, 1), (A3, 0x2010, F32, 1, 1),
             (W, 0x2012, F32, 1, 10),
             (WH, 0x101E, F32) + _K_TO_UNIT,
         ),
-        "notes": "The floats carry the manual's scale (voltage in 0.1 V, current in mA, "
-                 "power in 0.1 W). mbmd dtsu666.go and SmartEVSE (Chint 3P) read 2000H.. "
-                 "for voltage, which the manual lists as the line-to-line voltages Uab/Ubc/"
-                 "Uca; the phase voltages are 2006H..",
     },
+    # Source: Inepro Metering, PRO380 user manual V2.18, Modbus registers:
+    # 5002H/5004H/5006H L1/L2/L3 voltage (V), 500CH/500EH/5010H L1/L2/L3 current
+    # (A), 5012H total active power (kW), 600CH forward (import) active energy
+    # (kWh); function 03, IEEE 754 float, high word first.
+    # As mbmd inepro.go (power in kW) and SmartEVSE (WAGO, import 600CH; 6000H
+    # is import + export).
     {
         "id": "pro380",
         "model": "Inepro PRO380-Mod (also sold as WAGO 879-30x0)",
-        "source": "Inepro Metering, PRO380 user manual V2.18, Modbus registers: 5002H/5004H/"
-                  "5006H L1/L2/L3 voltage (V), 500CH/500EH/5010H L1/L2/L3 current (A), "
-                  "5012H total active power (kW), 600CH forward (import) active energy "
-                  "(kWh); function 03, IEEE 754 float, high word first",
-        "fc": 0x03, "words": "hi", "phases": 3, "max_regs": 40, "line": "9600 8E1",
+        "fc": 0x03, "words": "hi", "phases": 3, "max_regs": 40,
         "fields": (
             (V1, 0x5002, F32) + _V_TO_MV, (V2, 0x5004, F32) + _V_TO_MV,
             (V3, 0x5006, F32) + _V_TO_MV,
@@ -215,8 +224,6 @@ PROFILES = (
             (W, 0x5012, F32) + _K_TO_UNIT,
             (WH, 0x600C, F32) + _K_TO_UNIT,
         ),
-        "notes": "As mbmd inepro.go (power in kW) and SmartEVSE (WAGO, import 600CH; "
-                 "6000H is import + export).",
     },
 )
 
