@@ -52,6 +52,17 @@ _A_TO_MA = (1000, 1)
 _UNIT = (1, 1)
 _K_TO_UNIT = (1000, 1)  # kWh -> Wh, kW -> W
 
+# The Eastron three-phase input register map (SDM630, SDM72D-M-2): phase
+# voltages, phase currents, total power, import energy; IEEE 754 floats.
+_EASTRON_3P = (
+    (V1, 0x0000, F32) + _V_TO_MV, (V2, 0x0002, F32) + _V_TO_MV,
+    (V3, 0x0004, F32) + _V_TO_MV,
+    (A1, 0x0006, F32) + _A_TO_MA, (A2, 0x0008, F32) + _A_TO_MA,
+    (A3, 0x000A, F32) + _A_TO_MA,
+    (W, 0x0034, F32) + _UNIT,
+    (WH, 0x0048, F32) + _K_TO_UNIT,
+)
+
 # Each profile: id, model, fc (0x03 holding / 0x04 input registers), words
 # ("hi": high word first, "lo": low word first), phases, max_regs (the most
 # registers the meter returns in one request), fields: (role, address, type,
@@ -70,14 +81,7 @@ PROFILES = (
         "id": "sdm630",
         "model": "Eastron SDM630-Modbus (V2, MID)",
         "fc": 0x04, "words": "hi", "phases": 3, "max_regs": 80,
-        "fields": (
-            (V1, 0x0000, F32) + _V_TO_MV, (V2, 0x0002, F32) + _V_TO_MV,
-            (V3, 0x0004, F32) + _V_TO_MV,
-            (A1, 0x0006, F32) + _A_TO_MA, (A2, 0x0008, F32) + _A_TO_MA,
-            (A3, 0x000A, F32) + _A_TO_MA,
-            (W, 0x0034, F32) + _UNIT,
-            (WH, 0x0048, F32) + _K_TO_UNIT,
-        ),
+        "fields": _EASTRON_3P,
     },
     # Source: Eastron, SDM120-Modbus protocol, input registers: 30001 voltage,
     # 30007 current, 30013 active power, 30073 import active energy kWh;
@@ -122,14 +126,7 @@ PROFILES = (
         "id": "sdm72d2",
         "model": "Eastron SDM72D-M-2 (second version, MID)",
         "fc": 0x04, "words": "hi", "phases": 3, "max_regs": 60,
-        "fields": (
-            (V1, 0x0000, F32) + _V_TO_MV, (V2, 0x0002, F32) + _V_TO_MV,
-            (V3, 0x0004, F32) + _V_TO_MV,
-            (A1, 0x0006, F32) + _A_TO_MA, (A2, 0x0008, F32) + _A_TO_MA,
-            (A3, 0x000A, F32) + _A_TO_MA,
-            (W, 0x0034, F32) + _UNIT,
-            (WH, 0x0048, F32) + _K_TO_UNIT,
-        ),
+        "fields": _EASTRON_3P,
     },
     # Source: ABB, B-series energy meters manual (Energiezaehler B-Serie
     # Handbuch), Modbus mapping: 5B00/5B02/5B04 voltage L-N (unsigned 32, 0.1
