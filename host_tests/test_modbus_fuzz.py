@@ -13,7 +13,7 @@ from evse import modbus as mb
 from evse.meter import Meter
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "core_cases"))
-from busfake import read_answer  # noqa: E402
+from busfake import ScriptBus, read_answer  # noqa: E402
 
 SETTINGS = settings(max_examples=400, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
@@ -161,25 +161,7 @@ def test_master_on_random_streams(noise, chunks, with_answer, unit, regs):
 @given(st.lists(st.binary(min_size=1, max_size=80), max_size=12),
        st.sampled_from(["sdm630", "abb_b23", "em340", "orno_we514"]))
 def test_meter_fed_garbage_never_raises_nor_reads(replies, profile):
-    class Garbage:
-        def __init__(self):
-            self.rx = bytearray()
-
-        def write(self, b):
-            if replies:
-                self.rx += replies.pop(0)
-            return len(b)
-
-        def any(self):
-            return len(self.rx)
-
-        def readinto(self, buf, n):
-            n = min(n, len(self.rx))
-            buf[:n] = self.rx[:n]
-            del self.rx[:n]
-            return n
-
-    m = Meter(profile, Garbage(), unit=1, fail_polls=1, poll_ms=100)
+    m = Meter(profile, ScriptBus(replies), unit=1, fail_polls=1, poll_ms=100)
     for t in range(0, 3000, 10):
         m.poll(t)
     # random bytes are (with overwhelming odds) no valid answer

@@ -32,7 +32,22 @@ def read_answer(unit, fc, regs):
     return frame(unit, fc, len(data), bytes(data))
 
 
-class ScriptBus:
+class _Received:
+    """The receive side of a fake transport: bytes in `rx`, read in order."""
+
+    def any(self):
+        return len(self.rx)
+
+    def readinto(self, buf, n):
+        if n > len(self.rx):
+            n = len(self.rx)
+        for i in range(n):
+            buf[i] = self.rx[i]
+        self.rx = self.rx[n:]
+        return n
+
+
+class ScriptBus(_Received):
     def __init__(self, replies=()):
         self.replies = list(replies)
         self.sent = []
@@ -54,20 +69,15 @@ class ScriptBus:
     def any(self):
         if self.raise_on == "any":
             raise OSError(5)
-        return len(self.rx)
+        return _Received.any(self)
 
     def readinto(self, buf, n):
         if self.raise_on == "readinto":
             raise OSError(5)
-        if n > len(self.rx):
-            n = len(self.rx)
-        for i in range(n):
-            buf[i] = self.rx[i]
-        self.rx = self.rx[n:]
-        return n
+        return _Received.readinto(self, buf, n)
 
 
-class Slave:
+class Slave(_Received):
     """A meter on the bus: answers reads of `fc` from `regs` ({addr: word};
     addresses it lacks read 0). Switches: silent, exception (a code),
     corrupt (flip a CRC byte), other_unit (answer as unit + 1)."""
@@ -101,14 +111,3 @@ class Slave:
             out = out[:-1] + bytes([out[-1] ^ 0x5A])
         self.rx.extend(out)
         return len(req)
-
-    def any(self):
-        return len(self.rx)
-
-    def readinto(self, buf, n):
-        if n > len(self.rx):
-            n = len(self.rx)
-        for i in range(n):
-            buf[i] = self.rx[i]
-        self.rx = self.rx[n:]
-        return n
