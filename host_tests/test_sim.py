@@ -55,7 +55,10 @@ EXAMPLES = {
                [6.5, {"state": "C2", "session": 1, "contactor": True}],
                [20.0, {"offer_a": 8.0, "duty": 13.33}],
                [23.0, {"ev_a": 8.0}],
-               [46.0, {"state": "B2", "contactor": False, "ev_a": 0.0}]],
+               [46.0, {"state": "B2", "contactor": False}],
+               # the meter's poll at 46.0 is answered ~0.17 s later (wire
+               # time at 9600 baud), shown on the next line
+               [47.0, {"ev_a": 0.0}]],
     },
     "cp-short": {
         "errors": ["cp_short"], "sessions": [[1, None]],
@@ -68,7 +71,10 @@ EXAMPLES = {
         "errors": [], "sessions": [[1, "unplugged"]],
         "at": [[24.9, {"state": "C2", "contactor": True}],
                [25.1, {"state": "A", "contactor": False, "session": None}]],
-        "energy_wh": [[1, 59, 63]],
+        # 16 A x 3 x 230 V from the close (5.28 s) to the unplug (25.01 s) is
+        # 60.5 Wh; the reading at the stop is the last complete poll, sampled
+        # up to one poll period (+ the exchange) before it: down to ~56.8 Wh
+        "energy_wh": [[1, 56, 63]],
     },
 }
 

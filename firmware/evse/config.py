@@ -8,11 +8,9 @@ file, never half of one.
 import json
 import os
 
-# Meter profile names the firmware knows (the catalogue is issue #4's).
-METER_PROFILES = (
-    "sdm630", "sdm120", "sdm72d", "abb_b23", "em340", "orno_we514",
-    "dtsu666", "pro380",
-)
+from evse.meters import NAMES as METER_PROFILES  # the meter catalogue's profiles
+
+METER_BAUDS = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 
 # key: (default, kind, allowed) -- kinds:
 #   "amps": number in [lo, hi];  "amps0": 0 or a number in [lo, hi]
@@ -29,6 +27,11 @@ SCHEMA = {
     "cable_a": (None, "amps_or_none", (6, 80)),
     "fallback_current_a": (6, "amps0", (6, 80)),
     "meter_loss": ("fallback", "choice", ("fallback", "stop")),
+    "meter_unit": (1, "int", (1, 247)),
+    "meter_baud": (9600, "choice", METER_BAUDS),
+    "meter_parity": ("N", "choice", ("N", "E", "O")),
+    "meter_fail_polls": (3, "int", (1, 20)),
+    "meter_poll_s": (1, "num", (0.5, 60)),
     "rcd_selftest": (True, "bool", None),
     "rcd_retry_max": (0, "int", (0, 10)),
     "rcd_retry_s": (300, "num", (10, 3600)),

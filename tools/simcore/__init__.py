@@ -12,7 +12,7 @@ Modules:
             into integer units (CPython side, before either run)
   board     the virtual board: pilot circuit physics, contactor with mirror
             contact, RCD, temperature, PE, PP; the vehicle's current model
-  meter     the interim virtual meter (until the Modbus RTU one of issue #4)
+  meter     the virtual energy meter: a Modbus RTU device on a virtual UART
   trace     trace lines (JSON), formatted from integers
   runner    virtual (or wall-clock) time, events, boots, power, reboots
   mp_main   entry point inside MicroPython

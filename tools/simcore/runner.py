@@ -18,7 +18,10 @@ Virtual time strides: when nothing is about to change (no scenario event
 before the stride ends, the vehicle settled, and the trace fields other than
 t/energy_wh/ev_a unchanged and no event applied for QUIET_MS), the runner
 ticks once per second on whole seconds instead of every 10 ms, and jumps to
-the tick of the next event. So a charger timer that expires during a quiet
+the tick of the next event; a stride also ends at the tick that completes a
+meter answer on the wire, and while the firmware's meter is in the middle
+of a poll the runner ticks every 10 ms, so meter exchanges keep their wire
+timing. So a charger timer that expires during a quiet
 period (a backend limit's ttl_s, an RCD retry) fires up to 1 s late; every
 timer shorter than QUIET_MS (the 3 s X1, 5 s PWM update, 6 s forced open,
 7 s overcurrent, 2 s PE, the debounces and the RCD self-test) runs at the
@@ -32,10 +35,11 @@ reboots, as on the board.
 from evse import config as _config
 from evse.app import App
 from evse.charger import FAULTS
+from evse.meter import from_config as _meter_from_config
 
 from simcore import trace as _trace
 from simcore.board import Board
-from simcore.meter import Meter, MeterDevice
+from simcore.meter import MeterDevice, VirtualUart
 
 TICK_MS = 10
 STRIDE_MS = 1000
@@ -63,7 +67,10 @@ class Sim:
         self.cfg_path = flash_dir + "/" + CONFIG_FILE
         cfg = _config.save(self.cfg_path, scen["config"])
         self.board = Board(cfg["phases"], scen["seed"])
-        self.device = MeterDevice() if cfg["meter"] is not None else None
+        self.device = None
+        if cfg["meter"] is not None:
+            self.device = MeterDevice(cfg["meter"], cfg["meter_unit"], int(cfg["meter_baud"]),
+                                      cfg["meter_parity"], cfg["phases"])
         self.app = None
         self.broker_up = True
         self.energy_wh = 0  # the last App's session energy, shown while off
@@ -82,7 +89,9 @@ class Sim:
     def boot(self, T):
         """Start the firmware from what it persisted in the flash folder."""
         cfg = _config.load(self.cfg_path)
-        meter = Meter(self.device) if self.device is not None and cfg["meter"] is not None else None
+        meter = None
+        if self.device is not None:
+            meter = _meter_from_config(cfg, VirtualUart(self.device))
         self.app = App(self.board, cfg, T & TICKS_MASK, meter, self.flash_dir)
         self.boots += 1
         self._faults = 0
@@ -245,6 +254,8 @@ class Sim:
             prev = T
             if (not self.realtime and T - self._changed >= QUIET_MS and veh.settled()):
                 nxt = (T // STRIDE_MS + 1) * STRIDE_MS
+                if dev is not None:  # a meter exchange goes on at its own pace
+                    nxt = dev.stride_end(T, nxt, self.app)
             else:
                 nxt = T + TICK_MS
             if i < n:

@@ -1,0 +1,187 @@
+"""The board's RS-485 transport (evse/hw_uart.py) with a UART and a pin
+written by hand: the direction pin around each request, the bounded wait
+for the last stop bit, echo removal, and the machine.UART it builds."""
+import sys
+import time
+import types
+
+from evse import hw_uart
+from evse import modbus as mb
+from evse.meter import Meter
+
+
+class Pin:
+    def __init__(self, log):
+        self.log = log
+        self.v = None
+
+    def value(self, v=None):
+        if v is None:
+            return self.v
+        self.v = v
+        self.log.append(("de", v))
+
+
+class UartNoTxdone:
+    """Sends at `baud` (8N1) in wall-clock time. An attached
+    `peer(request) -> answer bytes` answers requests."""
+
+    def __init__(self, log, baud=9600, stuck=False, peer=None, echo=False):
+        self.log = log
+        self.char_s = 10.0 / baud
+        self.stuck = stuck
+        self.peer = peer
+        self.echo = echo
+        self.rx = bytearray()
+        self.done_at = 0.0
+
+    def write(self, buf):
+        data = bytes(buf)
+        self.log.append(("write", data))
+        self.done_at = time.monotonic() + len(data) * self.char_s
+        if self.echo:
+            self.rx += data
+        if self.peer is not None:
+            self.rx += self.peer(data)
+        return len(data)
+
+    def any(self):
+        return len(self.rx)
+
+    def readinto(self, buf, n=None):
+        if not self.rx:
+            return None  # as machine.UART does on a timeout
+        n = min(n if n is not None else len(buf), len(self.rx))
+        buf[:n] = self.rx[:n]
+        del self.rx[:n]
+        return n
+
+
+class Uart(UartNoTxdone):
+    """... and tells by txdone() when the last stop bit is out (never, when stuck)."""
+
+    def txdone(self):
+        return not self.stuck and time.monotonic() >= self.done_at
+
+
+def _transport(uart_cls=Uart, de=True, **kw):
+    log = []
+    uart = uart_cls(log, **kw)
+    pin = Pin(log) if de else None
+    return hw_uart.UartTransport(uart, pin, 9600, 10), log, uart, pin
+
+
+def test_direction_pin_is_high_only_while_the_request_goes_out():
+    t, log, uart, pin = _transport()
+    assert log == [("de", 0)]  # listening from the start
+    t0 = time.monotonic()
+    assert t.write(b"\x01\x04\x00\x00\x00\x02\x71\xcb") == 8
+    took = time.monotonic() - t0
+    assert log[1:] == [("de", 1), ("write", b"\x01\x04\x00\x00\x00\x02\x71\xcb"), ("de", 0)]
+    # held for the 8 characters' wire time (8.3 ms at 9600 8N1), not much more
+    assert 0.008 <= took < 0.05, took
+    assert pin.v == 0
+
+
+def test_the_wait_is_bounded_when_the_uart_never_reports_done():
+    t, log, uart, pin = _transport(stuck=True)
+    t0 = time.monotonic()
+    t.write(bytes(8))
+    took = time.monotonic() - t0
+    assert 0.0104 <= took < 0.06, took  # 8 + 2 characters of 1042 us
+    assert log[-1] == ("de", 0)
+
+
+def test_without_txdone_the_wire_time_is_waited():
+    t, log, uart, pin = _transport(uart_cls=UartNoTxdone)
+    assert not t._txdone
+    t0 = time.monotonic()
+    t.write(bytes(8))
+    took = time.monotonic() - t0
+    assert 0.0093 <= took < 0.06, took  # 8 + 1 characters
+    assert log[-1] == ("de", 0)
+
+
+def test_inverted_enable_and_no_pin():
+    log = []
+    pin = Pin(log)
+    t = hw_uart.UartTransport(Uart(log), pin, 9600, 10, de_active=0)
+    t.write(b"\x00")
+    assert [e for e in log if e[0] == "de"] == [("de", 1), ("de", 0), ("de", 1)]
+    t, log, uart, _ = _transport(de=False)
+    t0 = time.monotonic()
+    t.write(bytes(100))  # auto-direction transceiver: no wait at all
+    assert time.monotonic() - t0 < 0.05 and log == [("write", bytes(100))]
+
+
+def test_echo_is_removed_and_the_answer_kept():
+    answer = b"\x01\x04\x02\x00\x07" + b"\x00\x00"
+    log = []
+    uart = Uart(log, echo=True, peer=lambda req: answer)
+    t = hw_uart.UartTransport(uart, Pin(log), 9600, 10, echo=True)
+    t.write(b"\x01\x04\x00\x00\x00\x01\x31\xca")
+    assert t.any() == len(answer)
+    buf = bytearray(16)
+    assert t.readinto(buf, 16) == len(answer) and bytes(buf[:7]) == answer
+
+
+def test_readinto_without_data_is_zero():
+    t, log, uart, pin = _transport()
+    assert t.any() == 0 and t.readinto(bytearray(4), 4) == 0
+
+
+def test_a_meter_reads_through_it():
+    regs = {0x0000: 0x4366, 0x0001: 0x0000, 0x0034: 0x462C, 0x0035: 0x8000,
+            0x0048: 0x449A, 0x0049: 0x5225}
+
+    def peer(req):
+        addr, qty = (req[2] << 8) | req[3], (req[4] << 8) | req[5]
+        data = b"".join(regs.get(addr + i, 0).to_bytes(2, "big") for i in range(qty))
+        body = bytes([req[0], req[1], 2 * qty]) + data
+        c = mb.crc16(body, 0, len(body))
+        return body + bytes([c & 0xFF, c >> 8])
+
+    log = []
+    t = hw_uart.UartTransport(Uart(log, peer=peer), Pin(log), 9600, 10)
+    m = Meter("sdm630", t)
+    now = 0
+    while m.polls == 0 and now < 2000:
+        m.poll(now)
+        now += 10
+    assert m.last_good and m.phase_mv[0] == 230000 and m.energy_wh == 1234567
+    assert [e[0] for e in log] == ["de", "de", "write", "de"]
+
+
+def test_open_meter_uart_builds_machine_uart(monkeypatch):
+    made = {}
+
+    class MUart:
+        def __init__(self, uart_id, **kw):
+            made["uart"] = (uart_id, kw)
+
+    class MPin:
+        OUT = 3
+
+        def __init__(self, n, *args, **kw):
+            made.setdefault("pins", []).append((n, args, kw))
+
+        def value(self, v=None):
+            made.setdefault("de", []).append(v)
+
+    machine = types.ModuleType("machine")
+    machine.UART = MUart
+    machine.Pin = MPin
+    monkeypatch.setitem(sys.modules, "machine", machine)
+    for parity, want in (("N", None), ("E", 0), ("O", 1)):
+        made.clear()
+        t = hw_uart.open_meter_uart(1, 17, 16, de=4, baud=19200, parity=parity)
+        uart_id, kw = made["uart"]
+        assert uart_id == 1 and kw["baudrate"] == 19200 and kw["parity"] is want
+        assert kw["bits"] == 8 and kw["stop"] == 1 and kw["timeout"] == 0
+        assert kw["timeout_char"] == 0 and kw["rxbuf"] >= 256
+        assert made["pins"][2] == (4, (3,), {"value": 0})  # DE: output, low
+        assert made["de"] == [0]
+        assert t.char_us == (573 if parity != "N" else 521)
+    made.clear()
+    t = hw_uart.open_meter_uart(2, 8, 9)
+    assert t.de is None and len(made["pins"]) == 2
