@@ -1,0 +1,41 @@
+#!/usr/bin/env python3
+"""Write package.json, the `mpremote mip install` package, from firmware/.
+
+Every firmware module goes in (the same set tools/deploy.py copies), with
+umqtt.simple as a dependency. Run after adding or removing a firmware module;
+host_tests/test_deploy.py checks that package.json is current.
+
+    .venv/bin/python tools/mip_package.py
+"""
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from deploy import ROOT, firmware_sources  # noqa: E402
+
+VERSION = "0.1.0"
+
+
+def package():
+    return {
+        "urls": [[rel, "firmware/" + rel] for rel, _ in firmware_sources()],
+        "deps": [["umqtt.simple", "latest"]],
+        "version": VERSION,
+    }
+
+
+def main():
+    path = os.path.join(ROOT, "package.json")
+    pkg = package()
+    lines = ['{', '  "urls": [']
+    lines.append(",\n".join("    " + json.dumps(u) for u in pkg["urls"]))
+    lines += ['  ],', '  "deps": [', ",\n".join("    " + json.dumps(d) for d in pkg["deps"]),
+              '  ],', '  "version": %s' % json.dumps(pkg["version"]), '}']
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("wrote %s (%d modules)" % (path, len(pkg["urls"])))
+
+
+if __name__ == "__main__":
+    main()
