@@ -87,12 +87,15 @@ class UartTransport:
 
 
 def open_meter_uart(uart_id, tx, rx, de=None, baud=9600, parity="N", stop_bits=1,
-                    de_active=1, echo=False, rxbuf=512):
+                    de_active=1, echo=False, rxbuf=512, machine=None):
     """A UartTransport on machine.UART(uart_id) with pins tx/rx and the DE
     pin `de` (pin numbers; de None: automatic direction). Non-blocking reads
     (timeout 0), receive buffer `rxbuf` bytes (the largest read answer is
-    255 bytes)."""
-    from machine import UART, Pin
+    255 bytes). `machine` is the module to use (tests pass a fake)."""
+    if machine is None:
+        import machine
+    UART = machine.UART
+    Pin = machine.Pin
 
     par = None if parity == "N" else (0 if parity == "E" else 1)
     uart = UART(uart_id, baudrate=baud, bits=8, parity=par, stop=stop_bits,

@@ -19,7 +19,7 @@ Profile layout (see docs/boards.md for every key):
     temp      {type: "ntc", adc_pin, r25, beta, r_fixed, ntc_to, vref_mv}
               {type: "linear", adc_pin, mv_at_0c, uv_per_c}
     led       {pin, active}        button {pin, active, pull}
-    rs485     {uart, tx, rx, de}   (pins reserved for the Modbus meter)
+    rs485     {uart, tx, rx, de}   (the Modbus meter's UART and DE pin)
 
 `validate` returns a Profile: the checked dict (`.d`, options absent = None)
 plus the derived integers of the CP measurement:

@@ -13,7 +13,9 @@ from micropython import const
 
 from evse import config
 from evse import profile as boardprofile
+from evse import meter as evmeter
 from evse.app import App
+from evse.hw_uart import open_meter_uart
 from hw.board import Board
 from hw.watchdog import WDT_TIMEOUT_MS, Supervisor
 
@@ -85,8 +87,23 @@ def build(machine, clock, raw_profile, config_path, flash_dir):
         raise SetupError("configuration: rcd_selftest is true but board %s has no RCD test "
                          "output (set rcd_selftest to false for this board)" % prof.name)
     board = Board(machine, prof, clock)
-    app = App(board, cfg, clock.ticks_ms(), meter=None, flash_dir=flash_dir)
+    app = App(board, cfg, clock.ticks_ms(), meter=build_meter(machine, prof, cfg),
+              flash_dir=flash_dir)
     return Context(machine, clock, prof, cfg, board, app)
+
+
+def build_meter(machine, prof, cfg):
+    """The Modbus meter on the profile's RS-485 pins, or None (`meter`: null)."""
+    if cfg["meter"] is None:
+        return None
+    rs = prof.d["rs485"]
+    if rs is None:
+        raise SetupError("configuration: meter %r but board %s has no rs485 pins "
+                         "(set meter to null for this board)" % (cfg["meter"], prof.name))
+    transport = open_meter_uart(rs["uart"], rs["tx"], rs["rx"], rs.get("de"),
+                                baud=int(cfg["meter_baud"]), parity=cfg["meter_parity"],
+                                machine=machine)
+    return evmeter.from_config(cfg, transport)
 
 
 def run(ctx, max_ticks=None, healthy=None, out=print):

@@ -1,0 +1,68 @@
+"""hw.system.build puts the configured Modbus meter on the profile's RS-485
+pins (machine.UART with the meter's line settings), or none for meter: null."""
+import json
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "fakes"))
+import fakemachine as fm  # noqa: E402
+import hwrig  # noqa: E402
+
+from evse.charger import F_METER  # noqa: E402
+from evse.profile import cp_transfer  # noqa: E402
+from hw import system  # noqa: E402
+
+
+def _build(tmp_path, board, cfg):
+    raw = hwrig.load(board)
+    w = fm.reset_world(raw["port"])
+    # a healthy board with no vehicle, as boot_driver.py sets it up
+    w.cp_zero_uv, w.cp_uv_per_v = cp_transfer(raw["cp"])
+    w.cp_adc_pin = raw["cp"]["adc_pin"]
+    w.adc_uv[raw["temp"]["adc_pin"]] = 900000 if raw["temp"]["type"] == "linear" else 1650000
+    if raw.get("pe"):
+        w.mains = (raw["pe"]["pin"],)
+    if raw.get("mirror"):  # contacts open
+        w.inputs[raw["mirror"]["pin"]] = 1 if raw["mirror"]["active"] == "low" else 0
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(dict({"rcd_selftest": False}, **cfg)))
+    return system.build(fm, fm.Clock(), raw, str(path), str(tmp_path)), raw
+
+
+@pytest.mark.parametrize("board", ["esp32-devkitc", "pico-w", "smartevse-v3"])
+def test_meter_on_the_profiles_rs485_pins(tmp_path, board):
+    ctx, raw = _build(tmp_path, board, {"meter": "sdm120", "meter_baud": 19200,
+                                        "meter_unit": 7})
+    rs = raw["rs485"]
+    uarts = [e for e in fm.WORLD.log if e[0] == "UART"]
+    assert uarts == [("UART", rs["uart"], 19200, rs["tx"], rs["rx"])]
+    m = ctx.app.meter
+    assert m is not None and m.unit == 7
+
+
+def test_no_meter_configured_no_uart(tmp_path):
+    ctx, _ = _build(tmp_path, "pico-w", {"meter": None})
+    assert ctx.app.meter is None
+    assert not [e for e in fm.WORLD.log if e[0] == "UART"]
+
+
+def test_meter_without_rs485_pins_is_a_setup_error(tmp_path):
+    raw = hwrig.load("pico-w")
+    raw.pop("rs485")
+    fm.reset_world(raw["port"])
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"rcd_selftest": False}))
+    with pytest.raises(system.SetupError, match="rs485"):
+        system.build(fm, fm.Clock(), raw, str(path), str(tmp_path))
+
+
+def test_silent_meter_raises_meter_fault_on_the_board(tmp_path):
+    """Nothing answers on the fake bus: after meter_fail_polls the charger
+    shows `meter` (the board's run loop, not just the simulator)."""
+    ctx, _ = _build(tmp_path, "esp32-devkitc", {"meter_fail_polls": 2, "meter_poll_s": 1})
+    lines = []
+    system.run(ctx, max_ticks=600, out=lines.append)
+    assert ctx.app.out.faults == F_METER, lines
+    assert ctx.app.out.error == "meter" and ctx.app.out.state == "A"
