@@ -21,12 +21,17 @@ import ssl
 import threading
 import time
 
+from evse import config as _config
 from evse.app import App
 from evse.link import Link
 from evse.payloads import Topics
 from evse.tls import context as tls_context
 
 import paho.mqtt.client as paho
+
+
+BACKEND_WAIT_S = 2  # for the backend client's subscription before the run
+LINK_JOIN_S = 1  # for a Link's thread to finish its step at a reboot or the end
 
 
 def sleep_ms(ms):
@@ -184,21 +189,28 @@ class SimNet:
         self._notes = []
         self.backend = None
         self.topics = None
-        self.cfg = None
+        self.ready = threading.Event()
 
     def config(self, scen_config, name):
-        """The scenario's config with the link pointed at the proxy."""
+        """The scenario's config with the link pointed at the proxy; starts
+        the backend client (before the run, so that the run's clock does
+        not wait for it)."""
         cfg = dict(scen_config)
         cfg["mqtt_host"] = "127.0.0.1"
         cfg["mqtt_port"] = self.proxy.port
         if not cfg.get("mqtt_device_id"):
             cfg["mqtt_device_id"] = sim_device_id(name)
+        full = _config.validate(cfg)
+        self.topics = Topics(full["mqtt_prefix"], full["mqtt_device_id"])
+        self.backend = self._backend(full)
         return cfg
 
     # ------------------------------------------------------- backend side
     def _backend(self, cfg):
         """A paho client connected straight to the broker, as the backend
-        would be: sends the scenario's commands and reads the replies."""
+        would be: sends the scenario's commands and reads the replies. A
+        broker that does not answer (a black hole) does not stop the run:
+        the commands are then lost, with a note."""
         c = paho.Client(paho.CallbackAPIVersion.VERSION2,
                         client_id="sim-backend-%d-%d" % (os.getpid(), random.getrandbits(24)),
                         protocol=paho.MQTTv311)
@@ -207,13 +219,18 @@ class SimNet:
         if cfg["mqtt_tls"]:
             with open(cfg["mqtt_ca"], "rb") as f:
                 c.tls_set_context(tls_context(ssl, f.read()))
-        ready = threading.Event()
+        self.ready = threading.Event()
+        settled = threading.Event()
 
         def on_connect(client, userdata, flags, rc, props=None):
-            client.subscribe(self.topics.reply, 1)
+            if rc.is_failure:
+                settled.set()  # refused: the run goes on without it
+            else:
+                client.subscribe(self.topics.reply, 1)
 
         def on_subscribe(client, userdata, mid, rcs, props=None):
-            ready.set()
+            self.ready.set()
+            settled.set()
 
         def on_message(client, userdata, msg):
             try:
@@ -226,10 +243,9 @@ class SimNet:
         c.on_connect = on_connect
         c.on_subscribe = on_subscribe
         c.on_message = on_message
-        c.connect(self.host, self.port, keepalive=30)
+        c.connect_async(self.host, self.port, keepalive=30)
         c.loop_start()
-        if not ready.wait(10):
-            raise RuntimeError("cannot subscribe to the broker at %s:%d" % (self.host, self.port))
+        settled.wait(BACKEND_WAIT_S)
         return c
 
     # ------------------------------------------------------- runner hooks
@@ -237,10 +253,6 @@ class SimNet:
         graceful = self.app is not None and self.app.reboot_requested
         self._stop_link(graceful)
         app = App(board, cfg, now, meter, flash_dir, backend=True, clock=lambda: int(time.time()))
-        if self.backend is None:
-            self.cfg = cfg
-            self.topics = Topics(cfg["mqtt_prefix"], cfg["mqtt_device_id"])
-            self.backend = self._backend(cfg)
         ctx = None
         if cfg["mqtt_tls"]:
             with open(cfg["mqtt_ca"], "rb") as f:
@@ -260,24 +272,43 @@ class SimNet:
         with self._lock:
             self._notes.append(text)
 
-    def _stop_link(self, graceful=False):
+    def _stop_link(self, graceful=False, wait=False):
+        """Stop the current Link without holding up the caller (the runner,
+        the control thread): a power cut closes its socket at once; a
+        reboot lets it finish its step and closes in order (offline, then
+        DISCONNECT), in a thread of its own. `wait`: for the end of a run."""
         if self.link is None:
             return
         (link, halt), thread = self.link, self.thread
         self.link = self.thread = None
-        if graceful:  # as runtime.run() before machine.reset()
-            halt.set()
-            thread.join(10)
-            link.close()
-        else:  # a power cut: the connection just dies
+        if not graceful or link.client is None:
             link.stop()
-            thread.join(10)
+            if wait:
+                thread.join(LINK_JOIN_S)
+            return
+
+        def close():
+            halt.set()
+            thread.join(LINK_JOIN_S)
+            if thread.is_alive():
+                link.stop()
+            else:
+                link.close()
+
+        if wait:
+            close()
+        else:
+            threading.Thread(target=close, daemon=True).start()
 
     def power_off(self):
         self._stop_link()
         self.app = None
 
     def cmd(self, msg):
+        if not self.ready.is_set():
+            with self._lock:
+                self._notes.append("cmd dropped: the backend client is not connected")
+            return
         self.backend.publish(self.topics.cmd, json.dumps(msg), qos=0)
 
     def broker(self, up):
@@ -290,7 +321,7 @@ class SimNet:
         return r, n
 
     def close(self):
-        self._stop_link(graceful=True)
+        self._stop_link(graceful=True, wait=True)
         if self.backend is not None:
             self.backend.loop_stop()
             self.backend.disconnect()

@@ -257,7 +257,8 @@ class App:
             self._record(PL.session_record(
                 sid, _int(lost.get("boot")), epoch if isinstance(epoch, int) else _int(lost.get("up")),
                 None, "epoch" if isinstance(epoch, int) else "uptime", start_wh, stop_wh,
-                stop_wh - start_wh if stop_wh is not None and start_wh is not None else None,
+                stop_wh - start_wh if stop_wh is not None and start_wh is not None
+                and stop_wh >= start_wh else None,  # a meter reset or replaced: unknown
                 None, self._lost_reason, None))
         self._save_state()
 
