@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """The simulator's network side (CPython only): `tools/sim.py --broker`.
 
 - `LinkProxy`: a TCP proxy between the firmware and the broker that the
@@ -12,14 +13,22 @@
   umqtt.simple (tools/host/umqtt/simple.py) through the proxy, publishes
   the scenario's `cmd` events on the command topic with its own client
   (paho-mqtt, as a backend would), and collects the replies.
+
+    tools/simnet.py blackhole [PORT]    a black hole on 127.0.0.1 until Ctrl-C
 """
 import json
 import os
 import random
 import socket
 import ssl
+import sys
 import threading
 import time
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+for _p in (os.path.join(_ROOT, "tools", "host"), os.path.join(_ROOT, "firmware")):
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
 
 from evse import config as _config
 from evse.app import App
@@ -136,10 +145,10 @@ class LinkProxy:
 class BlackHole:
     """Accepts TCP connections on 127.0.0.1 and never sends a byte."""
 
-    def __init__(self):
+    def __init__(self, port=0):
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind(("127.0.0.1", port))
         self.sock.listen(16)
         self.port = self.sock.getsockname()[1]
         self.accepted = 0
@@ -326,3 +335,23 @@ class SimNet:
             self.backend.loop_stop()
             self.backend.disconnect()
         self.proxy.close()
+
+
+def main(argv):
+    if len(argv) < 2 or argv[1] != "blackhole" or len(argv) > 3 or (
+            len(argv) == 3 and not argv[2].isdigit()):
+        sys.stderr.write("usage: simnet.py blackhole [PORT]\n")
+        return 2
+    hole = BlackHole(int(argv[2]) if len(argv) == 3 else 0)
+    print("black hole on 127.0.0.1:%d (accepts, never answers); Ctrl-C ends it" % hole.port)
+    sys.stdout.flush()
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        hole.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

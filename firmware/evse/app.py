@@ -305,7 +305,12 @@ class App:
             msg = bus.cmds.get()
             if msg is None:
                 break
-            bus.replies.put(self.command(msg, now))
+            try:
+                r = self.command(msg, now)
+            except Exception:  # a bug: answered, counted, the charger goes on
+                self.report_errors += 1
+                r = {"id": command_id(msg), "ok": False, "error": "internal error"}
+            bus.replies.put(r)
 
     def _set_config(self, msg):
         """{"cmd": "set_config", "key": K, "value": V[, "id": ...]}: change one

@@ -4,7 +4,9 @@ MicroPython's dicts do not keep insertion order and the two Pythons format
 floats differently, so the backend's payloads are not made with json.dumps:
 objects are lists of (key, value) pairs, and numbers with a fraction are
 integers in 1/scale units (`dec(2666, 100)` is 26.66). The same values give
-the same bytes on the board, under MicroPython and under CPython.
+the same bytes on the board, under MicroPython and under CPython. A float
+that comes in anyway (a meter driver's) is written to 3 decimals, and NaN
+or infinity as null, rather than failing the whole message.
 """
 
 
@@ -55,6 +57,10 @@ def dumps(v):
         return v.text
     if isinstance(v, int):
         return str(v)
+    if isinstance(v, float):  # not expected; written to 3 decimals, never NaN
+        if v != v or v in (float("inf"), float("-inf")):
+            return "null"
+        return dec(int(round(v * 1000)), 1000).text
     if isinstance(v, str):
         return string(v)
     if isinstance(v, (list, tuple)):

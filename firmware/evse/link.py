@@ -132,6 +132,8 @@ def _no_log(text):
 class Link:
     def __init__(self, app, cfg, device_id, mqtt=None, ssl=None, rand=None, log=None,
                  sync_time=None, net_ready=None, timeout_s=SOCK_TIMEOUT_S):
+        if app.bus is None or app.journal is None:
+            raise ValueError("Link: the App must be made with backend=True")
         self.app = app
         self.cfg = cfg
         self.device_id = device_id
@@ -228,8 +230,13 @@ class Link:
         try:
             mod = self._module()
             port = cfg["mqtt_port"] or (8883 if cfg["mqtt_tls"] else 1883)
-            c = mod.MQTTClient("evse-" + self.device_id, cfg["mqtt_host"], port,
-                               user=cfg["mqtt_user"], password=cfg["mqtt_password"],
+            user = cfg["mqtt_user"]
+            pw = cfg["mqtt_password"]
+            # bytes: umqtt.simple writes len(s) then s, which is only right for
+            # bytes; and it needs a password whenever there is a user
+            c = mod.MQTTClient(("evse-" + self.device_id).encode(), cfg["mqtt_host"], port,
+                               user=user.encode() if user else None,
+                               password=(pw or "").encode() if user else None,
                                keepalive=cfg["mqtt_keepalive_s"], ssl=self.ssl)
             c.set_callback(self._on_msg)
             c.set_last_will(t.online.encode(), b"offline", True, 1)

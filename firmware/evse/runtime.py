@@ -36,10 +36,12 @@ CONTROL_STACK = 8192
 
 
 class LoopStats:
-    def __init__(self):
+    def __init__(self, late_ms=50):
         self.ticks = 0
         self.max_gap_ms = 0  # longest time between two control steps
         self.overruns = 0  # deadlines missed by more than a period
+        self.late_ms = late_ms
+        self.late = 0  # gaps longer than late_ms (the project's goal: none)
 
 
 def control_loop(app, stats, period_ms=CONTROL_PERIOD_MS, wdt=None, stop=None):
@@ -53,6 +55,8 @@ def control_loop(app, stats, period_ms=CONTROL_PERIOD_MS, wdt=None, stop=None):
         gap = ticks_diff(now, last)
         if gap > stats.max_gap_ms:
             stats.max_gap_ms = gap
+        if gap > stats.late_ms:
+            stats.late += 1
         last = now
         try:
             app.tick(now)

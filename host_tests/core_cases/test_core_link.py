@@ -51,7 +51,7 @@ def test_connect_will_online_subscribe_and_bounded_socket():
             ("pub", b"evse/dev1/online", b"online", True, 1),
             ("sub", b"evse/dev1/cmd", 0)], mod.log
         c = mod.clients[0]
-        assert c.args[0] == "evse-dev1" and c.args[2] == 1883 and c.args[5] == 30
+        assert c.args[0] == b"evse-dev1" and c.args[2] == 1883 and c.args[5] == 30
         raw = c.sock.s
         assert raw.timeout == L.SOCK_TIMEOUT_S  # set before connect()
         c.sock.setblocking(True)  # what umqtt.simple does after check_msg
@@ -86,7 +86,7 @@ def test_failures_back_off_and_never_raise():
         t.ms = link.next_try
         link.step()
         assert link.client is not None and link.failures == 0
-        assert mod.clients[-1].args[3:5] == ("u", "hunter2")
+        assert mod.clients[-1].args[3:5] == (b"u", b"hunter2")
         assert not [x for x in logs if "hunter2" in x], logs
     finally:
         _restore()
@@ -205,5 +205,15 @@ def test_ping_when_the_broker_was_quiet_for_half_the_keepalive():
         t.ms += 1000
         link.step()
         assert ("ping",) in mod.log and link.client is not None
+    finally:
+        _restore()
+
+
+def test_a_user_without_a_password_sends_an_empty_one():
+    """umqtt.simple sends a password whenever there is a user name."""
+    t, rig, mod, link, logs = _setup({"mqtt_user": "ch\u00e4rger"})
+    try:
+        link.step()
+        assert mod.clients[0].args[3:5] == ("ch\u00e4rger".encode(), b"")
     finally:
         _restore()

@@ -16,6 +16,8 @@ def test_jsonw_decimals_order_and_escapes():
     t = jsonw.obj((("z", 1), ("a", [True, None, "q\"\\\n\x01"]), ("m", jsonw.obj(())))).text
     assert t == '{"z": 1, "a": [true, null, "q\\"\\\\\\n\\u0001"], "m": {}}', t
     assert json.loads(t)["a"][2] == "q\"\\\n\x01"
+    # a float from elsewhere does not break a payload
+    assert jsonw.dumps([1.5, 0.1234, float("nan"), -2.0]) == "[1.5, 0.123, null, -2.0]"
 
 
 def test_topics():
