@@ -91,7 +91,10 @@ class App:
             self.bus = Bus()
             self.journal = Journal(self._path(JOURNAL_FILE), cfg["journal_kb"] * 1024,
                                    report=self._drop_report)
-            self.journal.load()
+            try:
+                self.journal.load()
+            except Exception:  # unreadable: start empty rather than not at all
+                self.report_errors += 1
         self._save_state()
         self._event("boot", (("reason", "reboot" if state.get("reboot") else boot_reason),
                              ("fw", VERSION)))
@@ -168,6 +171,9 @@ class App:
             if m is not None and m.energy_wh is not None:
                 if self.start_wh is None:
                     self.start_wh = m.energy_wh
+                    if self._open is not None:  # the meter answered late
+                        self._open[3] = self.start_wh
+                        self._save_state()
                 self.energy_wh = m.energy_wh - self.start_wh
             if inp.ev_ma is not None and inp.ev_ma > self._peak:
                 self._peak = inp.ev_ma

@@ -145,3 +145,15 @@ def test_without_backend_nothing_is_journaled():
     assert app.journal is None and app.bus is None
     app.tick(10)
     assert read(d + "/journal.log") is None
+
+
+def test_a_meter_that_answers_late_still_gives_the_lost_session_its_start():
+    rig = Rig()
+    rig.meter.energy_wh = None  # no reading yet
+    rig.meter.answering = False
+    rig.charge(1000)
+    assert json.loads(read(rig.flash + "/state.json"))["open"]["wh"] is None
+    rig.meter.answering = True
+    rig.meter.energy_wh = 7000
+    rig.run(20)
+    assert json.loads(read(rig.flash + "/state.json"))["open"]["wh"] == 7000
