@@ -40,6 +40,20 @@ def broker(tmp_path_factory):
     m.stop()
 
 
+@pytest.fixture
+def reaper():
+    """reaper(thing): a process or a Mosquitto stopped at the end of the
+    test, however it ends."""
+    things = []
+    yield things.append
+    for t in reversed(things):
+        if isinstance(t, Mosquitto):
+            t.stop()
+        elif t.poll() is None:
+            t.kill()
+            t.wait(5)
+
+
 def _status(text):
     return json.loads(text)
 
@@ -150,11 +164,13 @@ def test_commands_and_replies_including_malformed_ones(broker, tmp_path):
     assert "Traceback" not in out, out
 
 
-def test_broker_restart_mid_session_replays_the_journal_exactly_once(tmp_path):
+def test_broker_restart_mid_session_replays_the_journal_exactly_once(tmp_path, reaper):
     mosq = Mosquitto(tmp_path / "mosq", persistence=True)
+    reaper(mosq)
     db = tmp_path / "backend.db"
     flash = tmp_path / "flash"
     backend = start_backend(mosq.port, db, tmp_path)
+    reaper(backend)
     events = [{"t": 0, "ev": "A"}, {"t": 0.3, "ev": "B"}, {"t": 0.8, "ev": "C"},
               {"t": 2.0, "ev": "A"},  # session 1 ends with the broker up
               {"t": 2.5, "ev": "B"}, {"t": 3.0, "ev": "C"},
@@ -163,55 +179,50 @@ def test_broker_restart_mid_session_replays_the_journal_exactly_once(tmp_path):
               {"t": 7.0, "ev": "B"}, {"t": 7.3, "ev": "C"}]  # session 3 under way
     scen = write_scenario(tmp_path, "restart", 13, events, {"mqtt_device_id": "rst-1"})
     p = start_sim(scen, mosq.port, tmp_path, flash=flash)
-    try:
-        wait_until(lambda: _rows(db, "SELECT id FROM sessions") == [(1,)], 10, "session 1")
-        time.sleep(1.5)  # into session 2
-        mosq.stop()  # mid-session: the journal keeps what ends meanwhile
-        wait_until(lambda: os.path.exists(flash / "journal.log"), 10,
-                   "records journaled while the broker is away")
-        time.sleep(1.5)
-        mosq.start()
-        wait_until(lambda: len(_rows(db, "SELECT id FROM sessions")) == 2, 15,
-                   "session 2 replayed from the journal")
-        out = finish(p, 30)
-    finally:
-        if p.poll() is None:
-            p.kill()
-    try:
-        assert "Traceback" not in out, out
-        rows = _rows(db, "SELECT id, reason, energy_wh, time_base FROM sessions ORDER BY id")
-        assert [(r[0], r[1]) for r in rows] == [(1, "unplugged"), (2, "unplugged")], rows
-        assert all(r[2] >= 0 and r[3] == "epoch" for r in rows), rows
-        ev = _rows(db, "SELECT kind, payload FROM events ORDER BY boot, n")
-        kinds = [e[0] for e in ev]
-        assert kinds[0] == "boot" and "fault" in kinds and "clear" in kinds, ev
-        assert not os.path.exists(flash / "journal.log")  # all acknowledged
-        trace = (tmp_path / "sim.jsonl").read_text()
-        assert "mqtt: link lost" in trace and trace.count("mqtt: connected") >= 2
-        # the same record delivered again (a PUBACK lost on the way) is stored once
-        session1 = _rows(db, "SELECT payload FROM sessions WHERE id = 1")[0][0]
-        w = Watcher(mosq.port, ["evse/rst-1/session"])
-        w.publish("evse/rst-1/session", session1)
-        w.close()
-        wait_until(lambda: "session rst-1/1 again" in open(backend.out_path).read(), 10,
-                   "the backend to see the duplicate")
-        assert _rows(db, "SELECT COUNT(*) FROM sessions") == [(2,)]
-        r = backend_cli(mosq.port, db, "sessions")
-        assert r.returncode == 0 and "2 session(s)" in r.stdout, r.stdout
-        assert r.stdout.count("rst-1") == 2 and "unplugged" in r.stdout
-    finally:
-        log = stop(backend)
-        mosq.stop()
+    reaper(p)
+    wait_until(lambda: _rows(db, "SELECT id FROM sessions") == [(1,)], 10, "session 1")
+    time.sleep(1.5)  # into session 2
+    mosq.stop()  # mid-session: the journal keeps what ends meanwhile
+    wait_until(lambda: os.path.exists(flash / "journal.log"), 10,
+               "records journaled while the broker is away")
+    time.sleep(1.5)
+    mosq.start()
+    wait_until(lambda: len(_rows(db, "SELECT id FROM sessions")) == 2, 15,
+               "session 2 replayed from the journal")
+    out = finish(p, 30)
+    assert "Traceback" not in out, out
+    rows = _rows(db, "SELECT id, reason, energy_wh, time_base FROM sessions ORDER BY id")
+    assert [(r[0], r[1]) for r in rows] == [(1, "unplugged"), (2, "unplugged")], rows
+    assert all(r[2] >= 0 and r[3] == "epoch" for r in rows), rows
+    ev = _rows(db, "SELECT kind, payload FROM events ORDER BY boot, n")
+    kinds = [e[0] for e in ev]
+    assert kinds[0] == "boot" and "fault" in kinds and "clear" in kinds, ev
+    assert not os.path.exists(flash / "journal.log")  # all acknowledged
+    trace = (tmp_path / "sim.jsonl").read_text()
+    assert "mqtt: link lost" in trace and trace.count("mqtt: connected") >= 2
+    # the same record delivered again (a PUBACK lost on the way) is stored once
+    session1 = _rows(db, "SELECT payload FROM sessions WHERE id = 1")[0][0]
+    w = Watcher(mosq.port, ["evse/rst-1/session"])
+    w.publish("evse/rst-1/session", session1)
+    w.close()
+    wait_until(lambda: "session rst-1/1 again" in open(backend.out_path).read(), 10,
+               "the backend to see the duplicate")
+    assert _rows(db, "SELECT COUNT(*) FROM sessions") == [(2,)]
+    r = backend_cli(mosq.port, db, "sessions")
+    assert r.returncode == 0 and "2 session(s)" in r.stdout, r.stdout
+    assert r.stdout.count("rst-1") == 2 and "unplugged" in r.stdout
+    log = stop(backend)
     assert "stopped: 2 sessions, 1 duplicates" in log, log
 
 
-def test_power_loss_gets_its_session_record_after_the_reboot(broker, tmp_path):
+def test_power_loss_gets_its_session_record_after_the_reboot(broker, tmp_path, reaper):
     """A power cut in the simulator (the link dies without a DISCONNECT),
     then a real one: the process killed at whatever it was doing and
     started again on the same flash. Each cut session gets one record."""
     db = tmp_path / "backend.db"
     flash = tmp_path / "flash"
     backend = start_backend(broker.port, db, tmp_path)
+    reaper(backend)
     w = Watcher(broker.port, ["evse/pl-1/status"])
     try:
         scen = write_scenario(tmp_path, "cut", 60, CHARGE + [
@@ -219,6 +230,7 @@ def test_power_loss_gets_its_session_record_after_the_reboot(broker, tmp_path):
             {"t": 4.0, "ev": "A"}, {"t": 4.3, "ev": "B"}, {"t": 4.8, "ev": "C"}],
             {"mqtt_device_id": "pl-1"})
         p = start_sim(scen, broker.port, tmp_path, flash=flash, tag="run1")
+        reaper(p)
         wait_until(lambda: len(_rows(db, "SELECT id FROM sessions")) == 1, 10, "session 1")
         w.wait_for(_is("/status", lambda x: _charging(x) and _status(x)["session"] == 2), 10)
         p.kill()  # now the process itself: whatever it was doing
@@ -402,12 +414,15 @@ def test_tls_with_ca_and_credentials_that_never_leak(tmp_path):
         assert secret not in text and secret[::-1] not in text
 
 
-def test_shared_subscription_splits_the_load_and_stores_each_session_once(broker, tmp_path):
+def test_shared_subscription_splits_the_load_and_stores_each_session_once(broker, tmp_path,
+                                                                          reaper):
     db = tmp_path / "shared.db"
     b1 = start_backend(broker.port, db, tmp_path, "run", "--share", "g", "--client-id", "b1",
                        tag="b1")
+    reaper(b1)
     b2 = start_backend(broker.port, db, tmp_path, "run", "--share", "g", "--client-id", "b2",
                        tag="b2")
+    reaper(b2)
     w = Watcher(broker.port, ["evse/none"])
     try:
         for i in range(1, 13):
