@@ -253,7 +253,7 @@ class LiveView:
                 self.inputs.append("%8.2f s  %s" % (t, json.dumps(e)))
         self.inputs = self.inputs[-3:]
         for n in d.get("notes", ()):
-            if n.startswith("cmd dropped"):
+            if n.startswith("cmd dropped") or n.startswith("mqtt:"):
                 self.msgs.append("%8.2f s  %s" % (t, n))
         self.msgs = self.msgs[-5:]
         if d["error"] is not None:
