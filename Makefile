@@ -9,8 +9,9 @@ PYTEST_ARGS ?=
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 
-# Debian packages wanted by the simulator and tests: command -> package.
-APT_NEEDS := mosquitto:mosquitto socat:socat node:nodejs npm:npm
+# Debian packages wanted by the simulator and tests: command -> package
+# (openssl: the MQTT tests make a CA and a broker certificate for TLS).
+APT_NEEDS := mosquitto:mosquitto socat:socat openssl:openssl node:nodejs npm:npm
 
 PY_STAMP := $(VENV)/.requirements.stamp
 NODE_STAMP := $(WASM_DIR)/node_modules/.npm-ci.stamp

@@ -475,12 +475,20 @@ def test_unknown_top_level_keys_are_ignored():
     assert scen["name"] == "x"
 
 
-def test_broker_is_refused_until_mqtt_lands(tmp_path):
+@pytest.mark.parametrize("extra,needle", [
+    ([], "--broker needs --realtime"),
+    (["--realtime", "--micropython"], "--micropython"),
+    (["--realtime"], "HOST:PORT"),
+], ids=["virtual-time", "micropython", "bad-address"])
+def test_broker_refused_without_realtime_or_with_micropython(tmp_path, extra, needle):
+    """--broker runs the MQTT link on the wall clock, in CPython only."""
+    broker = "127.0.0.1" if needle == "HOST:PORT" else "127.0.0.1:1883"
     r = subprocess.run([sys.executable, SIM, "--scenario",
                         os.path.join(SCEN_DIR, "demo.json"), "--trace", str(tmp_path / "t.jsonl"),
-                        "--broker", "127.0.0.1:1883"], capture_output=True, text=True, timeout=60)
-    assert r.returncode == 2 and len(r.stderr.splitlines()) == 1
-    assert "MQTT" in r.stderr and "#5" in r.stderr
+                        "--broker", broker] + extra, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and len(r.stderr.splitlines()) == 1, r.stderr
+    assert needle in r.stderr
+    assert not (tmp_path / "t.jsonl").exists()
 
 
 def test_cli_writes_trace_and_summary(tmp_path):

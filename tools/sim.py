@@ -3,7 +3,7 @@
 
     tools/sim.py --scenario SCENARIO.json --trace TRACE.jsonl
                  [--realtime] [--live | --no-live] [--micropython]
-                 [--broker HOST:PORT]
+                 [--broker HOST:PORT] [--flash DIR]
 
 Runs evse.app.App (the application the board runs) on the virtual board of
 tools/simcore/ against a scenario in the format of
@@ -12,6 +12,10 @@ default (as fast as the machine allows); --realtime runs against the wall
 clock, with a live terminal view when stdout is a terminal. --micropython
 runs the same simulator and firmware inside the MicroPython WebAssembly port
 (tools/wasm/run.mjs) and writes the same trace, byte for byte.
+--broker (with --realtime) runs the firmware's MQTT link against that broker
+through a proxy that scenario `broker` events cut and restore
+(tools/simnet.py); --flash keeps the virtual board's flash in DIR across
+runs (config.json is rewritten from the scenario at the start).
 
 Exit codes: 0 the scenario ran (whatever the charger did); 2 the scenario
 file or the command line is refused (one line on stderr naming the problem);
@@ -59,9 +63,40 @@ def load_scenario(path):
 
 
 # ----------------------------------------------------------------- runs
-def run_cpython(scen, emit, realtime=False):
-    """Run in this process; returns the Sim. `emit(text)` gets each line."""
-    flash = tempfile.mkdtemp(prefix="evse-flash-")
+class Gaps:
+    """Wall-clock time between two control steps in real-time runs."""
+
+    def __init__(self):
+        self.last = None
+        self.max_ms = 0.0
+        self.max_at = 0  # virtual ms of the step that ended the longest gap
+        self.steps = 0
+        self.over = 0  # gaps above GOAL_MS
+
+    GOAL_MS = 50
+
+    def step(self, T):
+        now = time.monotonic()
+        if self.last is not None:
+            gap = (now - self.last) * 1000.0
+            if gap > self.max_ms:
+                self.max_ms = gap
+                self.max_at = T
+            if gap > self.GOAL_MS:
+                self.over += 1
+        self.last = now
+        self.steps += 1
+
+
+def run_cpython(scen, emit, realtime=False, net=None, flash=None, gaps=None):
+    """Run in this process; returns the Sim. `emit(text)` gets each line.
+    `flash`: a folder to keep the board's flash in (default: a temporary
+    one); `gaps`: a Gaps that records the time between control steps."""
+    tmp = flash is None
+    if tmp:
+        flash = tempfile.mkdtemp(prefix="evse-flash-")
+    else:
+        os.makedirs(flash, exist_ok=True)
     try:
         wait = None
         if realtime:
@@ -71,9 +106,12 @@ def run_cpython(scen, emit, realtime=False):
                 d = t0 + T / 1000.0 - time.monotonic()
                 if d > 0:
                     time.sleep(d)
-        return Sim(scen, flash, emit, realtime=realtime, wait=wait).run()
+                if gaps is not None:
+                    gaps.step(T)
+        return Sim(scen, flash, emit, realtime=realtime, wait=wait, net=net).run()
     finally:
-        shutil.rmtree(flash, ignore_errors=True)
+        if tmp:
+            shutil.rmtree(flash, ignore_errors=True)
 
 
 def micropython_command(scen_dir):
@@ -215,7 +253,7 @@ class LiveView:
                 self.inputs.append("%8.2f s  %s" % (t, json.dumps(e)))
         self.inputs = self.inputs[-3:]
         for n in d.get("notes", ()):
-            if n.startswith("cmd dropped"):
+            if n.startswith("cmd dropped") or n.startswith("mqtt:"):
                 self.msgs.append("%8.2f s  %s" % (t, n))
         self.msgs = self.msgs[-5:]
         if d["error"] is not None:
@@ -271,16 +309,25 @@ def parse_args(argv):
     p.add_argument("--micropython", action="store_true",
                    help="run inside the MicroPython WebAssembly port (tools/wasm)")
     p.add_argument("--broker", metavar="HOST:PORT",
-                   help="use an MQTT broker for the backend (not there yet: issue #5)")
+                   help="run the firmware's MQTT link against this broker (needs --realtime)")
+    p.add_argument("--flash", metavar="DIR",
+                   help="keep the board's flash (state, journal) in DIR across runs")
     return p.parse_args(argv)
 
 
 def main(argv=None):
     a = parse_args(argv)
     try:
+        broker = None
         if a.broker is not None:
-            raise Refused("sim.py: --broker: the MQTT link (issue #5) is not there yet; "
-                          "without --broker, commands are delivered in-process")
+            if not a.realtime:
+                raise Refused("sim.py: --broker needs --realtime (a real broker runs on the "
+                              "wall clock); without --broker, commands are delivered in-process")
+            try:
+                import simnet
+                broker = simnet.parse_hostport(a.broker)
+            except ValueError as e:
+                raise Refused("sim.py: %s" % e)
         if a.micropython and a.realtime:
             raise Refused("sim.py: --realtime cannot be combined with --micropython "
                           "(the WebAssembly run is virtual time only)")
@@ -288,6 +335,17 @@ def main(argv=None):
     except Refused as e:
         sys.stderr.write("%s\n" % e)
         return 2
+    net = None
+    if broker is not None:
+        net = simnet.SimNet(broker[0], broker[1])
+        scen = dict(scen)
+        try:
+            scen["config"] = net.config(scen["config"], scen["name"])
+        except Exception as e:
+            net.close()
+            sys.stderr.write("sim.py: %s\n" % e)
+            return 2
+    gaps = Gaps() if a.realtime else None
     live = a.live if a.live is not None else (a.realtime and sys.stdout.isatty())
     trace_dir = os.path.dirname(os.path.abspath(a.trace))
     os.makedirs(trace_dir, exist_ok=True)
@@ -307,12 +365,15 @@ def main(argv=None):
             if a.micropython:
                 run_micropython(scen, emit)
             else:
-                run_cpython(scen, emit, realtime=a.realtime)
+                run_cpython(scen, emit, realtime=a.realtime, net=net, flash=a.flash, gaps=gaps)
         except KeyboardInterrupt:
             interrupted = True
         except RuntimeError as e:
             sys.stderr.write("sim.py: %s\n" % e)
             return 1
+        finally:
+            if net is not None:
+                net.close()
     wall = time.monotonic() - t0
     print("")
     print("Scenario %s: %s s %s%s, %d trace lines, %.2f s wall time (%s)"
@@ -322,6 +383,14 @@ def main(argv=None):
              "MicroPython WebAssembly" if a.micropython else "CPython"))
     for s in summarize(rows):
         print(s)
+    if gaps is not None and gaps.steps > 1:
+        print("Control steps: %d, longest gap %.1f ms (before t = %.2f s), %d gaps above %d ms"
+              % (gaps.steps, gaps.max_ms, gaps.max_at / 1000.0, gaps.over, Gaps.GOAL_MS))
+    if net is not None:
+        ls = net.links
+        print("Backend link: %d boot(s), %d connection(s), last error: %s"
+              % (len(ls), sum([l.connects for l in ls]),
+                 ls[-1].last_error if ls and ls[-1].last_error else "none"))
     print("Trace: %s" % a.trace)
     return 130 if interrupted else 0
 

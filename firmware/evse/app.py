@@ -4,7 +4,9 @@ The same code runs on the board (main.py builds the real adapters) and in the
 simulator (tools/sim.py builds virtual ones). `tick(now)` is the control
 step: read the board, run the state machine, apply the outputs. It does no
 I/O that can block: the meter's `poll()` only advances a non-blocking
-exchange, and flash writes happen only on session start and stop.
+exchange, and flash writes happen only on events (session start and stop,
+faults, journal acknowledgements), after the outputs are applied, and a
+failed write is counted, never raised.
 
 Adapters (duck-typed; the simulator's are in tools/simcore/):
   board.read(inp)    fill charger Inputs from the hardware
@@ -13,27 +15,91 @@ Adapters (duck-typed; the simulator's are in tools/simcore/):
   meter.poll(now)    advance the meter exchange; afterwards meter.ok
                      (True/False), meter.a_ma (largest phase current, mA),
                      meter.energy_wh (import energy total, Wh, or None)
+  clock()            Unix time in s once NTP has synced, else None
+
+With `backend=True` (a broker is configured) the App also keeps the
+journal (evse/journal.py) of session records and events for the backend,
+and serves the Bus that the network thread (evse/link.py) talks through:
+commands in, replies out, acknowledged journal records in. Sessions cut by
+a power loss or a reboot get their record at the next boot (state.json
+remembers the session under way).
 """
-from evse.charger import Charger
-from evse.config import read_json, write_json_atomic
+from evse import payloads as PL
+from evse.bus import Bus
+from evse.charger import FAULTS, Charger
+from evse.commands import command_id
+from evse.config import SCHEMA, ConfigError, read_json, validate, write_json_atomic
+from evse.journal import Journal
+from evse.ticks import ticks_diff
+from evse.version import VERSION
 
 STATE_FILE = "state.json"
+CONFIG_FILE = "config.json"
+JOURNAL_FILE = "journal.log"
+LOST_WAIT_S = 10  # a lost session's record waits this long for the meter
+CMDS_PER_TICK = 4
+
+
+def _int(v, default=0):
+    return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else default
+
+
+def _journaled(journal, sid):
+    """True when the journal still holds the record of session `sid` (its
+    stop was written, but the power went before state.json said so)."""
+    head = '{"id": %d,' % sid
+    for r in journal.live:
+        if r[1] == "s" and r[2].startswith(head):
+            return True
+    return False
 
 
 class App:
-    def __init__(self, board, cfg, now, meter=None, flash_dir=None):
+    def __init__(self, board, cfg, now, meter=None, flash_dir=None, backend=False,
+                 clock=None, boot_reason="power_on"):
+        board.safe()  # first: before any flash I/O
         self.board = board
         self.meter = meter
         self.flash_dir = flash_dir
+        self.cfg = cfg
+        self.clock = clock
         state = self._load_state()
-        self.charger = Charger(cfg, now, state.get("session_seq", 0))
+        self.boot = _int(state.get("boots")) + 1  # boot number, persisted
+        self.charger = Charger(cfg, now, _int(state.get("session_seq")))
         self.inp = self.charger.inp
         self.out = self.charger.out
         self.energy_wh = 0  # energy of the current (or last) session
         self.start_wh = None  # meter reading at session start
         self.reboot_requested = False
-        self.records = []  # finished sessions, newest last (the journal's, later)
-        board.safe()
+        self.records = []  # finished sessions of this boot, newest last
+        self.now = now
+        self.uptime_s = 0
+        self._ms = 0  # ms towards the next uptime second
+        self.flash_errors = 0  # failed state/config writes
+        self.report_errors = 0  # backend records that could not be built
+        self._open = None  # session under way: [id, start uptime s, start epoch, meter Wh]
+        self._peak = 0  # largest phase current of the session, mA
+        self._sess_faults = 0  # faults seen during the session
+        self._events_n = 0  # events of this boot (their "n")
+        self._reboot = None  # reason of a requested reboot, persisted for the next boot
+        lost = state.get("open")
+        self._lost = lost if isinstance(lost, dict) and _int(lost.get("id")) > 0 else None
+        self._lost_reason = "reboot" if state.get("reboot") else "power_loss"
+        self.journal = None
+        self.bus = None
+        if backend and flash_dir is not None:
+            self.bus = Bus()
+            self.journal = Journal(self._path(JOURNAL_FILE), cfg["journal_kb"] * 1024,
+                                   report=self._drop_report)
+            try:
+                self.journal.load()
+            except Exception:  # unreadable: start empty rather than not at all
+                self.report_errors += 1
+        self._save_state()
+        self._event("boot", (("reason", "reboot" if state.get("reboot") else boot_reason),
+                             ("fw", VERSION)))
+        if self.journal is not None and self.journal.skipped:
+            self._event("journal_repaired", (("skipped_bytes", self.journal.skipped),))
 
     # ---------------------------------------------------------------- state
     def _path(self, name):
@@ -49,13 +115,41 @@ class App:
         return d if isinstance(d, dict) else {}
 
     def _save_state(self):
-        if self.flash_dir is not None:
-            write_json_atomic(self._path(STATE_FILE),
-                              {"session_seq": self.charger.session_seq})
+        if self.flash_dir is None:
+            return
+        d = {"session_seq": self.charger.session_seq, "boots": self.boot}
+        o = self._open
+        if o is not None:
+            d["open"] = {"id": o[0], "up": o[1], "epoch": o[2], "wh": o[3], "boot": self.boot}
+        elif self._lost is not None:
+            d["open"] = self._lost  # until its record is in the journal
+        if self._reboot is not None:
+            d["reboot"] = self._reboot
+        try:
+            write_json_atomic(self._path(STATE_FILE), d)
+        except OSError:
+            self.flash_errors += 1
+
+    def _epoch(self):
+        c = self.clock
+        if c is None:
+            return None
+        try:
+            return c()
+        except Exception:
+            return None
+
+    def _time(self):
+        """(seconds, "epoch") once the clock is set, else (uptime s, "uptime")."""
+        t = self._epoch()
+        if t is None:
+            return self.uptime_s, "uptime"
+        return t, "epoch"
 
     # ----------------------------------------------------------------- tick
     def tick(self, now):
         inp = self.inp
+        out = self.out
         self.board.read(inp)
         m = self.meter
         if m is not None:
@@ -63,17 +157,38 @@ class App:
             inp.meter_ok = m.ok
             inp.ev_ma = m.a_ma if m.ok else None
         self.charger.step(now)
-        self.board.apply(self.out)
-        if self.out.events:
+        self.board.apply(out)
+        # The outputs are on the pins: bookkeeping and reports come after.
+        ms = self._ms + ticks_diff(now, self.now)
+        self.now = now
+        if ms >= 1000:
+            self.uptime_s += ms // 1000
+            ms = ms % 1000
+        self._ms = ms
+        if out.events:
             self._events(self.charger.take_events())
-        if self.out.session is not None and m is not None and m.energy_wh is not None:
-            if self.start_wh is None:
-                self.start_wh = m.energy_wh
-            self.energy_wh = m.energy_wh - self.start_wh
-        return self.out
+        if out.session is not None:
+            if m is not None and m.energy_wh is not None:
+                if self.start_wh is None:
+                    self.start_wh = m.energy_wh
+                    if self._open is not None:  # the meter answered late
+                        self._open[3] = self.start_wh
+                        self._save_state()
+                self.energy_wh = m.energy_wh - self.start_wh
+            if inp.ev_ma is not None and inp.ev_ma > self._peak:
+                self._peak = inp.ev_ma
+            self._sess_faults |= out.faults
+        if self._lost is not None:
+            self._finish_lost(False)
+        if self.bus is not None and self.bus.for_control():
+            self._serve(now)
+        return out
 
     def command(self, msg, now):
-        reply = self.charger.command(msg, now)
+        if isinstance(msg, dict) and msg.get("cmd") == "set_config":
+            reply = self._set_config(msg)
+        else:
+            reply = self.charger.command(msg, now)
         if self.out.events:
             self._events(self.charger.take_events())
         return reply
@@ -82,14 +197,24 @@ class App:
         for ev in events:
             kind = ev[0]
             if kind == "session_start":
-                self._save_state()
+                if self._lost is not None:
+                    self._finish_lost(True)
                 self.energy_wh = 0
                 m = self.meter
                 self.start_wh = m.energy_wh if m is not None and m.ok else None
+                self._open = [ev[1], self.uptime_s, self._epoch(), self.start_wh]
+                self._peak = 0
+                self._sess_faults = self.out.faults
+                self._save_state()
             elif kind == "session_stop":
                 self._session_stopped(ev[1], ev[2])
             elif kind == "reboot":
                 self.reboot_requested = True
+                self._event("reboot", (("reason", ev[1]),))
+                self._reboot = ev[1]
+                self._save_state()
+            elif kind == "fault" or kind == "clear":
+                self._event(kind, (("code", ev[1]),))
 
     def _session_stopped(self, sid, reason):
         m = self.meter
@@ -102,4 +227,135 @@ class App:
         })
         if len(self.records) > 8:
             self.records.pop(0)
+        o = self._open
+        if o is not None and self.journal is not None:
+            t = self._epoch()
+            if t is None:
+                start, stop, base = o[1], self.uptime_s, "uptime"
+            else:
+                start = o[2] if o[2] is not None else t - (self.uptime_s - o[1])
+                stop, base = t, "epoch"
+            self._record(PL.session_record(
+                sid, self.boot, start, stop, base, self.start_wh, stop_wh, self.energy_wh,
+                self._peak, reason, PL.codes(self._sess_faults, FAULTS)))
         self.start_wh = None
+        self._open = None
+        self._save_state()
+
+    def _finish_lost(self, now_or_never):
+        """The record of the session the last boot left open (power loss or
+        reboot), once the meter has answered (its register has not moved
+        since: no supply, no current) or after LOST_WAIT_S."""
+        m = self.meter
+        if (not now_or_never and m is not None and m.ok is None
+                and self.uptime_s < LOST_WAIT_S):
+            return
+        lost = self._lost
+        self._lost = None
+        stop_wh = m.energy_wh if m is not None and m.ok else None
+        start_wh = lost.get("wh")
+        if not isinstance(start_wh, int):
+            start_wh = None
+        sid = lost["id"]
+        j = self.journal
+        if j is not None and not _journaled(j, sid):
+            epoch = lost.get("epoch")
+            self._record(PL.session_record(
+                sid, _int(lost.get("boot")), epoch if isinstance(epoch, int) else _int(lost.get("up")),
+                None, "epoch" if isinstance(epoch, int) else "uptime", start_wh, stop_wh,
+                stop_wh - start_wh if stop_wh is not None and start_wh is not None
+                and stop_wh >= start_wh else None,  # a meter reset or replaced: unknown
+                None, self._lost_reason, None))
+        self._save_state()
+
+    # -------------------------------------------------------------- backend
+    def _record(self, payload):
+        try:
+            self.journal.add("s", payload)
+        except Exception:  # a bug here must not stop the charger
+            self.report_errors += 1
+
+    def _event(self, kind, fields):
+        """Journal an event for the backend (nothing without a backend)."""
+        if self.journal is None:
+            return
+        try:
+            self._events_n += 1
+            t, base = self._time()
+            self.journal.add("e", PL.event(kind, fields, self.boot, self._events_n, t, base))
+        except Exception:
+            self.report_errors += 1
+
+    def _drop_report(self, dropped_events, dropped_sessions):
+        self._events_n += 1
+        t, base = self._time()
+        return PL.event("journal_full", (("dropped_events", dropped_events),
+                                         ("dropped_sessions", dropped_sessions)),
+                        self.boot, self._events_n, t, base)
+
+    def _serve(self, now):
+        """The control thread's side of the Bus: acknowledged journal records
+        are removed, commands are run and answered."""
+        bus = self.bus
+        acks = []
+        s = bus.acks.get()
+        while s is not None:
+            acks.append(s)
+            s = bus.acks.get()
+        if acks:
+            try:
+                self.journal.ack(acks)
+            except Exception:
+                self.report_errors += 1
+        for _ in range(CMDS_PER_TICK):
+            msg = bus.cmds.get()
+            if msg is None:
+                break
+            try:
+                r = self.command(msg, now)
+            except Exception:  # a bug: answered, counted, the charger goes on
+                self.report_errors += 1
+                r = {"id": command_id(msg), "ok": False, "error": "internal error"}
+            bus.replies.put(r)
+
+    def _set_config(self, msg):
+        """{"cmd": "set_config", "key": K, "value": V[, "id": ...]}: change one
+        configuration key, validated by evse.config, saved, applied at once
+        (keys the charger core does not use, such as `meter`, at the next
+        boot). Only with `mqtt_remote_config`; never the link's own keys."""
+        cid = command_id(msg)
+
+        def no(text):
+            return {"id": cid, "ok": False, "error": text}
+
+        if not self.cfg["mqtt_remote_config"]:
+            return no("set_config: disabled on this charger (mqtt_remote_config is false)")
+        if "id" in msg and cid is None:
+            return no("id: must be a string or an integer of at most 64 characters")
+        for k in msg:
+            if k not in ("cmd", "id", "key", "value"):
+                return no("%s: unknown field for set_config" % str(k)[:32])
+        key = msg.get("key")
+        if not isinstance(key, str):
+            return no("key: missing or not a string")
+        if "value" not in msg:
+            return no("value: missing")
+        if key not in SCHEMA:
+            return no("%s: unknown key" % key[:32])
+        if key.startswith("mqtt_") or key == "journal_kb":
+            return no("%s: cannot be changed over MQTT" % key)
+        new = dict(self.cfg)
+        new[key] = msg["value"]
+        try:
+            new = validate(new)
+        except ConfigError as e:
+            return no(str(e))
+        if self.flash_dir is not None:
+            try:
+                write_json_atomic(self._path(CONFIG_FILE), new)
+            except OSError:
+                self.flash_errors += 1
+                return no("config not saved: flash write failed")
+        self.cfg = new
+        self.charger.configure(new)
+        return {"id": cid, "ok": True}

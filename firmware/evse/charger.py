@@ -485,6 +485,20 @@ class Charger:
             self._shown_faults = out.faults
             out.error = _top_code(out.faults)
 
+    def limits(self, now):
+        """The limits in force, for the backend's status (allocates; not
+        for the control step): (max, cable, backend limit or None, ms left
+        of its ttl_s or None, fallback, paused, derating, meter fallback),
+        currents in mA."""
+        cable = P.pp_rating_ma(self.inp.pp_ohm, self.phases) if self.socket else self.cable_ma
+        left = None
+        if self._limit_ma is not None and self._limit_until is not None:
+            left = ticks_diff(self._limit_until, now)
+            if left < 0:
+                left = 0
+        return (self.max_ma, cable, self._limit_ma, left, self.fallback_ma, self._paused,
+                self.out.derate, bool(self.out.faults & F_METER) and not self.meter_stop)
+
     # ---------------------------------------------------------- commands
     def command(self, msg, now):
         """Handle a backend command (a decoded JSON object); return the reply."""

@@ -31,6 +31,14 @@ The App boots from its flash folder: the scenario's config is saved there
 with evse.config.save as config.json and loaded back with evse.config.load,
 and state.json (the session counter) persists across power cycles and
 reboots, as on the board.
+
+`net` (tools/simnet.py, CPython only, with --broker --realtime) puts the
+firmware's MQTT link between the runner and a real broker: it boots each
+App with its backend and starts the Link's thread, stops it at a power cut
+or a reboot, publishes `cmd` events on the command topic, cuts and restores
+the link for `broker` events, and hands back the replies the broker brought
+(`take()`). Without it (the default, and always under MicroPython) commands
+go to app.command in-process and nothing here touches a socket.
 """
 from evse import config as _config
 from evse.app import App
@@ -53,7 +61,7 @@ def _ceil_tick(t):
 
 
 class Sim:
-    def __init__(self, scen, flash_dir, emit, realtime=False, wait=None):
+    def __init__(self, scen, flash_dir, emit, realtime=False, wait=None, net=None):
         """`scen`: scenario.normalize() output; `flash_dir`: an empty folder;
         `emit(text)`: takes each trace line; `wait(T)`: in real-time mode,
         returns once the wall clock has reached virtual ms T."""
@@ -72,6 +80,7 @@ class Sim:
             self.device = MeterDevice(cfg["meter"], cfg["meter_unit"], int(cfg["meter_baud"]),
                                       cfg["meter_parity"], cfg["phases"])
         self.app = None
+        self.net = net
         self.broker_up = True
         self.energy_wh = 0  # the last App's session energy, shown while off
         self.T = 0
@@ -92,13 +101,18 @@ class Sim:
         meter = None
         if self.device is not None:
             meter = _meter_from_config(cfg, VirtualUart(self.device))
-        self.app = App(self.board, cfg, T & TICKS_MASK, meter, self.flash_dir)
+        if self.net is None:
+            self.app = App(self.board, cfg, T & TICKS_MASK, meter, self.flash_dir)
+        else:
+            self.app = self.net.boot(self.board, cfg, T & TICKS_MASK, meter, self.flash_dir)
         self.boots += 1
         self._faults = 0
         self._session = None
         self._record = None
 
     def power_off(self):
+        if self.net is not None:
+            self.net.power_off()
         if self.app is not None:
             self.energy_wh = self.app.energy_wh
             if self.app.out.session is not None:
@@ -125,8 +139,12 @@ class Sim:
             b.noise_mv = v
         elif k == "broker":
             self.broker_up = v == "up"
+            if self.net is not None:
+                self.net.broker(self.broker_up)
         elif k == "cmd":
-            if self.app is None:
+            if self.net is not None:
+                self.net.cmd(v)  # the reply comes back through the broker
+            elif self.app is None:
                 self._notes.append("cmd dropped: no supply")
             elif not self.broker_up:
                 self._notes.append("cmd dropped: broker down")
@@ -227,18 +245,23 @@ class Sim:
                 key = ("E", 0, 0, False, None, None)
                 energy = self.energy_wh
                 ev_ma = None
+            if self.net is not None:
+                got, notes = self.net.take()
+                if got:
+                    replies = (replies or []) + got
+                self._notes.extend(notes)
             board.update_vehicle(T)
             if dev is not None:
                 dev.set_current(veh.draw_ma if board.flowing() else 0)
             changed = key != self._key
             if changed or inputs is not None:
                 self._changed = T
-            if changed or T % 1000 == 0 or inputs is not None or self._fw or self._notes:
+            if changed or T % 1000 == 0 or inputs is not None or replies or self._fw or self._notes:
                 extra = []
                 if inputs is not None:
                     extra.append(("input", "[" + ", ".join(inputs) + "]"))
-                    if replies:
-                        extra.append(("replies", _trace.jval(replies)))
+                if replies:
+                    extra.append(("replies", _trace.jval(replies)))
                 if self._fw:
                     extra.append(("events", "[" + ", ".join(self._fw) + "]"))
                     self._fw = []

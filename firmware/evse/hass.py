@@ -1,0 +1,56 @@
+"""Home Assistant MQTT discovery: the retained config messages that make the
+charger appear in Home Assistant (config key `mqtt_ha_discovery`).
+
+Entities: state, current, power, meter energy, session energy, error
+(sensors), the current limit (a number that sends set_current) and pause
+(a switch that sends pause / resume). All read the charger's own status and
+telemetry topics; availability follows the online topic. Pure.
+"""
+from evse.jsonw import obj
+
+
+def _sensor(name, key, topic, tpl, unit=None, dclass=None, sclass=None):
+    return ("sensor", key, [("name", name), ("state_topic", topic), ("value_template", tpl)]
+            + ([("unit_of_measurement", unit)] if unit else [])
+            + ([("device_class", dclass)] if dclass else [])
+            + ([("state_class", sclass)] if sclass else []))
+
+
+def discovery(ha_prefix, topics, device_id, version, max_a):
+    """[(topic, payload), ...] to publish retained."""
+    node = "evse_" + device_id
+    device = obj((("identifiers", [node]), ("name", "EV charger " + device_id),
+                  ("manufacturer", "micropython-evse"), ("model", "IEC 61851-1 AC charger"),
+                  ("sw_version", version)))
+    st = topics.status
+    te = topics.telemetry
+    ents = [
+        _sensor("State", "state", st, "{{ value_json.state }}"),
+        _sensor("Current", "current", te, "{{ value_json.ev_a }}", "A", "current", "measurement"),
+        _sensor("Power", "power", te, "{{ value_json.power_w }}", "W", "power", "measurement"),
+        _sensor("Energy", "energy", te, "{{ value_json.meter_wh }}", "Wh", "energy",
+                "total_increasing"),
+        _sensor("Session energy", "session_energy", st, "{{ value_json.energy_wh }}", "Wh",
+                "energy", "total_increasing"),
+        _sensor("Error", "error", st, "{{ value_json.error or 'none' }}"),
+        ("number", "current_limit", [
+            ("name", "Current limit"), ("command_topic", topics.cmd),
+            ("command_template", '{"cmd": "set_current", "amps": {{ value }}}'),
+            ("state_topic", st),
+            ("value_template", "{{ value_json.limits.backend_a or value_json.limits.max_a }}"),
+            ("min", 6), ("max", max_a), ("step", 1), ("unit_of_measurement", "A")]),
+        ("switch", "pause", [
+            ("name", "Pause"), ("command_topic", topics.cmd),
+            ("payload_on", '{"cmd": "pause"}'), ("payload_off", '{"cmd": "resume"}'),
+            ("state_topic", st),
+            ("value_template", "{{ 'ON' if value_json.limits.paused else 'OFF' }}")]),
+    ]
+    out = []
+    for comp, key, pairs in ents:
+        pairs = pairs + [
+            ("unique_id", node + "_" + key),
+            ("availability_topic", topics.online),
+            ("payload_available", "online"), ("payload_not_available", "offline"),
+            ("device", device)]
+        out.append(("%s/%s/%s/%s/config" % (ha_prefix, comp, node, key), obj(pairs).text))
+    return out

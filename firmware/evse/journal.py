@@ -1,0 +1,331 @@
+"""The journal: session records and events kept on flash until the broker has them.
+
+A record is written here before it is published, and removed only after the
+broker's PUBACK, so nothing the charger reports is lost to a broker outage, a
+reboot or a power cut. One file, append-only between compactions; each line
+is one record with its own length and CRC-32:
+
+    @LLLLCCCCCCCC BODY\\n      LLLL: length of BODY in bytes (4 hex digits)
+                              CCCCCCCC: CRC-32 of BODY (8 hex digits)
+    BODY = KIND " " SEQ " " DATA
+      KIND "s": a session record, "e": an event; DATA is its JSON payload
+      KIND "a": removal of the records whose SEQs are listed in DATA
+                (space-separated; SEQ is 0): acknowledged, or dropped
+
+The reader (`scan`) accepts a line only when its header, length, CRC and the
+closing newline all check out; anything else is skipped byte by byte up to
+the next "@". A power cut in the middle of an append leaves a torn last line,
+which is skipped; a corrupted byte costs only the record it is in. The JSON
+payloads never contain a raw newline, so no record can hide inside another.
+
+Bounded: the live records take at most `max_bytes` (as written) and
+`max_records`. When a new record does not fit, the oldest events go first,
+then the oldest sessions; what was dropped is reported by an event record
+(built by the `report` function the owner gives), merged into one while it
+is not yet published. The file is compacted (rewritten with the live records
+to FILE.tmp, then renamed over FILE) when it grows past 1.5 x max_bytes, and
+removed when no record is live. As with config.json, a FILE.tmp is read only
+when FILE is missing (FAT removes the target before the rename).
+
+Threads: one thread (the control thread) calls load/add/ack and does all the
+file I/O; `live` is a tuple that is replaced, never changed in place, so the
+network thread may read it at any time.
+"""
+import os
+from binascii import crc32
+
+HEADER = 14  # "@" + 4 + 8 hex digits + " "
+MAX_BODY = 0xFFFF
+REPORT_RESERVE = 256  # bytes kept free for the drop report
+
+
+def encode(kind, seq, data):
+    """One record line (bytes)."""
+    body = ("%s %d %s" % (kind, seq, data)).encode()
+    return ("@%04x%08x " % (len(body), crc32(body) & 0xFFFFFFFF)).encode() + body + b"\n"
+
+
+def _hex(buf, i, n):
+    """int of the n hex digits at buf[i:], or -1."""
+    v = 0
+    for k in range(i, i + n):
+        c = buf[k]
+        if 0x30 <= c <= 0x39:
+            c -= 0x30
+        elif 0x61 <= c <= 0x66:
+            c -= 0x57
+        elif 0x41 <= c <= 0x46:
+            c -= 0x37
+        else:
+            return -1
+        v = v * 16 + c
+    return v
+
+
+def _parse_at(buf, i):
+    """((kind, seq, data), next index) for a valid record at buf[i], or None."""
+    n = len(buf)
+    if i + HEADER > n or buf[i + HEADER - 1] != 0x20:
+        return None
+    length = _hex(buf, i + 1, 4)
+    crc = _hex(buf, i + 5, 8)
+    if length < 0 or crc < 0:
+        return None
+    end = i + HEADER + length
+    if end >= n or buf[end] != 0x0A:
+        return None
+    body = buf[i + HEADER:end]
+    if crc32(body) & 0xFFFFFFFF != crc:
+        return None
+    try:
+        text = body.decode()
+        kind = text[0]
+        sp = text.index(" ", 2)
+        seq = int(text[2:sp])
+        data = text[sp + 1:]
+    except (ValueError, IndexError):  # UnicodeError is a ValueError
+        return None
+    if text[1] != " " or kind not in "sea":
+        return None
+    return (kind, seq, data), end + 1
+
+
+def scan(buf):
+    """Every valid record in `buf` (bytes), in order, and the count of bytes
+    that were skipped as garbage: ([(kind, seq, data), ...], skipped)."""
+    out = []
+    skipped = 0
+    i = 0
+    n = len(buf)
+    while i < n:
+        if buf[i] != 0x40:  # "@"
+            j = buf.find(b"@", i)
+            if j < 0:
+                skipped += n - i
+                break
+            skipped += j - i
+            i = j
+        r = _parse_at(buf, i)
+        if r is None:
+            skipped += 1
+            i += 1
+        else:
+            out.append(r[0])
+            i = r[1]
+    return out, skipped
+
+
+def replay(records):
+    """The live records [(seq, kind, data)], oldest first, after the removals."""
+    live = {}
+    order = []
+    for kind, seq, data in records:
+        if kind == "a":
+            for s in data.split():
+                try:
+                    live.pop(int(s), None)
+                except ValueError:
+                    pass
+        else:
+            if seq not in live:
+                order.append(seq)
+            live[seq] = (seq, kind, data)
+    return [live[s] for s in order if s in live]
+
+
+def _exists(path):
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
+
+
+class Journal:
+    def __init__(self, path, max_bytes=8192, max_records=64, report=None):
+        """`report(dropped_events, dropped_sessions)` returns the JSON payload
+        of the event that reports dropped records (None: not reported)."""
+        self.path = path
+        self.tmp = path + ".tmp"
+        self.max_bytes = max_bytes
+        self.max_records = max_records
+        self.report = report
+        self.live = ()  # ((seq, kind, data), ...), oldest first
+        self.live_bytes = 0
+        self.file_bytes = 0
+        self.next_seq = 1
+        self.skipped = 0  # garbage bytes found by load()
+        self.errors = 0  # failed flash writes
+        self.dropped_events = 0  # since boot
+        self.dropped_sessions = 0
+        self._report_seq = None
+        self._report_counts = (0, 0)
+
+    # ------------------------------------------------------------ read
+    def load(self):
+        """Read the journal back (at boot). Returns the live records."""
+        buf = None
+        from_tmp = False
+        for p in (self.path, self.tmp):
+            try:
+                f = open(p, "rb")
+            except OSError:
+                continue
+            try:
+                buf = f.read()
+            finally:
+                f.close()
+            from_tmp = p == self.tmp
+            break
+        if buf is None:
+            return self.live
+        records, self.skipped = scan(buf)
+        top = 0
+        for r in records:
+            if r[1] > top:
+                top = r[1]
+        self.next_seq = top + 1
+        live = replay(records)
+        self.live = tuple(live)
+        self.live_bytes = 0
+        for r in live:
+            self.live_bytes += len(encode(r[1], r[0], r[2]))
+        self.file_bytes = len(buf)
+        if from_tmp or self.skipped or _exists(self.tmp):
+            self._compact()  # a clean file, and no stale .tmp
+        return self.live
+
+    # ----------------------------------------------------------- write
+    def _write(self, lines):
+        try:
+            f = open(self.path, "ab")
+            try:
+                for line in lines:
+                    f.write(line)
+                f.flush()
+                if hasattr(os, "fsync"):  # CPython; littlefs commits on close
+                    os.fsync(f.fileno())
+            finally:
+                f.close()
+        except OSError:
+            self.errors += 1  # the record stays in RAM and is still published
+            return
+        for line in lines:
+            self.file_bytes += len(line)
+
+    def _compact(self):
+        try:
+            if not self.live:
+                for p in (self.path, self.tmp):
+                    if _exists(p):
+                        os.remove(p)
+                self.file_bytes = 0
+                return
+            f = open(self.tmp, "wb")
+            size = 0
+            try:
+                for seq, kind, data in self.live:
+                    line = encode(kind, seq, data)
+                    f.write(line)
+                    size += len(line)
+                f.flush()
+                if hasattr(os, "fsync"):
+                    os.fsync(f.fileno())
+            finally:
+                f.close()
+            os.rename(self.tmp, self.path)
+            self.file_bytes = size
+        except OSError:
+            self.errors += 1
+
+    def _victim(self, live):
+        """The index in `live` of the record to drop: the oldest event that
+        is not the drop report, else the oldest session; -1 when none."""
+        first_s = -1
+        for i in range(len(live)):
+            r = live[i]
+            if r[1] == "e" and r[0] != self._report_seq:
+                return i
+            if r[1] == "s" and first_s < 0:
+                first_s = i
+        return first_s
+
+    def add(self, kind, data):
+        """Append a record ("s" session or "e" event, `data` its JSON text);
+        returns its seq, or None when it is larger than the whole journal."""
+        seq = self.next_seq
+        line = encode(kind, seq, data)
+        room = self.max_bytes - REPORT_RESERVE
+        if len(line) > room or len(line) > MAX_BODY:
+            self._dropped(1 if kind == "e" else 0, 1 if kind == "s" else 0)
+            return None
+        self.next_seq = seq + 1
+        live = list(self.live)
+        gone = []
+        de = ds = 0
+        while live and (self.live_bytes + len(line) > room
+                        or len(live) + 2 > self.max_records):
+            i = self._victim(live)
+            if i < 0:
+                break
+            r = live.pop(i)
+            gone.append(r[0])
+            self.live_bytes -= len(encode(r[1], r[0], r[2]))
+            if r[1] == "e":
+                de += 1
+            else:
+                ds += 1
+        lines = []
+        if gone:
+            lines.append(encode("a", 0, " ".join([str(s) for s in gone])))
+        lines.append(line)
+        self._write(lines)
+        live.append((seq, kind, data))
+        self.live = tuple(live)
+        self.live_bytes += len(line)
+        if de or ds:
+            self._dropped(de, ds)
+        return seq
+
+    def _dropped(self, de, ds):
+        """Count dropped records and (re)write the report event."""
+        self.dropped_events += de
+        self.dropped_sessions += ds
+        if self.report is None:
+            return
+        old = self._report_seq
+        if old is not None and old in [r[0] for r in self.live]:
+            ce, cs = self._report_counts
+            de += ce
+            ds += cs
+            self._remove((old,))
+        self._report_seq = None
+        data = self.report(de, ds)
+        seq = self.next_seq
+        self.next_seq = seq + 1
+        line = encode("e", seq, data)
+        self._write((line,))
+        self.live = self.live + ((seq, "e", data),)
+        self.live_bytes += len(line)
+        self._report_seq = seq
+        self._report_counts = (de, ds)
+
+    def _remove(self, seqs):
+        keep = []
+        for r in self.live:
+            if r[0] in seqs:
+                self.live_bytes -= len(encode(r[1], r[0], r[2]))
+            else:
+                keep.append(r)
+        if len(keep) == len(self.live):
+            return False
+        self._write((encode("a", 0, " ".join([str(s) for s in seqs])),))
+        self.live = tuple(keep)
+        return True
+
+    def ack(self, seqs):
+        """The broker has these records (PUBACK): remove them."""
+        if not self._remove(seqs):
+            return
+        if not self.live or self.file_bytes > self.max_bytes + self.max_bytes // 2:
+            self._compact()

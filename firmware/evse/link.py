@@ -1,0 +1,400 @@
+"""The backend link over MQTT: what the network thread runs (docs/mqtt.md).
+
+The control thread runs App.tick every 10 ms and never touches the network;
+this thread runs `Link.run()` and never touches the charger, except through
+the App's Bus (commands in, replies out, acknowledged journal records) and by
+reading the App's outputs for the status. Every call into the MQTT client
+may block, but never for longer than SOCK_TIMEOUT_S: the client's sockets
+get that timeout when they are made, and umqtt.simple's switch back to
+blocking mode (after each check_msg) sets it again (`_Bounded`). A broker
+that is down, refuses, or accepts and then says nothing (a black hole) costs
+this thread one timeout per attempt and the control thread nothing.
+
+Per connection: connect with a last will (`online` topic, "offline",
+retained), publish "online" (retained, QoS 1), subscribe to the command
+topic, publish the Home Assistant discovery configs when enabled. Then each
+step: take incoming commands, publish replies, publish journal records at
+QoS 1 (each waits for its PUBACK; the App removes the record once told),
+the status when it changed (at most every STATUS_MIN_MS) and at least every
+`mqtt_status_s`, telemetry every `mqtt_telemetry_s` while a vehicle is
+connected, and a PINGREQ (awaiting PINGRESP) when nothing came from the
+broker for half the keepalive. Any error: the socket is closed (no
+DISCONNECT, so the broker sends the will) and the next attempt waits
+`backoff_ms()`: 1 s doubling to 60 s, half of it random (jitter).
+
+`mqtt` is the MQTT client module: micropython-lib's umqtt.simple on the
+board; on the host tools/host/umqtt/simple.py, which has the same API.
+"""
+import random
+
+from evse import hass
+from evse import payloads as PL
+from evse.charger import FAULTS
+from evse.commands import command_id
+from evse.ticks import ticks_add, ticks_diff, ticks_ms
+from evse.version import VERSION
+
+SOCK_TIMEOUT_S = 5  # bound of every blocking socket call of the client
+BACKOFF_MIN_MS = 1000
+BACKOFF_MAX_MS = 60000
+STATUS_MIN_MS = 500  # status changes are published at most this often
+POLL_MS = 50  # pause between two steps while connected
+IDLE_MS = 250  # longest pause while waiting to reconnect
+PUB_PER_STEP = 4  # journal records published per step
+CMDS_PER_STEP = 8  # incoming messages taken per step
+MAX_OWN_REPLIES = 16  # error replies waiting to be published
+NTP_EVERY_MS = 6 * 3600 * 1000
+
+
+def backoff_ms(failures, rand):
+    """The wait after `failures` failed attempts in a row (>= 1): 1 s, 2 s,
+    4 s, ... capped at 60 s; half of it fixed, half random ("equal jitter"),
+    so that chargers cut off together do not come back together.
+    `rand(n)` returns an integer in [0, n)."""
+    d = BACKOFF_MIN_MS << (failures - 1 if failures < 7 else 6)
+    if d > BACKOFF_MAX_MS:
+        d = BACKOFF_MAX_MS
+    return d // 2 + rand(d // 2 + 1)
+
+
+def _rand(n):
+    return random.getrandbits(30) % n if n > 0 else 0
+
+
+def describe(e):
+    """A log line's worth of an exception: its class and errno or code,
+    never the client's configuration (credentials)."""
+    args = getattr(e, "args", ())
+    code = args[0] if args else ""
+    if isinstance(code, int):
+        if type(e).__name__ == "MQTTException":
+            return "refused by the broker (CONNACK %d%s)" % (
+                code, {4: ": bad user name or password", 5: ": not authorized"}.get(code, ""))
+        more = args[1] if len(args) > 1 and isinstance(args[1], str) else ""
+        return "%s %d%s" % (type(e).__name__, code, ": " + more[:60] if more else "")
+    return type(e).__name__ + (": " + code[:60] if isinstance(code, str) and code else "")
+
+
+class _Sockets:
+    """Stands in for the client module's `socket` module: every socket it
+    makes has the timeout set before connect() is called on it."""
+
+    def __init__(self, mod, timeout_s):
+        self.mod = mod
+        self.timeout_s = timeout_s
+        self.last = None  # the last raw socket made (TLS wraps it)
+
+    def socket(self, *args):
+        s = self.mod.socket(*args)
+        s.settimeout(self.timeout_s)
+        self.last = s
+        return s
+
+    def getaddrinfo(self, *args):
+        return self.mod.getaddrinfo(*args)
+
+
+class _Bounded:
+    """The client's socket after connect: umqtt.simple's setblocking(True)
+    (after each check_msg) would mean "wait forever"; here it means "wait
+    at most timeout_s"."""
+
+    def __init__(self, sock, raw, timeout_s):
+        self.s = sock
+        self.raw = raw
+        self.timeout_s = timeout_s
+
+    def read(self, n):
+        return self.s.read(n)
+
+    def write(self, buf, n=None):
+        return self.s.write(buf) if n is None else self.s.write(buf, n)
+
+    def setblocking(self, flag):
+        self.s.setblocking(flag)
+        if flag:
+            self.settimeout(self.timeout_s)
+
+    def settimeout(self, t):
+        try:
+            self.s.settimeout(t)
+        except (AttributeError, OSError):  # MicroPython's TLS socket: on the raw one
+            self.raw.settimeout(t)
+
+    def close(self):
+        self.s.close()
+
+
+def _no_log(text):
+    pass
+
+
+class Link:
+    def __init__(self, app, cfg, device_id, mqtt=None, ssl=None, rand=None, log=None,
+                 sync_time=None, net_ready=None, timeout_s=SOCK_TIMEOUT_S):
+        if app.bus is None or app.journal is None:
+            raise ValueError("Link: the App must be made with backend=True")
+        self.app = app
+        self.cfg = cfg
+        self.device_id = device_id
+        self.topics = PL.Topics(cfg["mqtt_prefix"], device_id)
+        self._cmd_topic = self.topics.cmd.encode()
+        self.mqtt = mqtt
+        self.ssl = ssl
+        self.rand = rand if rand is not None else _rand
+        self.log = log if log is not None else _no_log
+        self.sync_time = sync_time
+        self.net_ready = net_ready
+        self.timeout_s = timeout_s
+        self.client = None
+        self.stopped = False
+        self.failures = 0  # failed attempts (or lost links) in a row
+        self.connects = 0
+        self.next_try = ticks_ms()
+        self.last_error = None
+        self._sent = {}  # seq -> True: PUBACKed, the App not yet told or not done
+        self._acks = []  # seqs PUBACKed that did not fit into the Bus yet
+        self._own = []  # error replies made here (undecodable commands, busy)
+        self._status_key = None
+        self._status_at = None
+        self._tele_at = None
+        self._rx_at = 0
+        self._tx_at = 0
+        self._ntp_at = None
+
+    # ------------------------------------------------------------ loop
+    def run(self, sleep_ms, stop=None):
+        """The network thread: step until stopped."""
+        while not self.stopped and (stop is None or not stop()):
+            w = self.step()
+            if w > 0:
+                sleep_ms(w)
+        c = self.client
+        if c is not None and self.stopped:
+            self.client = None
+            self._close(c)
+
+    def step(self):
+        """One pass; returns the ms to wait before the next one."""
+        if self.client is None:
+            wait = ticks_diff(self.next_try, ticks_ms())
+            if wait > 0:
+                return wait if wait < IDLE_MS else IDLE_MS
+            self._connect()
+            return 0
+        try:
+            self._service()
+        except Exception as e:  # OSError, MQTTException, anything: reconnect
+            self._lost(e)
+            return 0
+        return POLL_MS
+
+    def stop(self):
+        """Stop at once, as a power cut would: no DISCONNECT (sim)."""
+        self.stopped = True
+        c = self.client
+        self.client = None
+        if c is not None:
+            self._close(c)
+
+    def close(self):
+        """Orderly end (before a reboot): `offline`, then DISCONNECT."""
+        self.stopped = True
+        c = self.client
+        self.client = None
+        if c is None:
+            return
+        try:
+            c.publish(self.topics.online.encode(), b"offline", True, 1)
+            c.disconnect()
+        except Exception:
+            self._close(c)
+
+    # ------------------------------------------------------- connection
+    def _module(self):
+        mod = self.mqtt
+        if mod is None:
+            import umqtt.simple as mod
+            self.mqtt = mod
+        if not isinstance(mod.socket, _Sockets):
+            mod.socket = _Sockets(mod.socket, self.timeout_s)
+        return mod
+
+    def _connect(self):
+        cfg = self.cfg
+        t = self.topics
+        if self.net_ready is not None and not self.net_ready():
+            self._failed(OSError("network not up"))
+            return
+        c = None
+        try:
+            mod = self._module()
+            port = cfg["mqtt_port"] or (8883 if cfg["mqtt_tls"] else 1883)
+            user = cfg["mqtt_user"]
+            pw = cfg["mqtt_password"]
+            # bytes: umqtt.simple writes len(s) then s, which is only right for
+            # bytes; and it needs a password whenever there is a user
+            c = mod.MQTTClient(("evse-" + self.device_id).encode(), cfg["mqtt_host"], port,
+                               user=user.encode() if user else None,
+                               password=(pw or "").encode() if user else None,
+                               keepalive=cfg["mqtt_keepalive_s"], ssl=self.ssl)
+            c.set_callback(self._on_msg)
+            c.set_last_will(t.online.encode(), b"offline", True, 1)
+            c.connect(True)
+            c.sock = _Bounded(c.sock, mod.socket.last, self.timeout_s)
+            c.publish(t.online.encode(), b"online", True, 1)
+            c.subscribe(self._cmd_topic, 0)
+            if cfg["mqtt_ha_discovery"]:
+                for topic, payload in hass.discovery(cfg["mqtt_ha_prefix"], t, self.device_id,
+                                                     VERSION, int(cfg["max_current_a"])):
+                    c.publish(topic.encode(), payload.encode(), True, 0)
+        except Exception as e:
+            if c is not None:
+                self._close(c)
+            self._failed(e)
+            return
+        if self.stopped:
+            self._close(c)
+            return
+        now = ticks_ms()
+        self.client = c
+        self.failures = 0
+        self.connects += 1
+        self.last_error = None
+        self._rx_at = self._tx_at = now
+        self._status_key = None  # publish the status now
+        self.log("mqtt: connected to %s:%d" % (cfg["mqtt_host"], port))
+        if self.sync_time is not None and (
+                self._ntp_at is None or ticks_diff(now, self._ntp_at) >= NTP_EVERY_MS):
+            self._ntp_at = now
+            try:
+                self.sync_time()
+            except Exception as e:
+                self.log("mqtt: time not synced: %s" % describe(e))
+
+    def _close(self, c):
+        try:
+            c.sock.close()
+        except Exception:
+            pass
+
+    def _failed(self, e):
+        self.failures += 1
+        d = backoff_ms(self.failures, self.rand)
+        self.next_try = ticks_add(ticks_ms(), d)
+        self.last_error = describe(e)
+        self.log("mqtt: %s; next attempt in %d ms" % (self.last_error, d))
+
+    def _lost(self, e):
+        c = self.client
+        self.client = None
+        if c is not None:
+            self._close(c)
+        self.log("mqtt: link lost")
+        self._failed(e)
+
+    # ---------------------------------------------------------- service
+    def _on_msg(self, topic, msg):
+        """Called by the client inside check_msg/wait_msg/publish: queue
+        only, never publish from here."""
+        if topic != self._cmd_topic:
+            return
+        m, err = PL.decode_cmd(msg)
+        if err is None and self.app.bus.cmds.put(m):
+            return
+        if err is None:
+            err = "busy: too many commands, try again"
+        if len(self._own) < MAX_OWN_REPLIES:
+            self._own.append({"id": command_id(m), "ok": False, "error": err})
+
+    def _pub(self, c, topic, payload, retain=False, qos=0):
+        c.publish(topic.encode(), payload.encode(), retain, qos)
+        self._tx_at = ticks_ms()
+        if qos:
+            self._rx_at = self._tx_at
+
+    def _service(self):
+        c = self.client
+        app = self.app
+        bus = app.bus
+        t = self.topics
+        for _ in range(CMDS_PER_STEP):
+            op = c.check_msg()  # ends with setblocking(True): bounded (_Bounded)
+            if op is None:
+                break
+            self._rx_at = ticks_ms()
+        while self._own:
+            self._pub(c, t.reply, PL.reply(self._own.pop(0)))
+        for _ in range(16):
+            r = bus.replies.get()
+            if r is None:
+                break
+            self._pub(c, t.reply, PL.reply(r))
+        self._journal(c, app.journal, bus)
+        self._status(c, app)
+        now = ticks_ms()
+        half = self.cfg["mqtt_keepalive_s"] * 500
+        if ticks_diff(now, self._rx_at) >= half or ticks_diff(now, self._tx_at) >= half:
+            self._ping(c)
+
+    def _journal(self, c, journal, bus):
+        while self._acks and bus.acks.put(self._acks[0]):
+            self._acks.pop(0)
+        live = journal.live
+        if self._sent:
+            seqs = [r[0] for r in live]
+            for s in list(self._sent):
+                if s not in seqs:
+                    del self._sent[s]
+        n = 0
+        for seq, kind, data in live:
+            if seq in self._sent:
+                continue
+            if n >= PUB_PER_STEP:
+                break
+            self._pub(c, self.topics.session if kind == "s" else self.topics.event, data, qos=1)
+            self._sent[seq] = True
+            if self._acks or not bus.acks.put(seq):
+                self._acks.append(seq)
+            n += 1
+
+    def _status(self, c, app):
+        out = app.out
+        now = ticks_ms()
+        lim = app.charger.limits(app.now)
+        key = (out.state, out.duty, out.offer_ma, out.contactor, out.faults, out.session,
+               lim[0], lim[1], lim[2], lim[4], lim[5], lim[6], lim[7])
+        since = None if self._status_at is None else ticks_diff(now, self._status_at)
+        if (since is None or since >= self.cfg["mqtt_status_s"] * 1000
+                or (key != self._status_key and since >= STATUS_MIN_MS)):
+            j = app.journal
+            self._pub(c, self.topics.status, PL.status(
+                out, app.inp.ev_ma, app.energy_wh, lim, PL.codes(out.faults, FAULTS),
+                app.uptime_s, app.boot, VERSION,
+                (len(j.live), j.dropped_events + j.dropped_sessions,
+                 j.errors + app.flash_errors + app.report_errors)), retain=True)
+            self._status_key = key
+            self._status_at = now
+        connected = out.session is not None or out.state[0] in "BCD"
+        if connected and (self._tele_at is None or ticks_diff(
+                now, self._tele_at) >= self.cfg["mqtt_telemetry_s"] * 1000):
+            m = app.meter
+            self._pub(c, self.topics.telemetry, PL.telemetry(
+                out.session, out.state, getattr(m, "phase_mv", None),
+                getattr(m, "phase_ma", None), getattr(m, "power_w", None),
+                getattr(m, "energy_wh", None) if m is not None and m.ok else None,
+                app.inp.ev_ma, app.inp.temp_dc, app.energy_wh))
+            self._tele_at = now
+        elif not connected:
+            self._tele_at = None
+
+    def _ping(self, c):
+        """PINGREQ, then wait (bounded) for the PINGRESP: in blocking mode
+        wait_msg returns None only for a PINGRESP."""
+        c.ping()
+        self._tx_at = ticks_ms()
+        for _ in range(CMDS_PER_STEP):
+            if c.wait_msg() is None:
+                self._rx_at = ticks_ms()
+                return
+        raise OSError("no PINGRESP")

@@ -1,0 +1,83 @@
+"""The board's side of the backend link: MicroPython-only pieces (machine,
+network, ntptime, ssl, umqtt.simple), imported when called, never at import.
+
+    from evse import mqtt_board
+    link = mqtt_board.make_link(app, cfg)     # None without mqtt_host
+    stats = runtime.run(app, link, wdt)       # evse/runtime.py
+
+umqtt.simple is frozen into the ESP32 firmware; on the Pico W install it
+once with `mpremote mip install umqtt.simple`.
+"""
+
+UNIX_2000 = 946684800  # Unix time of 2000-01-01 (older ports count from 2000)
+
+
+def device_id():
+    """machine.unique_id() in hex: the default device id in the topics."""
+    import machine
+    from binascii import hexlify
+
+    return hexlify(machine.unique_id()).decode()
+
+
+def clock():
+    """Unix time once NTP has set the RTC, else None (session and event
+    times are then given as uptime)."""
+    import time
+
+    t = time.time()
+    if time.gmtime(t)[0] < 2024:
+        return None
+    if time.gmtime(0)[0] == 2000:
+        t += UNIX_2000
+    return t
+
+
+def sync_time():
+    """Set the RTC by NTP (blocking, ntptime's own 1 s timeout; network thread)."""
+    import ntptime
+
+    ntptime.settime()
+
+
+def net_ready():
+    import network
+
+    return network.WLAN(network.STA_IF).isconnected()
+
+
+def ssl_context(cfg):
+    if not cfg["mqtt_tls"]:
+        return None
+    import ssl
+
+    from evse.tls import context
+
+    f = open(cfg["mqtt_ca"], "rb")
+    try:
+        data = f.read()
+    finally:
+        f.close()
+    return context(ssl, data)
+
+
+def boot_reason():
+    """machine.reset_cause() as the boot event's reason."""
+    import machine
+
+    return {
+        getattr(machine, "PWRON_RESET", -1): "power_on",
+        getattr(machine, "HARD_RESET", -2): "reset",
+        getattr(machine, "WDT_RESET", -3): "watchdog",
+        getattr(machine, "DEEPSLEEP_RESET", -4): "deepsleep",
+        getattr(machine, "SOFT_RESET", -5): "soft_reset",
+    }.get(machine.reset_cause(), "unknown")
+
+
+def make_link(app, cfg, log=print):
+    if cfg["mqtt_host"] is None:
+        return None
+    from evse.link import Link
+
+    return Link(app, cfg, cfg["mqtt_device_id"] or device_id(), ssl=ssl_context(cfg),
+                log=log, sync_time=sync_time, net_ready=net_ready)

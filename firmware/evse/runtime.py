@@ -1,0 +1,98 @@
+"""How the board runs the App and the Link: two threads (README, "Backend
+link (MQTT)"; docs/mqtt.md, "Never blocking").
+
+    control thread  control_loop(): App.tick every 10 ms, on deadlines
+                    (ticks_add); reads the board, steps the charger, drives
+                    the outputs, writes the journal; never touches a socket.
+    network thread  Link.run(): the MQTT client; may block in a socket call
+                    for up to SOCK_TIMEOUT_S, which the control thread does
+                    not notice.
+
+On the Pico W (RP2040) the main thread runs on core 0 and `_thread` starts
+the second on core 1: the network (cyw43 and lwIP, which belong to core 0)
+stays in the main thread and the control loop gets core 1 to itself. On the
+ESP32 both threads share the GIL on one core; a thread waiting in a socket
+call has released the GIL, so the control thread runs on time. The two talk
+only through the App's Bus (lock-free rings) and the journal's immutable
+`live` tuple; all flash I/O is in the control thread (MicroPython's VFS is
+not thread-safe).
+
+The host simulator (tools/sim.py --broker) has the same two threads: its
+runner ticks the App in the main thread on the same 10 ms deadlines, and
+the same Link runs in a second thread with a client of the same API.
+"""
+from evse.ticks import ticks_add, ticks_diff, ticks_ms
+
+try:
+    from time import sleep_ms
+except ImportError:  # CPython
+    from time import sleep as _sleep
+
+    def sleep_ms(ms):
+        _sleep(ms / 1000)
+
+CONTROL_PERIOD_MS = 10
+CONTROL_STACK = 8192
+
+
+class LoopStats:
+    def __init__(self, late_ms=50):
+        self.ticks = 0
+        self.max_gap_ms = 0  # longest time between two control steps
+        self.overruns = 0  # deadlines missed by more than a period
+        self.late_ms = late_ms
+        self.late = 0  # gaps longer than late_ms (the project's goal: none)
+
+
+def control_loop(app, stats, period_ms=CONTROL_PERIOD_MS, wdt=None, stop=None):
+    """Tick the App every `period_ms` until it asks for a reboot (or `stop()`).
+    `wdt`: a machine.WDT, fed every tick, so that a control thread that dies
+    or hangs resets the board."""
+    nxt = ticks_ms()
+    last = nxt
+    while stop is None or not stop():
+        now = ticks_ms()
+        gap = ticks_diff(now, last)
+        if gap > stats.max_gap_ms:
+            stats.max_gap_ms = gap
+        if gap > stats.late_ms:
+            stats.late += 1
+        last = now
+        try:
+            app.tick(now)
+        except Exception:
+            app.board.safe()  # then die: the watchdog resets the board
+            raise
+        stats.ticks += 1
+        if wdt is not None:
+            wdt.feed()
+        if app.reboot_requested:
+            return
+        nxt = ticks_add(nxt, period_ms)
+        d = ticks_diff(nxt, ticks_ms())
+        if d > 0:
+            sleep_ms(d)
+        elif d < -period_ms:
+            stats.overruns += 1
+            nxt = ticks_ms()
+
+
+def run(app, link, wdt=None):
+    """The board's main: the control loop in a second thread, the network in
+    this one. Returns when the App asks for a reboot (the caller then calls
+    machine.reset())."""
+    import _thread
+
+    stats = LoopStats()
+    try:
+        _thread.stack_size(CONTROL_STACK)
+    except (AttributeError, ValueError):
+        pass
+    _thread.start_new_thread(control_loop, (app, stats, CONTROL_PERIOD_MS, wdt))
+    if link is None:
+        while not app.reboot_requested:
+            sleep_ms(100)
+    else:
+        link.run(sleep_ms, lambda: app.reboot_requested)
+        link.close()
+    return stats

@@ -1,0 +1,230 @@
+"""Stand-ins for the core cases of the backend link: a board with a vehicle,
+a meter, a folder for the flash, a clock, and an MQTT client module with
+umqtt.simple's API that records what it is asked to do. Plain Python for
+CPython and MicroPython alike.
+"""
+import os
+
+from evse import config
+from evse.app import App
+from evse.ticks import ticks_add
+
+_dirs = [0]
+
+
+def tmpdir(tag):
+    """A new empty folder (CPython: tempfile; MicroPython: under /tmp)."""
+    try:
+        import tempfile
+        return tempfile.mkdtemp(prefix=tag)
+    except ImportError:
+        _dirs[0] += 1
+        for p in ("/tmp", "/tmp/%s%d" % (tag, _dirs[0])):
+            try:
+                os.mkdir(p)
+            except OSError:
+                pass
+        return "/tmp/%s%d" % (tag, _dirs[0])
+
+
+def write(path, data):
+    f = open(path, "wb")
+    f.write(data)
+    f.close()
+
+
+def read(path):
+    try:
+        f = open(path, "rb")
+    except OSError:
+        return None
+    try:
+        return f.read()
+    finally:
+        f.close()
+
+
+class Board:
+    """A vehicle on the pilot (A/B/C), a working RCD self-test, a contactor
+    with its mirror contact."""
+
+    LEVELS = {"A": 12000, "B": 9000, "C": 6000}
+
+    def __init__(self):
+        self.ev = "A"
+        self.rcd_test = False
+        self.contactor = False
+        self.rcd = False
+
+    def read(self, inp):
+        inp.cp_high_mv = self.LEVELS[self.ev]
+        inp.cp_low_mv = -12000
+        inp.rcd = self.rcd or self.rcd_test
+        inp.fb = self.contactor
+
+    def apply(self, out):
+        self.rcd_test = out.rcd_test
+        self.contactor = out.contactor
+
+    def safe(self):
+        self.contactor = False
+        self.rcd_test = False
+
+
+class Meter:
+    def __init__(self, wh=5000):
+        self.ok = None  # until the first poll
+        self.a_ma = 0
+        self.energy_wh = wh
+        self.answering = True
+
+    def poll(self, now):
+        if self.answering:
+            self.ok = True
+
+
+class Clock:
+    def __init__(self, t=None):
+        self.t = t
+
+    def __call__(self):
+        return self.t
+
+
+class Rig:
+    """An App with its backend on the fake board, ticked in 10 ms steps."""
+
+    def __init__(self, flash=None, cfg=None, meter=True, clock=None, now=0, **kw):
+        self.flash = flash if flash is not None else tmpdir("app")
+        c = {"mqtt_host": "broker"}
+        if cfg:
+            for k in cfg:
+                c[k] = cfg[k]
+        self.cfg = config.validate(c)
+        self.board = Board()
+        self.meter = Meter() if meter else None
+        self.clock = clock
+        self.now = now
+        self.app = App(self.board, self.cfg, now, self.meter, self.flash, backend=True,
+                       clock=clock, **kw)
+
+    def run(self, ms, ev=None):
+        if ev is not None:
+            self.board.ev = ev
+        for _ in range(ms // 10):
+            self.now = ticks_add(self.now, 10)
+            self.app.tick(self.now)
+
+    def charge(self, ms=1000):
+        self.run(600, "B")
+        self.run(ms, "C")
+
+    def live(self, kind=None):
+        return [r for r in self.app.journal.live if kind is None or r[1] == kind]
+
+
+# ------------------------------------------------------------- MQTT fake
+class FakeSock:
+    def __init__(self, client):
+        self.client = client
+        self.timeout = "unset"
+        self.closed = False
+
+    def settimeout(self, t):
+        self.timeout = t
+
+    def setblocking(self, flag):
+        self.timeout = None if flag else 0
+
+    def read(self, n):
+        return None
+
+    def write(self, buf, n=None):
+        return len(buf)
+
+    def close(self):
+        self.closed = True
+
+
+class FakeSockets:
+    def socket(self, *a):
+        return FakeSock(None)
+
+    def getaddrinfo(self, *a):
+        return [(0, 0, 0, "", ("127.0.0.1", 1883))]
+
+
+class MQTTException(Exception):
+    pass
+
+
+class FakeMQTT:
+    """A module with umqtt.simple's MQTTClient. `script` decides what
+    connect() does: None (works), an exception to raise; `log` records
+    every call as a tuple; `inbox` holds (topic, msg) to deliver on
+    check_msg."""
+
+    MQTTException = MQTTException
+
+    def __init__(self):
+        self.socket = FakeSockets()
+        self.fail = None  # exception for connect() to raise
+        self.fail_publish = None  # exception for publish() to raise
+        self.log = []
+        self.inbox = []
+        self.clients = []
+        mod = self
+
+        class MQTTClient:
+            def __init__(self, client_id, server, port=0, user=None, password=None,
+                         keepalive=0, ssl=None):
+                self.args = (client_id, server, port, user, password, keepalive, ssl)
+                self.cb = None
+                self.sock = None
+                mod.clients.append(self)
+
+            def set_callback(self, f):
+                self.cb = f
+
+            def set_last_will(self, topic, msg, retain=False, qos=0):
+                mod.log.append(("will", topic, msg, retain, qos))
+
+            def connect(self, clean_session=True):
+                self.sock = mod.socket.socket()
+                if mod.fail is not None:
+                    raise mod.fail
+                mod.log.append(("connect", clean_session))
+                return 0
+
+            def publish(self, topic, msg, retain=False, qos=0):
+                if mod.fail_publish is not None:
+                    raise mod.fail_publish
+                mod.log.append(("pub", topic, msg, retain, qos))
+
+            def subscribe(self, topic, qos=0):
+                mod.log.append(("sub", topic, qos))
+
+            def check_msg(self):
+                self.sock.setblocking(False)
+                if not mod.inbox:
+                    self.sock.setblocking(True)
+                    return None
+                t, m = mod.inbox.pop(0)
+                self.sock.setblocking(True)
+                self.cb(t, m)
+                return 0x30
+
+            def wait_msg(self):
+                return None  # a PINGRESP
+
+            def ping(self):
+                mod.log.append(("ping",))
+
+            def disconnect(self):
+                mod.log.append(("disconnect",))
+
+        self.MQTTClient = MQTTClient
+
+    def pubs(self, topic_end=None):
+        return [e for e in self.log if e[0] == "pub"
+                and (topic_end is None or e[1].endswith(topic_end.encode()))]

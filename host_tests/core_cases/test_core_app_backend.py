@@ -1,0 +1,159 @@
+"""The App's side of the backend (evse/app.py with backend=True): session
+records and events go into the journal, a session cut by a power loss or a
+reboot gets its record at the next boot, commands come through the Bus,
+set_config only when enabled."""
+import json
+
+from evse import config
+
+from fakes import Clock, Rig, read
+
+
+def _payloads(rig, kind):
+    return [json.loads(r[2]) for r in rig.live(kind)]
+
+
+def test_boot_event_and_session_record():
+    rig = Rig(clock=Clock(1700000000))
+    ev = _payloads(rig, "e")
+    assert ev == [{"type": "boot", "reason": "power_on", "fw": ev[0]["fw"], "boot": 1, "n": 1,
+                   "at": 1700000000, "time": "epoch"}], ev
+    rig.charge(2000)
+    assert rig.app.out.state == "C2" and rig.app.out.contactor
+    rig.meter.a_ma = 16000
+    rig.meter.energy_wh = 5400
+    rig.run(100)
+    rig.clock.t = 1700000100
+    rig.run(100, "A")
+    s = _payloads(rig, "s")
+    assert s == [{"id": 1, "boot": 1, "start": 1700000000, "stop": 1700000100, "time": "epoch",
+                  "meter_start_wh": 5000, "meter_stop_wh": 5400, "energy_wh": 400,
+                  "peak_a": 16.0, "reason": "unplugged", "errors": []}], s
+    st = json.loads(read(rig.flash + "/state.json"))
+    assert st == {"session_seq": 1, "boots": 1}, st  # no session under way any more
+
+
+def test_uptime_times_without_a_clock_and_faults_as_events():
+    rig = Rig()
+    rig.run(2000)
+    rig.charge(1000)
+    rig.board.rcd = True
+    rig.run(50)
+    rig.board.rcd = False
+    rig.run(20)
+    assert rig.app.command({"cmd": "reset_error", "id": 1}, rig.now)["ok"]
+    rig.run(5000, "A")
+    ev = _payloads(rig, "e")
+    assert [(e["type"], e.get("code")) for e in ev] == [
+        ("boot", None), ("fault", "rcd"), ("clear", "rcd")], ev
+    assert [e["n"] for e in ev] == [1, 2, 3] and ev[1]["time"] == "uptime"
+    s = _payloads(rig, "s")[0]
+    assert s["time"] == "uptime" and s["start"] == 2 and s["stop"] == 3, s
+    assert s["errors"] == ["rcd"] and s["reason"] == "unplugged"
+
+
+def test_power_loss_gets_a_stop_record_at_the_next_boot():
+    rig = Rig()
+    rig.charge(1000)
+    rig.meter.energy_wh = 5300
+    rig.run(100)
+    assert rig.app.out.session == 1
+    st = json.loads(read(rig.flash + "/state.json"))
+    assert st["open"]["id"] == 1 and st["open"]["wh"] == 5000, st
+    # the power goes: no stop; the meter (upstream) keeps its register
+    rig2 = Rig(flash=rig.flash)
+    rig2.meter.energy_wh = 5300
+    assert rig2.app.boot == 2
+    assert _payloads(rig2, "s") == []  # waits for the meter's first answer
+    rig2.run(20)
+    s = _payloads(rig2, "s")
+    assert s == [{"id": 1, "boot": 1, "start": 0, "stop": None, "time": "uptime",
+                  "meter_start_wh": 5000, "meter_stop_wh": 5300, "energy_wh": 300,
+                  "peak_a": None, "reason": "power_loss", "errors": None}], s
+    assert "open" not in json.loads(read(rig.flash + "/state.json"))
+    rig2.charge(1000)
+    assert rig2.app.out.session == 2  # the counter persisted
+    # the record was in the journal already: not written a second time
+    rig3 = Rig(flash=rig.flash)
+    rig3.run(20)
+    assert [p["id"] for p in _payloads(rig3, "s")] == [1, 2]
+    assert [p["reason"] for p in _payloads(rig3, "s")] == ["power_loss", "power_loss"]
+
+
+def test_reboot_command_is_an_event_and_its_session_ends_with_reboot():
+    rig = Rig()
+    rig.charge(1000)
+    r = rig.app.command({"cmd": "reboot", "id": "r"}, rig.now)
+    assert r == {"id": "r", "ok": True} and rig.app.reboot_requested
+    assert [e["type"] for e in _payloads(rig, "e")] == ["boot", "reboot"]
+    rig2 = Rig(flash=rig.flash, meter=False)
+    boot = [e for e in _payloads(rig2, "e") if e["boot"] == 2]
+    assert boot[0]["type"] == "boot" and boot[0]["reason"] == "reboot", boot
+    rig2.run(20)  # no meter: the record does not wait
+    s = _payloads(rig2, "s")
+    assert s[0]["reason"] == "reboot" and s[0]["meter_stop_wh"] is None, s
+
+
+def test_commands_through_the_bus_and_acks():
+    rig = Rig()
+    bus = rig.app.bus
+    bus.cmds.put({"cmd": "set_current", "amps": 10, "id": 1})
+    bus.cmds.put({"cmd": "set_current", "amps": 100, "id": 2})
+    rig.run(10)
+    assert bus.replies.get() == {"id": 1, "ok": True}
+    r = bus.replies.get()
+    assert r["id"] == 2 and r["ok"] is False and "amps" in r["error"]
+    assert bus.replies.get() is None
+    seq = rig.live()[0][0]
+    bus.acks.put(seq)
+    rig.run(10)
+    assert rig.live() == []
+
+
+def test_set_config_only_when_enabled():
+    rig = Rig()
+    r = rig.app.command({"cmd": "set_config", "key": "max_current_a", "value": 16, "id": 1},
+                        rig.now)
+    assert r["ok"] is False and "mqtt_remote_config" in r["error"]
+    rig = Rig(cfg={"mqtt_remote_config": True})
+    cmd = rig.app.command
+    assert cmd({"cmd": "set_config", "key": "max_current_a", "value": 16, "id": 1},
+               rig.now) == {"id": 1, "ok": True}
+    assert rig.app.charger.max_ma == 16000
+    assert config.load(rig.flash + "/config.json")["max_current_a"] == 16
+    for msg, needle in (
+            ({"cmd": "set_config", "key": "max_current_a", "value": 99}, "max_current_a: must"),
+            ({"cmd": "set_config", "key": "mqtt_host", "value": "x"}, "cannot be changed"),
+            ({"cmd": "set_config", "key": "mqtt_password", "value": "x"}, "cannot be changed"),
+            ({"cmd": "set_config", "key": "colour", "value": 1}, "colour: unknown key"),
+            ({"cmd": "set_config", "key": 5, "value": 1}, "key:"),
+            ({"cmd": "set_config", "key": "phases"}, "value: missing"),
+            ({"cmd": "set_config", "key": "phases", "value": 1, "x": 1}, "x: unknown field"),
+            ({"cmd": "set_config", "key": "phases", "value": 1, "id": [1]}, "id:"),
+            ({"cmd": "set_config", "key": "temp_stop_c", "value": 50}, "temp_stop_c")):
+        r = cmd(msg, rig.now)
+        assert r["ok"] is False and needle in r["error"], (msg, r)
+    assert rig.app.cfg["max_current_a"] == 16 and rig.app.charger.max_ma == 16000
+    assert config.load(rig.flash + "/config.json")["max_current_a"] == 16
+
+
+def test_without_backend_nothing_is_journaled():
+    from evse.app import App
+    from fakes import Board, tmpdir
+    d = tmpdir("nb")
+    app = App(Board(), config.validate({}), 0, None, d)
+    assert app.journal is None and app.bus is None
+    app.tick(10)
+    assert read(d + "/journal.log") is None
+
+
+def test_a_meter_that_answers_late_still_gives_the_lost_session_its_start():
+    rig = Rig()
+    rig.meter.energy_wh = None  # no reading yet
+    rig.meter.answering = False
+    rig.charge(1000)
+    assert json.loads(read(rig.flash + "/state.json"))["open"]["wh"] is None
+    rig.meter.answering = True
+    rig.meter.energy_wh = 7000
+    rig.run(20)
+    assert json.loads(read(rig.flash + "/state.json"))["open"]["wh"] == 7000

@@ -1,0 +1,219 @@
+"""The network thread's logic (evse/link.py) against a fake umqtt.simple:
+what it publishes and subscribes, how it backs off, how bad commands are
+answered, journal records published at QoS 1 and acknowledged, timeouts
+on every socket, credentials kept out of the log."""
+import json
+
+from evse import link as L
+
+from fakes import FakeMQTT, Rig
+
+
+class Time:
+    def __init__(self):
+        self.ms = 1000
+
+    def __call__(self):
+        return self.ms
+
+
+def _setup(cfg=None):
+    t = Time()
+    L.ticks_ms = t
+    rig = Rig(cfg=cfg)
+    mod = FakeMQTT()
+    logs = []
+    link = L.Link(rig.app, rig.cfg, "dev1", mqtt=mod, rand=lambda n: 0, log=logs.append)
+    return t, rig, mod, link, logs
+
+
+def _restore():
+    from evse.ticks import ticks_ms
+    L.ticks_ms = ticks_ms
+
+
+def test_backoff_doubles_from_1_s_to_a_minute_with_jitter():
+    top = [L.backoff_ms(n, lambda k: k - 1) for n in range(1, 10)]
+    low = [L.backoff_ms(n, lambda k: 0) for n in range(1, 10)]
+    assert top == [1000, 2000, 4000, 8000, 16000, 32000, 60000, 60000, 60000], top
+    assert low == [x // 2 for x in top], low
+    for n in range(1, 12):
+        assert 500 <= L.backoff_ms(n, L._rand) <= 60000
+
+
+def test_connect_will_online_subscribe_and_bounded_socket():
+    t, rig, mod, link, logs = _setup()
+    try:
+        assert link.step() == 0 and link.client is not None
+        assert mod.log[:5] == [
+            ("will", b"evse/dev1/online", b"offline", True, 1),
+            ("connect", True),
+            ("pub", b"evse/dev1/online", b"online", True, 1),
+            ("sub", b"evse/dev1/cmd", 0)], mod.log
+        c = mod.clients[0]
+        assert c.args[0] == b"evse-dev1" and c.args[2] == 1883 and c.args[5] == 30
+        raw = c.sock.s
+        assert raw.timeout == L.SOCK_TIMEOUT_S  # set before connect()
+        c.sock.setblocking(True)  # what umqtt.simple does after check_msg
+        assert raw.timeout == L.SOCK_TIMEOUT_S  # still bounded, not "forever"
+        link.step()
+        st = [json.loads(p[2]) for p in mod.pubs("/status")]
+        assert st and st[0]["state"] == "A" and mod.pubs("/status")[0][3] is True  # retained
+        ev = mod.pubs("/event")
+        assert ev and ev[0][4] == 1 and json.loads(ev[0][2])["type"] == "boot"
+        assert "connected" in logs[0]
+    finally:
+        _restore()
+
+
+def test_failures_back_off_and_never_raise():
+    t, rig, mod, link, logs = _setup({"mqtt_user": "u", "mqtt_password": "hunter2"})
+    try:
+        mod.fail = OSError(111)
+        waits = []
+        for _ in range(9):
+            link.step()
+            assert link.client is None
+            waits.append(L.ticks_diff(link.next_try, t.ms))
+            assert link.step() > 0  # waiting: nothing happens
+            t.ms = link.next_try
+        assert waits == [500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000], waits
+        assert all([c.sock.closed for c in mod.clients])
+        mod.fail = mod.MQTTException(5)
+        link.step()
+        assert "not authorized" in link.last_error
+        mod.fail = None
+        t.ms = link.next_try
+        link.step()
+        assert link.client is not None and link.failures == 0
+        assert mod.clients[-1].args[3:5] == (b"u", b"hunter2")
+        assert not [x for x in logs if "hunter2" in x], logs
+    finally:
+        _restore()
+
+
+def test_commands_good_and_bad():
+    t, rig, mod, link, logs = _setup()
+    try:
+        link.step()
+        mod.inbox = [
+            (b"evse/dev1/cmd", b'{"cmd": "set_current", "amps": 10, "id": "g"}'),
+            (b"evse/dev1/cmd", b"{not json"),
+            (b"evse/dev1/cmd", b"\xff"),
+            (b"evse/dev1/cmd", b"x" * 600),
+            (b"evse/dev1/cmd", b'{"cmd": "set_current", "amps": "ten", "id": "t"}'),
+            (b"evse/other/cmd", b'{"cmd": "pause"}'),
+        ]
+        link.step()
+        rig.run(10)
+        link.step()
+        replies = [json.loads(p[2]) for p in mod.pubs("/reply")]
+        assert replies[:3] == [
+            {"id": None, "ok": False, "error": "malformed JSON"},
+            {"id": None, "ok": False, "error": "payload is not UTF-8 text"},
+            {"id": None, "ok": False, "error": "payload too large: 600 bytes, at most 512"}]
+        assert replies[3] == {"id": "g", "ok": True}
+        assert replies[4]["id"] == "t" and "amps" in replies[4]["error"]
+        assert len(replies) == 5
+        assert rig.app.charger.limits(rig.now)[2] == 10000
+        # a flood: the Bus takes 8, the rest are answered "busy"
+        mod.inbox = [(b"evse/dev1/cmd", b'{"cmd": "pause", "id": %d}' % i) for i in range(12)]
+        link.step()
+        link.step()
+        busy = [json.loads(p[2]) for p in mod.pubs("/reply")][5:]
+        assert [r["id"] for r in busy] == [8, 9, 10, 11] and "busy" in busy[0]["error"], busy
+    finally:
+        _restore()
+
+
+def test_journal_records_published_at_qos1_then_removed():
+    t, rig, mod, link, logs = _setup()
+    try:
+        link.step()
+        link.step()
+        rig.charge(1000)
+        rig.run(50, "A")
+        assert [r[1] for r in rig.live()] == ["s"]  # the boot event is acknowledged
+        link.step()
+        sess = mod.pubs("/session")
+        assert len(sess) == 1 and sess[0][4] == 1 and json.loads(sess[0][2])["id"] == 1
+        link.step()
+        assert len(mod.pubs("/session")) == 1  # not again while the App has not removed it
+        rig.run(10)
+        assert rig.live() == []
+    finally:
+        _restore()
+
+
+def test_publish_error_drops_the_link_and_keeps_the_record():
+    t, rig, mod, link, logs = _setup()
+    try:
+        link.step()
+        mod.fail_publish = OSError(104)
+        rig.charge(1000)
+        rig.run(50, "A")
+        link.step()
+        assert link.client is None and mod.clients[0].sock.s.closed
+        assert "OSError 104" in link.last_error
+        assert [r[1] for r in rig.live()] == ["e", "s"]  # still there
+        mod.fail_publish = None
+        t.ms = link.next_try
+        link.step()
+        link.step()
+        rig.run(10)
+        assert rig.live() == []
+    finally:
+        _restore()
+
+
+def test_status_on_change_at_most_twice_a_second_and_every_60_s():
+    t, rig, mod, link, logs = _setup()
+    try:
+        link.step()
+        link.step()
+        n = len(mod.pubs("/status"))
+        assert n == 1
+        t.ms += 1000
+        link.step()
+        assert len(mod.pubs("/status")) == 1  # nothing changed
+        rig.run(600, "B")
+        link.step()
+        assert len(mod.pubs("/status")) == 2
+        rig.run(50, "A")
+        t.ms += 100
+        link.step()
+        assert len(mod.pubs("/status")) == 2  # changed, but too soon
+        t.ms += 400
+        link.step()
+        assert len(mod.pubs("/status")) == 3
+        t.ms += 60000
+        link.step()
+        assert len(mod.pubs("/status")) == 4  # the periodic one
+        assert not mod.pubs("/telemetry")[1:]  # only while a vehicle was connected
+    finally:
+        _restore()
+
+
+def test_ping_when_the_broker_was_quiet_for_half_the_keepalive():
+    t, rig, mod, link, logs = _setup()
+    try:
+        link.step()
+        link.step()  # publishes the boot event: an answer (PUBACK) at t
+        t.ms += 14000
+        link.step()
+        assert ("ping",) not in mod.log
+        t.ms += 1000
+        link.step()
+        assert ("ping",) in mod.log and link.client is not None
+    finally:
+        _restore()
+
+
+def test_a_user_without_a_password_sends_an_empty_one():
+    """umqtt.simple sends a password whenever there is a user name."""
+    t, rig, mod, link, logs = _setup({"mqtt_user": "ch\u00e4rger"})
+    try:
+        link.step()
+        assert mod.clients[0].args[3:5] == ("ch\u00e4rger".encode(), b"")
+    finally:
+        _restore()

@@ -1,0 +1,109 @@
+"""The backend's payloads (evse/payloads.py, evse/jsonw.py, evse/hass.py):
+exact JSON text, the same bytes on CPython and MicroPython."""
+import json
+
+from evse import hass, jsonw
+from evse import payloads as PL
+from evse.charger import FAULTS, Outputs
+
+
+def test_jsonw_decimals_order_and_escapes():
+    assert jsonw.dec(2666, 100).text == "26.66"
+    assert jsonw.dec(16000, 1000).text == "16.0"
+    assert jsonw.dec(-1500, 1000).text == "-1.5"
+    assert jsonw.dec(5, 100).text == "0.05"
+    assert jsonw.dec(None, 10) is None
+    t = jsonw.obj((("z", 1), ("a", [True, None, "q\"\\\n\x01"]), ("m", jsonw.obj(())))).text
+    assert t == '{"z": 1, "a": [true, null, "q\\"\\\\\\n\\u0001"], "m": {}}', t
+    assert json.loads(t)["a"][2] == "q\"\\\n\x01"
+    # a float from elsewhere does not break a payload
+    assert jsonw.dumps([1.5, 0.1234, float("nan"), -2.0]) == "[1.5, 0.123, null, -2.0]"
+
+
+def test_topics():
+    t = PL.Topics("fleet/evse", "a0b1")
+    assert (t.online, t.status, t.telemetry, t.session, t.event, t.cmd, t.reply) == (
+        "fleet/evse/a0b1/online", "fleet/evse/a0b1/status", "fleet/evse/a0b1/telemetry",
+        "fleet/evse/a0b1/session", "fleet/evse/a0b1/event", "fleet/evse/a0b1/cmd",
+        "fleet/evse/a0b1/reply")
+
+
+def test_session_record():
+    t = PL.session_record(3, 2, 1700000000, 1700003600, "epoch", 1000000, 1011000, 11000,
+                          15996, "unplugged", ["meter"])
+    assert t == ('{"id": 3, "boot": 2, "start": 1700000000, "stop": 1700003600, '
+                 '"time": "epoch", "meter_start_wh": 1000000, "meter_stop_wh": 1011000, '
+                 '"energy_wh": 11000, "peak_a": 16.0, "reason": "unplugged", '
+                 '"errors": ["meter"]}'), t
+    t = PL.session_record(4, 2, 120, None, "uptime", None, None, None, None, "power_loss", None)
+    assert json.loads(t)["stop"] is None and json.loads(t)["time"] == "uptime"
+    return t
+
+
+def test_event_and_reply():
+    t = PL.event("fault", (("code", "rcd"),), 5, 17, 99, "uptime")
+    assert t == ('{"type": "fault", "code": "rcd", "boot": 5, "n": 17, "at": 99, '
+                 '"time": "uptime"}'), t
+    assert PL.reply({"id": "c-1", "ok": True}) == '{"id": "c-1", "ok": true}'
+    assert PL.reply({"id": None, "ok": False, "error": "malformed JSON"}) == (
+        '{"id": null, "ok": false, "error": "malformed JSON"}')
+
+
+def test_status_and_telemetry():
+    out = Outputs()
+    out.state, out.duty, out.offer_ma, out.contactor, out.session = "C2", 2666, 16000, True, 4
+    out.faults = FAULTS[9][0]
+    out.error = "meter"
+    lim = (32000, 20000, 16000, 4500, 6000, False, False, True)
+    t = PL.status(out, 15996, 1234, lim, PL.codes(out.faults, FAULTS), 3600, 7, "0.5.0",
+                  (2, 0, 1))
+    d = json.loads(t)
+    assert t.startswith('{"state": "C2", "duty": 26.66, "offer_a": 16.0, "contactor": true, '
+                        '"error": "meter", "session": 4, "energy_wh": 1234, "ev_a": 16.0, '
+                        '"limits": {"max_a": 32.0, "cable_a": 20.0, "backend_a": 16.0, '
+                        '"backend_ttl_s": 5, '), t
+    assert d["faults"] == ["meter"] and d["uptime_s"] == 3600 and d["fw"] == "0.5.0"
+    assert d["journal"] == {"pending": 2, "dropped": 0, "errors": 1}
+    tel = PL.telemetry(4, "C2", [230100, 229000, None], [16000, 15990, None], 7360, 1001234,
+                       16000, 251, 1234)
+    assert tel == ('{"session": 4, "state": "C2", "voltage_v": [230.1, 229.0, null], '
+                   '"current_a": [16.0, 15.99, null], "power_w": 7360, "meter_wh": 1001234, '
+                   '"ev_a": 16.0, "temp_c": 25.1, "energy_wh": 1234}'), tel
+    tel = PL.telemetry(None, "B1", None, None, None, None, None, None, 0)
+    assert json.loads(tel)["voltage_v"] == [None, None, None]
+    return t
+
+
+def test_decode_cmd():
+    assert PL.decode_cmd(b'{"cmd": "pause", "id": 1}') == ({"cmd": "pause", "id": 1}, None)
+    assert PL.decode_cmd(b"{cmd: pause") == (None, "malformed JSON")
+    assert PL.decode_cmd(b"") == (None, "malformed JSON")
+    assert PL.decode_cmd(b"\xff\xfe") == (None, "payload is not UTF-8 text")
+    assert PL.decode_cmd(b"[1, 2]") == (None, "command must be a JSON object")
+    assert PL.decode_cmd(b'"pause"') == (None, "command must be a JSON object")
+    big = b'{"cmd": "pause", "pad": "' + b"x" * 600 + b'"}'
+    assert PL.decode_cmd(big) == (None, "payload too large: %d bytes, at most 512" % len(big))
+    assert PL.decode_cmd(b"[" * 256 + b"]" * 256)[1] in ("command must be a JSON object",
+                                                         "malformed JSON")
+
+
+def test_home_assistant_discovery():
+    t = PL.Topics("evse", "a0b1")
+    msgs = hass.discovery("homeassistant", t, "a0b1", "0.5.0", 32)
+    topics = [m[0] for m in msgs]
+    assert "homeassistant/sensor/evse_a0b1/state/config" in topics
+    assert "homeassistant/number/evse_a0b1/current_limit/config" in topics
+    assert "homeassistant/switch/evse_a0b1/pause/config" in topics
+    assert len(msgs) == 8
+    for topic, payload in msgs:
+        d = json.loads(payload)
+        assert d["availability_topic"] == "evse/a0b1/online"
+        assert d["unique_id"].startswith("evse_a0b1_")
+        assert d["device"]["identifiers"] == ["evse_a0b1"]
+    num = json.loads(msgs[topics.index("homeassistant/number/evse_a0b1/current_limit/config")][1])
+    assert num["command_topic"] == "evse/a0b1/cmd" and num["max"] == 32 and num["min"] == 6
+    assert json.loads(num["command_template"].replace("{{ value }}", "10")) == {
+        "cmd": "set_current", "amps": 10}
+    sw = json.loads(msgs[topics.index("homeassistant/switch/evse_a0b1/pause/config")][1])
+    assert json.loads(sw["payload_on"]) == {"cmd": "pause"}
+    return len("".join([m[1] for m in msgs]))

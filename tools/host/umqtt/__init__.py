@@ -1,0 +1,1 @@
+"""Host stand-in for micropython-lib's `umqtt` package (see simple.py)."""
