@@ -83,8 +83,13 @@ class StubMeter:
     a_ma = 15800
     energy_wh = 1000
 
+    def __init__(self):
+        self.started = 0
+        self.good_seq = 0
+
     def poll(self, now):
-        pass
+        self.started += 1
+        self.good_seq = self.started
 
 
 try:

@@ -236,7 +236,8 @@ def test_power_loss_gets_its_session_record_after_the_reboot(broker, tmp_path, r
         p.kill()  # now the process itself: whatever it was doing
         p.wait(5)
         assert json.loads((flash / "state.json").read_text())["open"]["id"] == 2
-        scen = write_scenario(tmp_path, "back", 3, [
+        # 5 s: a stopped session's record waits for the meter's next poll
+        scen = write_scenario(tmp_path, "back", 5, [
             {"t": 0, "ev": "A"}, {"t": 0.5, "ev": "B"}, {"t": 1.0, "ev": "C"},
             {"t": 2.5, "ev": "A"}], {"mqtt_device_id": "pl-1"})
         out = finish(start_sim(scen, broker.port, tmp_path, flash=flash, tag="run2"), 30)

@@ -72,9 +72,9 @@ EXAMPLES = {
         "at": [[24.9, {"state": "C2", "contactor": True}],
                [25.1, {"state": "A", "contactor": False, "session": None}]],
         # 16 A x 3 x 230 V from the close (5.28 s) to the unplug (25.01 s) is
-        # 60.5 Wh; the reading at the stop is the last complete poll, sampled
-        # up to one poll period (+ the exchange) before it: down to ~56.8 Wh
-        "energy_wh": [[1, 56, 63]],
+        # 60.5 Wh; the session record takes the first poll that started after
+        # the contactor opened, so none of it is missed
+        "energy_wh": [[1, 59, 63]],
     },
 }
 

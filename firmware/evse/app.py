@@ -14,7 +14,9 @@ Adapters (duck-typed; the simulator's are in tools/simcore/):
   board.safe()       contactor open, pilot steady +12 V
   meter.poll(now)    advance the meter exchange; afterwards meter.ok
                      (True/False), meter.a_ma (largest phase current, mA),
-                     meter.energy_wh (import energy total, Wh, or None)
+                     meter.energy_wh (import energy total, Wh, or None),
+                     meter.started (polls started) and meter.good_seq (the
+                     number of the poll the values come from)
   clock()            Unix time in s once NTP has synced, else None
 
 With `backend=True` (a broker is configured) the App also keeps the
@@ -22,7 +24,10 @@ journal (evse/journal.py) of session records and events for the backend,
 and serves the Bus that the network thread (evse/link.py) talks through:
 commands in, replies out, acknowledged journal records in. Sessions cut by
 a power loss or a reboot get their record at the next boot (state.json
-remembers the session under way).
+remembers the session under way). A session that stops gets its record
+once the meter has answered a poll that started after the contactor was
+open (about one poll period later), so the stop reading is billing grade:
+no energy flows after it and none before it is missed.
 """
 from evse import payloads as PL
 from evse.bus import Bus
@@ -37,6 +42,7 @@ STATE_FILE = "state.json"
 CONFIG_FILE = "config.json"
 JOURNAL_FILE = "journal.log"
 LOST_WAIT_S = 10  # a lost session's record waits this long for the meter
+STOP_WAIT_S = 10  # a stopped session's record waits at most this long for its reading
 CMDS_PER_TICK = 4
 
 
@@ -78,6 +84,11 @@ class App:
         self.flash_errors = 0  # failed state/config writes
         self.report_errors = 0  # backend records that could not be built
         self._open = None  # session under way: [id, start uptime s, start epoch, meter Wh]
+        # A session that stopped, waiting for its billing reading:
+        # [id, reason, number of the last poll started before the contactor
+        # was open (None while it is still closed), uptime s to give up,
+        # uptime s and epoch of the stop]
+        self._stopping = None
         self._peak = 0  # largest phase current of the session, mA
         self._sess_faults = 0  # faults seen during the session
         self._events_n = 0  # events of this boot (their "n")
@@ -167,17 +178,21 @@ class App:
         self._ms = ms
         if out.events:
             self._events(self.charger.take_events())
-        if out.session is not None:
-            if m is not None and m.energy_wh is not None:
+        if out.session is not None or self._stopping is not None:
+            if m is not None and m.energy_wh is not None and (
+                    self.start_wh is not None or out.session is not None):
                 if self.start_wh is None:
                     self.start_wh = m.energy_wh
                     if self._open is not None:  # the meter answered late
                         self._open[3] = self.start_wh
                         self._save_state()
                 self.energy_wh = m.energy_wh - self.start_wh
+        if out.session is not None:
             if inp.ev_ma is not None and inp.ev_ma > self._peak:
                 self._peak = inp.ev_ma
             self._sess_faults |= out.faults
+        if self._stopping is not None:
+            self._finish_stop(False)
         if self._lost is not None:
             self._finish_lost(False)
         if self.bus is not None and self.bus.for_control():
@@ -197,6 +212,8 @@ class App:
         for ev in events:
             kind = ev[0]
             if kind == "session_start":
+                if self._stopping is not None:
+                    self._finish_stop(True)
                 if self._lost is not None:
                     self._finish_lost(True)
                 self.energy_wh = 0
@@ -217,7 +234,30 @@ class App:
                 self._event(kind, (("code", ev[1]),))
 
     def _session_stopped(self, sid, reason):
+        """The session ended: its record waits for the meter's stop reading."""
+        if self._stopping is not None:
+            self._finish_stop(True)
+        self._stopping = [sid, reason, None, self.uptime_s + STOP_WAIT_S,
+                          self.uptime_s, self._epoch()]
+        self._finish_stop(False)
+
+    def _finish_stop(self, now_or_never):
+        """Write the stopped session's record once the meter has answered a
+        poll that started after the contactor was open (billing grade: no
+        energy flows after that, and none before is missed), or at once
+        without a meter, with a silent one, or after STOP_WAIT_S."""
+        st = self._stopping
         m = self.meter
+        if not now_or_never and m is not None and m.ok and self.uptime_s < st[3]:
+            if st[2] is None:
+                if self.out.contactor:
+                    return  # energy still flows (the C1 wait after `stop`)
+                st[2] = m.started  # a poll under way may have read before the opening
+                return
+            if m.good_seq <= st[2]:
+                return
+        self._stopping = None
+        sid, reason = st[0], st[1]
         stop_wh = m.energy_wh if m is not None and m.ok else None
         if stop_wh is not None and self.start_wh is not None:
             self.energy_wh = stop_wh - self.start_wh
@@ -229,11 +269,11 @@ class App:
             self.records.pop(0)
         o = self._open
         if o is not None and self.journal is not None:
-            t = self._epoch()
+            t = st[5]
             if t is None:
-                start, stop, base = o[1], self.uptime_s, "uptime"
+                start, stop, base = o[1], st[4], "uptime"
             else:
-                start = o[2] if o[2] is not None else t - (self.uptime_s - o[1])
+                start = o[2] if o[2] is not None else t - (st[4] - o[1])
                 stop, base = t, "epoch"
             self._record(PL.session_record(
                 sid, self.boot, start, stop, base, self.start_wh, stop_wh, self.energy_wh,
@@ -247,8 +287,8 @@ class App:
         reboot), once the meter has answered (its register has not moved
         since: no supply, no current) or after LOST_WAIT_S."""
         m = self.meter
-        if (not now_or_never and m is not None and m.ok is None
-                and self.uptime_s < LOST_WAIT_S):
+        if (not now_or_never and m is not None and m.energy_wh is None
+                and m.ok is not False and self.uptime_s < LOST_WAIT_S):
             return
         lost = self._lost
         self._lost = None

@@ -82,6 +82,8 @@ class Meter:
         self.fails = 0  # failed polls in a row
         self.polls = 0  # polls finished, good or failed
         self.good = 0  # good polls
+        self.started = 0  # polls started; a poll's number is `started` when it starts
+        self.good_seq = 0  # number of the poll the values come from
         self.last_good = False  # the outcome of the last finished poll
         self.error = None  # the error of the last failed poll
         self._block = -1  # block being read, -1 between polls
@@ -108,6 +110,7 @@ class Meter:
             if d is not None and ticks_diff(now, d) < 0:
                 return
             self._due = ticks_add(now, self.poll_ms)
+            self.started += 1
             for i in range(_m.ROLES):
                 self._pending[i] = None
             self._start(0)
@@ -158,6 +161,7 @@ class Meter:
             return
         self.polls += 1
         self.good += 1
+        self.good_seq = self.started
         self.last_good = True
         self.fails = 0
         self.ok = True

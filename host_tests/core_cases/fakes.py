@@ -77,10 +77,14 @@ class Meter:
         self.a_ma = 0
         self.energy_wh = wh
         self.answering = True
+        self.started = 0  # every tick is a poll here
+        self.good_seq = 0
 
     def poll(self, now):
+        self.started += 1
         if self.answering:
             self.ok = True
+            self.good_seq = self.started
 
 
 class Clock:

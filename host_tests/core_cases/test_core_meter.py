@@ -273,14 +273,18 @@ def test_session_energy_is_stop_minus_start_reading():
     board.ev_mv = 6000
     run(3000)
     assert app.out.contactor and app.inp.ev_ma == 16020
-    regs[0x0048], regs[0x0049] = 0x449A, 0x6CCD  # 1235.4000 kWh
-    run(1500)
-    assert app.energy_wh == 833  # 1235.4000244 kWh - 1234.5670166 kWh
     board.ev_mv = 12000  # unplug
     run(100)
+    assert not app.out.contactor and app.out.session is None
+    # The register moves once more for energy that flowed before the contactor
+    # opened: the record waits for a poll that started after the opening.
+    regs[0x0048], regs[0x0049] = 0x449A, 0x6CCD  # 1235.4000 kWh
+    assert app.records == []
+    run(2500)
     rec = app.records[-1]
     assert rec["meter_start_wh"] == 1234567 and rec["meter_stop_wh"] == 1235400
     assert rec["energy_wh"] == 833 and rec["reason"] == "unplugged"
+    assert app.energy_wh == 833  # 1235.4000244 kWh - 1234.5670166 kWh
 
 
 def test_meter_fault_in_the_charger_and_its_clearing():
