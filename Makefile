@@ -5,6 +5,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 WASM_DIR := tools/wasm
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -16,7 +17,7 @@ APT_NEEDS := mosquitto:mosquitto socat:socat openssl:openssl node:nodejs npm:npm
 PY_STAMP := $(VENV)/.requirements.stamp
 NODE_STAMP := $(WASM_DIR)/node_modules/.npm-ci.stamp
 
-.PHONY: setup system-packages test sim bench deploy clean distclean
+.PHONY: setup system-packages test sim bench bench-baseline deploy clean distclean
 
 setup: system-packages $(PY_STAMP) $(NODE_STAMP)
 
@@ -61,8 +62,15 @@ test:
 sim: setup
 	$(VPY) tools/sim.py --scenario scenarios/demo.json --realtime --live --trace traces/demo.jsonl
 
-bench:
-	@echo "make bench: not yet implemented: see issue 7" >&2; exit 2
+# Measure, write bench/results.json and bench/results.md, compare with
+# bench/baseline.json (about a minute). A regression is flagged; the exit
+# status is 1 for it only with BENCH_STRICT=1. See README, "Benchmarks".
+bench: setup
+	$(VPY) bench/bench.py $(BENCH_ARGS)
+
+# Accept the current figures as the new baseline (commit bench/baseline.json).
+bench-baseline: setup
+	$(VPY) bench/bench.py --save-baseline $(BENCH_ARGS)
 
 # Compile, copy and configure a board: make deploy BOARD=pico-w PORT=/dev/ttyACM0
 # [CONFIG=charger.json] [DEPLOY_ARGS=--dry-run]. See README, "Boards and deploy".

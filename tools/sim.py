@@ -3,7 +3,7 @@
 
     tools/sim.py --scenario SCENARIO.json --trace TRACE.jsonl
                  [--realtime] [--live | --no-live] [--micropython]
-                 [--broker HOST:PORT] [--flash DIR]
+                 [--broker HOST:PORT] [--flash DIR] [--step-log FILE]
 
 Runs evse.app.App (the application the board runs) on the virtual board of
 tools/simcore/ against a scenario in the format of
@@ -312,7 +312,27 @@ def parse_args(argv):
                    help="run the firmware's MQTT link against this broker (needs --realtime)")
     p.add_argument("--flash", metavar="DIR",
                    help="keep the board's flash (state, journal) in DIR across runs")
+    p.add_argument("--step-log", metavar="FILE",
+                   help="write the wall-clock end of every control step (App.tick) as lines "
+                   "'<tick ms> <wall us since start>' (bench/bench.py: the longest gap)")
     return p.parse_args(argv)
+
+
+def log_steps(path):
+    """Record the wall-clock end of every App.tick to `path` (CPython runs)."""
+    from evse.app import App
+
+    f = open(path, "w")
+    tick = App.tick
+    t0 = time.monotonic_ns()
+
+    def logged(self, now):
+        out = tick(self, now)
+        f.write("%d %d\n" % (now, (time.monotonic_ns() - t0) // 1000))
+        return out
+
+    App.tick = logged
+    return f
 
 
 def main(argv=None):
@@ -331,6 +351,8 @@ def main(argv=None):
         if a.micropython and a.realtime:
             raise Refused("sim.py: --realtime cannot be combined with --micropython "
                           "(the WebAssembly run is virtual time only)")
+        if a.micropython and a.step_log:
+            raise Refused("sim.py: --step-log is for CPython runs")
         scen = load_scenario(a.scenario)
     except Refused as e:
         sys.stderr.write("%s\n" % e)
@@ -350,6 +372,7 @@ def main(argv=None):
     trace_dir = os.path.dirname(os.path.abspath(a.trace))
     os.makedirs(trace_dir, exist_ok=True)
     rows = []
+    step_log = log_steps(a.step_log) if a.step_log else None
     view = LiveView(scen["name"], scen["duration_ms"] / 1000.0) if live else None
     t0 = time.monotonic()
     with open(a.trace, "w", newline="\n") as f:
@@ -375,6 +398,8 @@ def main(argv=None):
             if net is not None:
                 net.close()
     wall = time.monotonic() - t0
+    if step_log is not None:
+        step_log.close()
     print("")
     print("Scenario %s: %s s %s%s, %d trace lines, %.2f s wall time (%s)"
           % (scen["name"], rows[-1]["t"] if rows else 0,

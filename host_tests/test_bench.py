@@ -1,0 +1,156 @@
+"""make bench (bench/bench.py): every piece runs (--quick), the result files
+have their structure, and a regression against the baseline is flagged.
+No timing is asserted here: performance is measured by the benchmark, never
+by a timed test."""
+import copy
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from mpwasm import available, run_micropython
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCH = os.path.join(ROOT, "bench", "bench.py")
+FIELDS = {"id", "name", "value", "unit", "goal", "better", "tolerance", "method", "command",
+          "status"}
+IDS = {"step_wasm_median_us", "step_wasm_p99_us", "step_cpython_median_us",
+       "step_cpython_p99_us", "step_alloc_bytes", "session_alloc_steady",
+       "session_alloc_total", "heap_start_mpy", "heap_session_mpy", "heap_start_py",
+       "heap_session_py", "mpy_total_bytes", "sim_speed_cpython", "sim_speed_micropython",
+       "meter_poll_bytes", "meter_poll_ratio", "step_gap_no_broker_ms",
+       "step_gap_broker_ms"}
+
+pytestmark = pytest.mark.skipif(not available(), reason="MicroPython WebAssembly port missing")
+
+
+def _bench(*args):
+    return subprocess.run([sys.executable, BENCH, "--quick"] + list(args), cwd=ROOT,
+                          capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, BENCH_STRICT="0"))
+
+
+def _load_bench_module():
+    sys.path.insert(0, os.path.join(ROOT, "bench"))
+    try:
+        import bench
+    finally:
+        sys.path.pop(0)
+    return bench
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    p = _bench("--out", str(out), "--baseline", str(out / "none.json"))
+    assert p.returncode == 0, p.stdout + p.stderr
+    with open(out / "results.json") as f:
+        res = json.load(f)
+    return res, (out / "results.md").read_text(), p.stdout
+
+
+def test_quick_run_writes_every_figure(quick_run):
+    res, md, stdout = quick_run
+    assert res["quick"] is True and res["groups"] == ["step", "alloc", "heap", "mpy", "sim",
+                                                      "meter", "gap"]
+    figs = dict((f["id"], f) for f in res["figures"])
+    assert IDS <= set(figs), sorted(IDS - set(figs))
+    for f in res["figures"]:
+        assert FIELDS <= set(f), f["id"]
+        assert f["better"] in ("lower", "higher")
+        assert f["method"] and f["command"]
+        assert f["status"] in ("met", "missed", "", "not measured")
+        if f["goal"] is not None:
+            assert f["goal"][0] in ("<=", ">=")
+    # what is true whatever the machine's speed
+    assert figs["step_alloc_bytes"]["value"] == 0
+    assert figs["session_alloc_steady"]["value"] == 0
+    assert figs["meter_poll_bytes"]["value"] == 161
+    assert figs["heap_start_mpy"]["value"] > 0 and figs["mpy_total_bytes"]["value"] > 0
+    gap = figs["step_gap_broker_ms"]
+    if gap["value"] is None:  # until the MQTT link (issue 5)
+        assert "issue 5" in gap["not_measured"] and gap["status"] == "not measured"
+    else:
+        assert gap["value"] > 0
+    assert figs["step_gap_no_broker_ms"]["value"] > 0
+    sizes = res["raw"]["mpy_sizes"]
+    assert "evse/charger.mpy" in sizes and "main.mpy" not in sizes
+    assert sum(sizes.values()) == figs["mpy_total_bytes"]["value"]
+    # the Markdown table: a header and a row per figure
+    rows = [l for l in md.splitlines() if l.startswith("| ")]
+    assert rows[0] == ("| figure | value | goal | met / missed | vs baseline | method | "
+                       "command |")
+    assert len([r for r in rows if r.count("|") == 8]) == len(res["figures"]) + 1
+    assert "Quick run" in md
+    assert "no regression" in stdout
+
+
+def test_comparison_flags_a_fabricated_regression(quick_run, tmp_path):
+    res, _, _ = quick_run
+    bench = _load_bench_module()
+    base = copy.deepcopy(res)
+    old = dict((f["id"], f) for f in base["figures"])
+    old["heap_start_mpy"]["value"] -= 4096  # we were 4 KB smaller
+    old["step_alloc_bytes"]["value"] = 0
+    old["sim_speed_cpython"]["value"] *= 3  # and three times faster
+    now = copy.deepcopy(res)
+    for f in now["figures"]:
+        if f["id"] == "step_alloc_bytes":
+            f["value"] = 0.5  # now the step allocates
+    regressed = bench.compare(now, base)
+    assert set(regressed) == {"heap_start_mpy", "step_alloc_bytes", "sim_speed_cpython"}
+    figs = dict((f["id"], f) for f in now["figures"])
+    assert figs["heap_start_mpy"]["regression"] and "REGRESSION" in figs["heap_start_mpy"]["change"]
+    assert not figs["mpy_total_bytes"]["regression"]
+    md = bench.markdown(now)
+    assert "REGRESSION" in md and "heap_start_mpy" in md.split("Regressions against")[1]
+    # within tolerance, or against a quick/full mismatch: nothing flagged
+    assert bench.compare(copy.deepcopy(res), copy.deepcopy(res)) == []
+    full = copy.deepcopy(base)
+    full["quick"] = False
+    assert bench.compare(copy.deepcopy(now), full) == []
+
+
+def test_regression_is_flagged_on_stdout_and_exit_status(quick_run, tmp_path):
+    res, _, _ = quick_run
+    base = copy.deepcopy(res)
+    for f in base["figures"]:
+        if f["id"] == "mpy_total_bytes":
+            f["value"] = f["value"] // 2
+    bl = tmp_path / "baseline.json"
+    bl.write_text(json.dumps(base))
+    p = _bench("--only", "mpy", "--out", str(tmp_path), "--baseline", str(bl))
+    assert p.returncode == 0, p.stderr
+    assert "REGRESSION" in p.stdout and "mpy_total_bytes" in p.stdout
+    assert "REGRESSION" in (tmp_path / "results.md").read_text()
+    p = _bench("--only", "mpy", "--out", str(tmp_path), "--baseline", str(bl), "--strict")
+    assert p.returncode == 1, p.stdout + p.stderr
+
+
+def test_committed_baseline_matches_the_figures():
+    with open(os.path.join(ROOT, "bench", "baseline.json")) as f:
+        base = json.load(f)
+    assert base["quick"] is False
+    assert IDS <= set(f["id"] for f in base["figures"])
+
+
+def test_board_bench_runs_under_micropython(tmp_path):
+    # the board script is MicroPython-only code: run it in the port, on the
+    # fake machine (as `machine`) with a board.json and config.json beside it
+    (tmp_path / "machine.py").write_text("from fakemachine import *  # noqa\n")
+    with open(os.path.join(ROOT, "boards", "esp32-devkitc.json")) as f:
+        (tmp_path / "board.json").write_text(f.read())
+    (tmp_path / "config.json").write_text('{"meter": "sdm630"}')
+    rc, out, err = run_micropython(
+        "bench/board_bench.py", args=[300, 10],
+        mounts=[("firmware", "/fw"), ("host_tests/fakes", "/fakes"), (str(tmp_path), "/")],
+        paths=["/fw", "/fakes"])
+    assert rc == 0, err
+    got = dict(l.split(" ", 2)[1:] for l in out.splitlines() if l.startswith("BENCH "))
+    for k in ("heap_import", "step_median_us", "step_p99_us", "step_max_us",
+              "step_alloc_bytes", "heap_built", "tick_median_us", "tick_alloc_bytes"):
+        assert k in got, (k, out)
+    assert got["step_alloc_bytes"] == "0"
+    assert "GC: total" in out  # micropython.mem_info()
