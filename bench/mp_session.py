@@ -20,8 +20,8 @@ it did all the same (expected 0).
 
 `RESULT key value` lines: ticks, bytes (allocated by the App over the
 session), ticks_alloc (ticks that allocated at all), max_tick (the
-largest), steady_ticks / steady_bytes (ticks with no firmware event and no
-status change, and what they allocated: goal 0), cmds / cmd_bytes,
+largest), steady_ticks / steady_bytes (ticks with no firmware event, no
+session record and no status change, and what they allocated: goal 0), cmds / cmd_bytes,
 status_lines / status_bytes, sim (what the simulator's parts allocated
 inside ticks, not counted), sessions, meter_good.
 """
@@ -100,6 +100,7 @@ class MeasuredApp(App):
     def tick(self, now):
         c = counts
         s0 = c["sim"]
+        n_rec = len(self.records)
         a0 = gc.mem_alloc()
         out = App.tick(self, now)
         a1 = gc.mem_alloc()
@@ -117,7 +118,8 @@ class MeasuredApp(App):
         c["status_bytes"] += a2 - a1
         if line is not None:
             c["status_lines"] += 1
-        elif not out.events:
+        elif not out.events and len(self.records) == n_rec:
+            # (a session's record is written a poll after its stop event)
             c["steady_ticks"] += 1
             c["steady_bytes"] += d
         return out
