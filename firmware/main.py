@@ -13,7 +13,9 @@ Order (tested by host_tests/test_boot.py with a fake `machine`):
 3. Import the firmware, validate board profile and configuration
    (hw.system.build). An invalid one: -12 V (state F), the reason printed
    and recorded in crash.json, no reset loop: the REPL stays usable.
-4. Run the control loop with the watchdog (hw.system.run).
+4. Start Wi-Fi and the MQTT link when a broker is configured, and run the
+   control loop with the watchdog (hw.system.run_all: the loop in a second
+   thread beside the network, or alone without a broker).
 
 Any uncaught exception: safe state, a crash record in crash.json (the
 journal of the MQTT issue takes these over), reset after RESET_DELAY_MS.
@@ -218,7 +220,9 @@ def main(machine=None, clock=None, root="", out=print, max_ticks=None):
             % (ctx.profile.name, ctx.profile.port, ctx.board.full, ctx.board.cp.n,
                ctx.board.cp.us_per_sample))
         where = "run"
-        system.run(ctx, max_ticks=max_ticks, healthy=lambda: healthy_minute(root), out=out)  # 4.
+        link = system.start_network(ctx, root, out)  # None without mqtt_host
+        system.run_all(ctx, link, max_ticks=max_ticks,
+                       healthy=lambda: healthy_minute(root), out=out)  # 4.
         return "stopped"
     except KeyboardInterrupt:
         # Someone at the USB console (or mpremote) stopped the charger. The

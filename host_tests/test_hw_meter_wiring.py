@@ -66,3 +66,26 @@ def test_silent_meter_raises_meter_fault_on_the_board(tmp_path):
     system.run(ctx, max_ticks=600, out=lines.append)
     assert ctx.app.out.faults == F_METER, lines
     assert ctx.app.out.error == "meter" and ctx.app.out.state == "A"
+
+
+def test_broker_configured_builds_the_backend_and_the_link(tmp_path):
+    """With mqtt_host the App keeps the journal, and start_network makes the
+    MQTT link (Wi-Fi only from secrets.json, whose password reaches the link
+    but not the configuration file)."""
+    ctx, _ = _build(tmp_path, "pico-w", {"meter": None, "mqtt_host": "broker.example",
+                                         "mqtt_device_id": "bench-1", "mqtt_user": "evse"})
+    assert ctx.app.journal is not None
+    (tmp_path / "secrets.json").write_text(json.dumps({"mqtt_password": "s3cret"}))
+    lines = []
+    link = system.start_network(ctx, str(tmp_path) + "/", out=lines.append)
+    assert link is not None and link.cfg["mqtt_password"] == "s3cret"
+    assert ctx.cfg["mqtt_password"] is None
+    assert "s3cret" not in (tmp_path / "config.json").read_text()
+    assert not any("s3cret" in line for line in lines)
+
+
+def test_no_broker_no_link_and_run_all_is_the_plain_loop(tmp_path):
+    ctx, _ = _build(tmp_path, "pico-w", {"meter": None})
+    assert ctx.app.journal is None
+    assert system.start_network(ctx, str(tmp_path) + "/") is None
+    assert system.run_all(ctx, None, max_ticks=50, out=lambda s: None) == 50

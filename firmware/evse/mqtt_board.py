@@ -3,7 +3,7 @@ network, ntptime, ssl, umqtt.simple), imported when called, never at import.
 
     from evse import mqtt_board
     link = mqtt_board.make_link(app, cfg)     # None without mqtt_host
-    stats = runtime.run(app, link, wdt)       # evse/runtime.py
+    (main.py does this through hw.system.start_network and run_all)
 
 umqtt.simple is frozen into the ESP32 firmware; on the Pico W install it
 once with `mpremote mip install umqtt.simple`.
@@ -44,6 +44,16 @@ def net_ready():
     import network
 
     return network.WLAN(network.STA_IF).isconnected()
+
+
+def wifi_start(ssid, password):
+    """Start joining the Wi-Fi network; returns at once (net_ready() tells)."""
+    import network
+
+    w = network.WLAN(network.STA_IF)
+    w.active(True)
+    if not w.isconnected():
+        w.connect(ssid, password)
 
 
 def ssl_context(cfg):

@@ -20,6 +20,8 @@ from hw.board import Board
 from hw.watchdog import WDT_TIMEOUT_MS, Supervisor
 
 TICK_MS = const(10)
+CONTROL_STACK = const(8192)  # the control thread's stack, when the network runs beside it
+SECRETS_FILE = "secrets.json"  # {"wifi_ssid", "wifi_password", "mqtt_password"}
 HEALTHY_AFTER_MS = const(60000)  # then the crash counter is cleared
 
 
@@ -87,9 +89,93 @@ def build(machine, clock, raw_profile, config_path, flash_dir):
         raise SetupError("configuration: rcd_selftest is true but board %s has no RCD test "
                          "output (set rcd_selftest to false for this board)" % prof.name)
     board = Board(machine, prof, clock)
+    backend = cfg["mqtt_host"] is not None
     app = App(board, cfg, clock.ticks_ms(), meter=build_meter(machine, prof, cfg),
-              flash_dir=flash_dir)
+              flash_dir=flash_dir, backend=backend, clock=_epoch if backend else None,
+              boot_reason=_boot_reason(machine))
     return Context(machine, clock, prof, cfg, board, app)
+
+
+def _epoch():
+    from evse import mqtt_board
+
+    return mqtt_board.clock()
+
+
+def _boot_reason(machine):
+    """machine.reset_cause() as the boot event's reason."""
+    try:
+        cause = machine.reset_cause()
+    except Exception:
+        return "unknown"
+    for name, reason in (("PWRON_RESET", "power_on"), ("HARD_RESET", "reset"),
+                         ("WDT_RESET", "watchdog"), ("DEEPSLEEP_RESET", "deepsleep"),
+                         ("SOFT_RESET", "soft_reset")):
+        if getattr(machine, name, None) == cause:
+            return reason
+    return "unknown"
+
+
+def start_network(ctx, root="", out=print):
+    """Wi-Fi (from secrets.json) and the MQTT link; None without mqtt_host.
+
+    Wi-Fi is only started here (WLAN.connect returns at once); the link
+    waits until the station is connected. secrets.json (uploaded by
+    tools/deploy.py, never in git) holds wifi_ssid, wifi_password and
+    optionally mqtt_password; its values are never printed.
+    """
+    cfg = ctx.cfg
+    if cfg["mqtt_host"] is None:
+        return None
+    from evse import mqtt_board
+
+    try:
+        sec = config.read_json(root + SECRETS_FILE)
+    except ValueError:
+        sec = None
+        out("evse: %s is not valid JSON: ignored" % SECRETS_FILE)
+    if not isinstance(sec, dict):
+        sec = {}
+    ssid = sec.get("wifi_ssid")
+    if isinstance(ssid, str) and ssid:
+        mqtt_board.wifi_start(ssid, sec.get("wifi_password"))
+    pw = sec.get("mqtt_password")
+    if isinstance(pw, str) and pw and cfg["mqtt_password"] is None:
+        cfg = dict(cfg)
+        cfg["mqtt_password"] = pw
+    return mqtt_board.make_link(ctx.app, cfg, log=out)
+
+
+def run_all(ctx, link, max_ticks=None, healthy=None, out=print):
+    """Without a link: `run` here. With one: `run` (the control loop, the
+    supervisor, the watchdog) in a second thread and the network in this one
+    (evse/runtime.py says why: on the Pico W the Wi-Fi stack belongs to the
+    main thread's core). A control thread that dies leaves the watchdog
+    unfed: safe state, then the reset comes within WDT_TIMEOUT_MS; its
+    exception is raised here so main.py records it."""
+    if link is None:
+        return run(ctx, max_ticks=max_ticks, healthy=healthy, out=out)
+    import _thread
+
+    died = []
+
+    def control():
+        try:
+            run(ctx, healthy=healthy, out=out)
+        except BaseException as e:  # noqa: recorded by the main thread
+            ctx.board.safe()
+            died.append(e)
+
+    try:
+        _thread.stack_size(CONTROL_STACK)
+    except (AttributeError, ValueError):
+        pass
+    _thread.start_new_thread(control, ())
+    link.run(ctx.clock.sleep_ms, lambda: ctx.app.reboot_requested or bool(died))
+    link.close()
+    if died:
+        raise died[0]
+    return ctx.ticks
 
 
 def build_meter(machine, prof, cfg):
