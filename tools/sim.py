@@ -379,6 +379,8 @@ def main(argv=None):
         def emit(text):
             f.write(text)
             f.write("\n")
+            if a.realtime:
+                f.flush()  # followable while it runs (tail -f, tools/bench.py --sim)
             d = json.loads(text)
             rows.append(d)
             if view is not None:
