@@ -167,22 +167,13 @@ class _Pins:
         if self.port == "rp2" and pin == "LED":  # Pico W: the LED is on the wireless chip
             self._take(key, pin)
             return pin
-        if self.port == "esp32":
-            _int(key, pin, 0, 39)
-            if pin in _ESP32_IN_ONLY:
-                _fail(key, "GPIO%d is input only on esp32 (34..39 cannot drive)" % pin)
-            ok = _ESP32_ALL
-        else:
-            _int(key, pin, 0, 28)
-            ok = _RP2_ALL
-        if pin not in ok:
-            _fail(key, "%r is not a free GPIO on %s" % (pin, self.port))
-        self._take(key, pin)
-        return pin
+        return self.inp(key, pin, output=True)
 
-    def inp(self, key, pin):
+    def inp(self, key, pin, output=False):
         if self.port == "esp32":
             _int(key, pin, 0, 39)
+            if output and pin in _ESP32_IN_ONLY:
+                _fail(key, "GPIO%d is input only on esp32 (34..39 cannot drive)" % pin)
             ok = _ESP32_ALL
         else:
             _int(key, pin, 0, 28)
