@@ -321,8 +321,8 @@ def test_black_hole_broker_control_loop_keeps_its_period(tmp_path):
 
 
 def test_broker_black_holed_mid_connection(broker, tmp_path):
-    """Connected, then the path to the broker goes silent: the board's own
-    control_loop (evse/runtime.py) keeps its period while the link notices
+    """Connected, then the path to the broker goes silent: the control loop
+    (evse/runtime.py, the board's loop on the bare App) keeps its period while the link notices
     (a QoS 1 record without PUBACK), backs off, and delivers it later."""
     sys.path.insert(0, os.path.join(ROOT, "host_tests", "core_cases"))
     from fakes import Board, Meter

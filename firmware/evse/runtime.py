@@ -1,5 +1,8 @@
-"""How the board runs the App and the Link: two threads (README, "Backend
-link (MQTT)"; docs/mqtt.md, "Never blocking").
+"""The two-thread structure of the App and the Link (README, "Backend
+link (MQTT)"; docs/mqtt.md, "Never blocking"). On the board, main.py runs
+it through hw.system.run_all (its control loop adds the watchdog
+supervisor, the button and status lines); `control_loop` here is the same
+loop on the bare App, which the host tests run beside a real Link.
 
     control thread  control_loop(): App.tick every 10 ms, on deadlines
                     (ticks_add); reads the board, steps the charger, drives
@@ -32,7 +35,6 @@ except ImportError:  # CPython
         _sleep(ms / 1000)
 
 CONTROL_PERIOD_MS = 10
-CONTROL_STACK = 8192
 
 
 class LoopStats:
@@ -75,24 +77,3 @@ def control_loop(app, stats, period_ms=CONTROL_PERIOD_MS, wdt=None, stop=None):
         elif d < -period_ms:
             stats.overruns += 1
             nxt = ticks_ms()
-
-
-def run(app, link, wdt=None):
-    """The board's main: the control loop in a second thread, the network in
-    this one. Returns when the App asks for a reboot (the caller then calls
-    machine.reset())."""
-    import _thread
-
-    stats = LoopStats()
-    try:
-        _thread.stack_size(CONTROL_STACK)
-    except (AttributeError, ValueError):
-        pass
-    _thread.start_new_thread(control_loop, (app, stats, CONTROL_PERIOD_MS, wdt))
-    if link is None:
-        while not app.reboot_requested:
-            sleep_ms(100)
-    else:
-        link.run(sleep_ms, lambda: app.reboot_requested)
-        link.close()
-    return stats
