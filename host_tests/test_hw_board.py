@@ -329,7 +329,7 @@ def test_app_charges_on_the_fake_board():
                 closed_at = clock.ticks_ms()
         return app.out
 
-    assert run(500, "A").state == "A"
+    assert run(3000, "A").state == "A"  # the 3 s of X1 after boot
     assert run(1000, "B").state == "B2"
     assert w.pwm.duty == 16000 // 6 * 65535 // 10000
     t_c = clock.ticks_ms()

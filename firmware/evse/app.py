@@ -72,6 +72,7 @@ class App:
         state = self._load_state()
         self.boot = _int(state.get("boots")) + 1  # boot number, persisted
         self.charger = Charger(cfg, now, _int(state.get("session_seq")))
+        self._restore_backend(state.get("backend"))
         self.inp = self.charger.inp
         self.out = self.charger.out
         self.energy_wh = 0  # energy of the current (or last) session
@@ -90,6 +91,8 @@ class App:
         # uptime s and epoch of the stop]
         self._stopping = None
         self._peak = 0  # largest phase current of the session, mA
+        self._start_late = False  # the start reading came after the contactor had closed
+        self._sess_closed = False  # the contactor closed during this session
         self._sess_faults = 0  # faults seen during the session
         self._events_n = 0  # events of this boot (their "n")
         self._reboot = None  # reason of a requested reboot, persisted for the next boot
@@ -132,14 +135,34 @@ class App:
         o = self._open
         if o is not None:
             d["open"] = {"id": o[0], "up": o[1], "epoch": o[2], "wh": o[3], "boot": self.boot}
+            if self._start_late:
+                d["open"]["late"] = True
         elif self._lost is not None:
             d["open"] = self._lost  # until its record is in the journal
         if self._reboot is not None:
             d["reboot"] = self._reboot
+        lim, left, paused = self.charger.backend_state()
+        if lim is not None or paused:
+            d["backend"] = {"limit_ma": lim, "left_ms": left, "paused": paused}
         try:
             write_json_atomic(self._path(STATE_FILE), d)
         except OSError:
             self.flash_errors += 1
+
+    def _restore_backend(self, b):
+        """The backend's limit and pause from before the reboot (see
+        Charger.restore_backend); anything malformed is ignored."""
+        if not isinstance(b, dict):
+            return
+        lim = b.get("limit_ma")
+        left = b.get("left_ms")
+        if lim is not None and (not isinstance(lim, int) or isinstance(lim, bool)
+                                or not 0 <= lim <= 80000):
+            return
+        if left is not None and (not isinstance(left, int) or isinstance(left, bool)
+                                 or left < 0):
+            left = 0
+        self.charger.restore_backend(lim, left, b.get("paused") is True)
 
     def _epoch(self):
         c = self.clock
@@ -179,15 +202,18 @@ class App:
         if out.events:
             self._events(self.charger.take_events())
         if out.session is not None or self._stopping is not None:
-            if m is not None and m.energy_wh is not None and (
-                    self.start_wh is not None or out.session is not None):
-                if self.start_wh is None:
-                    self.start_wh = m.energy_wh
-                    if self._open is not None:  # the meter answered late
+            if m is not None and m.energy_wh is not None:
+                if self.start_wh is None and out.session is not None and m.ok:
+                    self.start_wh = m.energy_wh  # the meter answered late
+                    self._start_late = self._sess_closed
+                    if self._open is not None:
                         self._open[3] = self.start_wh
                         self._save_state()
-                self.energy_wh = m.energy_wh - self.start_wh
+                if self.start_wh is not None:
+                    self.energy_wh = m.energy_wh - self.start_wh
         if out.session is not None:
+            if out.contactor:
+                self._sess_closed = True
             if inp.ev_ma is not None and inp.ev_ma > self._peak:
                 self._peak = inp.ev_ma
             self._sess_faults |= out.faults
@@ -221,6 +247,8 @@ class App:
                 self.start_wh = m.energy_wh if m is not None and m.ok else None
                 self._open = [ev[1], self.uptime_s, self._epoch(), self.start_wh]
                 self._peak = 0
+                self._start_late = False
+                self._sess_closed = False
                 self._sess_faults = self.out.faults
                 self._save_state()
             elif kind == "session_stop":
@@ -232,6 +260,8 @@ class App:
                 self._save_state()
             elif kind == "fault" or kind == "clear":
                 self._event(kind, (("code", ev[1]),))
+            elif kind == "limit":  # the backend's limit or pause changed
+                self._save_state()
 
     def _session_stopped(self, sid, reason):
         """The session ended: its record waits for the meter's stop reading."""
@@ -261,9 +291,13 @@ class App:
         stop_wh = m.energy_wh if m is not None and m.ok else None
         if stop_wh is not None and self.start_wh is not None:
             self.energy_wh = stop_wh - self.start_wh
+        energy, status = PL.energy_status(self.start_wh, stop_wh, self._start_late, m is not None)
+        estimate = None
+        if energy is None and self.start_wh is not None and self.energy_wh >= 0:
+            estimate = self.energy_wh  # up to the last reading: the least it was
         self.records.append({
             "id": sid, "reason": reason, "meter_start_wh": self.start_wh,
-            "meter_stop_wh": stop_wh, "energy_wh": self.energy_wh,
+            "meter_stop_wh": stop_wh, "energy_wh": energy, "energy_status": status,
         })
         if len(self.records) > 8:
             self.records.pop(0)
@@ -276,8 +310,8 @@ class App:
                 start = o[2] if o[2] is not None else t - (st[4] - o[1])
                 stop, base = t, "epoch"
             self._record(PL.session_record(
-                sid, self.boot, start, stop, base, self.start_wh, stop_wh, self.energy_wh,
-                self._peak, reason, PL.codes(self._sess_faults, FAULTS)))
+                sid, self.boot, start, stop, base, self.start_wh, stop_wh, energy,
+                self._peak, reason, PL.codes(self._sess_faults, FAULTS), status, estimate))
         self.start_wh = None
         self._open = None
         self._save_state()
@@ -300,12 +334,12 @@ class App:
         j = self.journal
         if j is not None and not _journaled(j, sid):
             epoch = lost.get("epoch")
+            energy, status = PL.energy_status(start_wh, stop_wh, lost.get("late") is True,
+                                              m is not None)
             self._record(PL.session_record(
                 sid, _int(lost.get("boot")), epoch if isinstance(epoch, int) else _int(lost.get("up")),
                 None, "epoch" if isinstance(epoch, int) else "uptime", start_wh, stop_wh,
-                stop_wh - start_wh if stop_wh is not None and start_wh is not None
-                and stop_wh >= start_wh else None,  # a meter reset or replaced: unknown
-                None, self._lost_reason, None))
+                energy, None, self._lost_reason, None, status))
         self._save_state()
 
     # -------------------------------------------------------------- backend

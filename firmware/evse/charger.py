@@ -17,14 +17,21 @@ One step, in order (each a small method below):
   3. _faults     raise and clear faults (each fault's rule is in FAULTS below)
   4. _offer      the limit chain: min(max, cable, backend, derate, meter)
   5. _pilot      steady +12 V, PWM duty, or -12 V (state F); X1 and rate rules
-  6. _contactor  close in C2/D2 after the RCD self-test, open on any fault
+  6. _contactor  close in C2/D2 only on evidence (diode passed in this PWM
+                 phase, mirror contact open, minimum open time and time
+                 between closings, RCD self-test), open on any fault
   7. _state      the IEC state name and the error shown
+
+Time: the charger stores no tick values. Each step turns the tick time into
+the ms elapsed since the previous step, and every timer is an elapsed-ms
+counter that saturates at _MS_CAP (about 6 days), so the charger behaves
+the same on day 40 of uptime as on day 1, whatever the port's ticks period.
 """
 from micropython import const
 
 from evse import pilot as P
 from evse.commands import CommandError, command_id, parse
-from evse.ticks import ticks_add, ticks_diff
+from evse.ticks import ticks_diff
 
 # --- Pilot output modes (what the board drives on CP).
 PILOT_HIGH = const(0)  # steady +12 V (X1)
@@ -69,12 +76,27 @@ CLEAR_ON_UNPLUG = const(F_DIODE | F_OVERCURRENT)
 
 # --- Timing (ms).
 T_CLOSE_AFTER_PWM_OFF = const(6000)  # Table A.6 seq. 10.2: force open after 6 s in C1
-T_X1_MIN = const(3000)  # at least 3 s in X1 before PWM again (EVerest T_STEP_X1)
+T_X1_MIN = const(3000)  # at least 3 s in X1 before PWM again (EVerest T_STEP_X1), also after boot
 T_PWM_UPDATE = const(5000)  # raise the PWM value at most every 5 s; lower at once
 T_FEEDBACK = const(500)  # mirror contact must follow the command within this
+T_MIN_OPEN = const(1000)  # an open command holds at least this long: the mirror
+#                           check (T_FEEDBACK) has run before any re-close
+T_CLOSE_GAP = const(5000)  # at least this between two closings (relay protection:
+#                           a vehicle bouncing S2 gets at most 12 closings a minute)
 T_RCD_TEST = const(500)  # RCD self-test: trip, then release, each within this
-T_OVERCURRENT = const(7000)  # EV above offer +10 % +0.5 A for this long
+T_OVERCURRENT = const(7000)  # excess time in the bucket that raises `overcurrent`
 T_PE_CLEAR = const(2000)  # PE present this long before `pe` clears
+PP_GONE_READINGS = const(2)  # socket: PP open this many readings in a row = cable gone
+
+# Diode check: DIODE_PASS good readings in a row, in this PWM phase, before
+# any close; a leaky bucket of bad readings (+DIODE_BAD_UP each, -1 for each
+# good one) raises `diode` at DIODE_BAD_AT: three bad readings in a row do,
+# and so does a diode missing more than about one reading in eleven.
+DIODE_PASS = const(3)
+DIODE_BAD_UP = const(10)
+DIODE_BAD_AT = const(30)
+
+_MS_CAP = const(0x1FFFFFFF)  # elapsed-ms counters saturate here (a small int)
 
 _STATE_X = ("D1", "D2", "C1", "C2", "B1", "B2")  # index (cp - 1) * 2 + pwm
 
@@ -136,18 +158,23 @@ class Charger:
         self._stopped = False  # session ended by `stop`: no new one until unplug/authorize
         self._paused = False
         self._limit_ma = None  # backend limit
-        self._limit_until = None  # ticks deadline of the backend limit (ttl_s)
+        self._limit_left = None  # ms left of the backend limit's ttl_s (None: no ttl)
         self._settle = False  # skip one CP reading after leaving -12 V
-        self._x1_since = None  # when PWM last stopped (None: long ago)
-        self._pwm_changed = now  # last change of the PWM value
+        # Elapsed-ms counters (saturating at _MS_CAP).
+        self._x1_ms = 0  # since PWM last stopped; boot counts as a stop (3 s X1 first)
+        self._pwm_ms = 0  # since the last change of the PWM value
+        self._cmd_ms = 0  # since the last change of the contactor command (boot: open)
+        self._close_ms = _MS_CAP  # since the last close
+        self._oc_ms = 0  # over-current bucket: ms above the offer, less ms within it
+        self._pe_ms = -1  # PE present for this long while `pe` is raised (-1: not counting)
+        self._rcd_ms = 0  # in the current RCD self-test phase
+        self._rcd_trip_ms = 0  # since the RCD trip (auto-retry)
         self._pwm_ticks = 0  # readings taken with PWM on (capped)
-        self._diode_bad = 0
-        self._oc_since = None
-        self._pe_since = None
-        self._cmd_changed = now  # last change of the contactor command
+        self._diode_ok = 0  # good diode readings in a row in this PWM phase (capped)
+        self._diode_bad = 0  # diode bucket
+        self._diode_retest = False  # `reset_error` of `diode`: PWM on to look again
+        self._pp_open = 0  # PP-open readings in a row (socket)
         self._rcd_phase = _RT_IDLE
-        self._rcd_since = now
-        self._rcd_tripped_at = now
         self._rcd_retries = 0
         self._shown_faults = 0
 
@@ -158,6 +185,7 @@ class Charger:
         cable = cfg["cable_a"]
         self.cable_ma = self.max_ma if cable is None else int(cable * 1000)
         self.fallback_ma = int(cfg["fallback_current_a"] * 1000)
+        self._cable_ma = self.cable_ma  # rating of the cable now (socket: from PP, each step)
         self.phases = cfg["phases"]
         self.socket = cfg["socket"]
         self.ventilation = cfg["ventilation"]
@@ -178,15 +206,32 @@ class Charger:
 
     # ------------------------------------------------------------------ step
     def step(self, now):
+        dt = ticks_diff(now, self._now)
         self._now = now
-        cp = self._classify(now)
+        if dt < 0:
+            dt = 0
+        elif dt > 60000:  # a long stall (or a clock jump): count a minute
+            dt = 60000
+        self._timers(dt)
+        cp = self._classify(dt)
         self._session(cp)
-        self._faults(now, cp)
-        offer = self._offer(now)
-        self._pilot(now, cp, offer)
-        self._contactor(now, cp)
+        self._faults(dt, cp)
+        offer = self._offer()
+        self._pilot(cp, offer)
+        self._contactor(cp)
         self._state(cp)
         return self.out
+
+    def _timers(self, dt):
+        self._x1_ms = _age(self._x1_ms, dt)
+        self._pwm_ms = _age(self._pwm_ms, dt)
+        self._cmd_ms = _age(self._cmd_ms, dt)
+        self._close_ms = _age(self._close_ms, dt)
+        self._rcd_ms = _age(self._rcd_ms, dt)
+        self._rcd_trip_ms = _age(self._rcd_trip_ms, dt)
+        left = self._limit_left
+        if left is not None:
+            self._limit_left = left - dt if left > dt else 0
 
     def take_events(self):
         ev = self.out.events
@@ -202,7 +247,7 @@ class Charger:
         evs.append(ev)
 
     # 1. ---------------------------------------------------------- classify
-    def _classify(self, now):
+    def _classify(self, dt):
         if self.out.pilot == PILOT_LOW:
             # We drive -12 V: the reading says nothing about the vehicle.
             self.cp.reset(P.CP_UNKNOWN)
@@ -211,15 +256,26 @@ class Charger:
         if self._settle:  # the first reading after -12 V may straddle the edge
             self._settle = False
             return self.cp.stable
-        return self.cp.update(now, self.inp.cp_high_mv)
+        return self.cp.update(dt, self.inp.cp_high_mv)
 
     # 2. ----------------------------------------------------------- session
     def _session(self, cp):
-        if cp == P.CP_A:
+        # The cable: on a socket its PP resistor; open means the cable was
+        # pulled at the charger, an unplug whatever the CP reads (also in F).
+        gone = False
+        if self.socket:
+            self._cable_ma = P.pp_rating_ma(self.inp.pp_ohm, self.phases)
+            if self._cable_ma:
+                self._pp_open = 0
+            elif self._pp_open < PP_GONE_READINGS:
+                self._pp_open += 1
+            gone = self._pp_open >= PP_GONE_READINGS
+        if cp == P.CP_A or gone:
             if self.out.session is not None:
                 self._end_session("unplugged")
             self._authorized = False
             self._stopped = False
+            self._diode_retest = False
             if self.out.faults & CLEAR_ON_UNPLUG:
                 self._clear(self.out.faults & CLEAR_ON_UNPLUG)
             self._rcd_retries = 0
@@ -249,14 +305,14 @@ class Charger:
                 self.out.faults &= ~bit
                 self._event("clear", name)
 
-    def _faults(self, now, cp):
+    def _faults(self, dt, cp):
         self._fault_cp(cp)
         self._fault_diode(cp)
-        self._fault_rcd(now)
-        self._fault_pe(now)
+        self._fault_rcd()
+        self._fault_pe(dt)
         self._fault_temp()
-        self._fault_feedback(now)
-        self._fault_overcurrent(now)
+        self._fault_feedback()
+        self._fault_overcurrent(dt)
         if self.inp.meter_ok is False:
             self._raise(F_METER)
         elif self.out.faults & F_METER:
@@ -275,44 +331,63 @@ class Charger:
             self._clear(F_VENT)
 
     def _fault_diode(self, cp):
-        # Continuous diode check: every reading taken with PWM on, in B, C or D.
-        # A reading whose own high plateau is not B, C or D (a CP short
-        # starting, an unplug) says nothing about the diode: the classifier
-        # will raise cp_short or see A after its debounce.
-        if (self.out.pilot != PILOT_PWM or self._pwm_ticks < 2 or not P.CP_D <= cp <= P.CP_B
-                or not P.CP_D <= P.level(self.inp.cp_high_mv) <= P.CP_B):
+        # Diode check on every reading taken with PWM on, in B, C or D (the
+        # first reading after the PWM starts may straddle its start and is
+        # skipped). A reading whose own high plateau is not B, C or D (a CP
+        # short starting, an unplug) says nothing about the diode: the
+        # classifier will raise cp_short or see A after its debounce; it
+        # breaks the run of good readings but does not count as bad.
+        if self.out.pilot != PILOT_PWM:
+            self._diode_ok = 0  # a new PWM phase needs new evidence
             self._diode_bad = 0
             return
+        if (self._pwm_ticks < 2 or not P.CP_D <= cp <= P.CP_B
+                or not P.CP_D <= P.level(self.inp.cp_high_mv) <= P.CP_B):
+            self._diode_ok = 0
+            return
         if P.diode_missing(self.inp.cp_low_mv):
-            self._diode_bad += 1
-            if self._diode_bad >= P.DIODE_COUNT:
+            self._diode_ok = 0
+            b = self._diode_bad + DIODE_BAD_UP
+            if b >= DIODE_BAD_AT:
+                b = DIODE_BAD_AT
+                self._diode_retest = False  # looked again: still missing
                 self._raise(F_DIODE)
+            self._diode_bad = b
         else:
-            self._diode_bad = 0
+            if self._diode_ok < DIODE_PASS:
+                self._diode_ok += 1
+            if self._diode_bad:
+                self._diode_bad -= 1
+            if self._diode_retest and self._diode_ok >= DIODE_PASS and not self._diode_bad:
+                self._diode_retest = False
+                self._clear(F_DIODE)
 
-    def _fault_rcd(self, now):
-        # While the self-test drives the test winding, the trip is expected.
+    def _fault_rcd(self):
+        # While the self-test drives the test winding (and until the trip it
+        # caused has cleared) the trip is expected; any other trip is a trip.
         testing = self._rcd_phase == _RT_TRIP or self._rcd_phase == _RT_RELEASE
         if self.inp.rcd and not testing:
             if not self.out.faults & F_RCD:
-                self._rcd_tripped_at = now
+                self._rcd_trip_ms = 0
             self._raise(F_RCD)
         elif (self.out.faults & F_RCD and not self.inp.rcd
               and self._rcd_retries < self.rcd_retry_max
-              and ticks_diff(now, self._rcd_tripped_at) >= self.rcd_retry_ms):
+              and self._rcd_trip_ms >= self.rcd_retry_ms):
             self._rcd_retries += 1
             self._clear(F_RCD)
 
-    def _fault_pe(self, now):
+    def _fault_pe(self, dt):
         if not self.inp.pe_ok:
-            self._pe_since = None
+            self._pe_ms = -1
             self._raise(F_PE)
         elif self.out.faults & F_PE:
-            if self._pe_since is None:
-                self._pe_since = now
-            elif ticks_diff(now, self._pe_since) >= T_PE_CLEAR:
-                self._pe_since = None
-                self._clear(F_PE)
+            if self._pe_ms < 0:
+                self._pe_ms = 0
+            else:
+                self._pe_ms = _age(self._pe_ms, dt)
+                if self._pe_ms >= T_PE_CLEAR:
+                    self._pe_ms = -1
+                    self._clear(F_PE)
 
     def _fault_temp(self):
         t = self.inp.temp_dc
@@ -328,42 +403,56 @@ class Charger:
         elif t <= self.derate_end_dc:
             out.derate = False
 
-    def _fault_feedback(self, now):
+    def _fault_feedback(self):
         # The mirror contact must follow the command within T_FEEDBACK.
         fb = self.inp.fb
-        if fb is None or ticks_diff(now, self._cmd_changed) < T_FEEDBACK:
+        if fb is None or self._cmd_ms < T_FEEDBACK:
             return
         if self.out.contactor and not fb:
             self._raise(F_NO_CLOSE)
         elif not self.out.contactor and fb:
             self._raise(F_WELD)
 
-    def _fault_overcurrent(self, now):
+    def _fault_overcurrent(self, dt):
+        # A bucket, not a timer: ms above the offer fill it, ms within it
+        # drain it at the same rate, so a vehicle that exceeds the offer
+        # again and again with short compliant gaps is still stopped.
         out = self.out
         ev = self.inp.ev_ma
-        if (ev is None or not out.contactor or out.pilot != PILOT_PWM
-                or ev <= out.offer_ma * 11 // 10 + 500):
-            self._oc_since = None
-        elif self._oc_since is None:
-            self._oc_since = now
-        elif ticks_diff(now, self._oc_since) >= T_OVERCURRENT:
-            self._raise(F_OVERCURRENT)
+        if (ev is not None and out.contactor and out.pilot == PILOT_PWM
+                and ev > out.offer_ma * 11 // 10 + 500):
+            oc = self._oc_ms + dt
+            if oc >= T_OVERCURRENT:
+                oc = T_OVERCURRENT
+                self._raise(F_OVERCURRENT)
+            self._oc_ms = oc
+        elif self._oc_ms:
+            self._oc_ms = self._oc_ms - dt if self._oc_ms > dt else 0
 
     # 4. ------------------------------------------------------------- offer
-    def _offer(self, now):
+    def _blocking(self):
+        """Faults that stop the offer: every immediate one, `meter` with
+        meter_loss "stop"; not `diode` while `reset_error` has the PWM on to
+        look at the diode again (the contactor stays open all the same)."""
+        f = self.out.faults & (IMMEDIATE | (F_METER if self.meter_stop else 0))
+        if self._diode_retest:
+            f &= ~F_DIODE
+        return f
+
+    def _offer(self):
         """The current to offer now (mA, already clamped), 0 for none."""
         out = self.out
-        stop = IMMEDIATE | (F_METER if self.meter_stop else 0)
-        if out.faults & stop or out.session is None or self._paused:
+        if self._blocking() or out.session is None or self._paused:
             return 0
         lim = self.max_ma
-        cable = P.pp_rating_ma(self.inp.pp_ohm, self.phases) if self.socket else self.cable_ma
+        cable = self._cable_ma
         if cable < lim:
             lim = cable
         if self._limit_ma is not None:
-            if self._limit_until is not None and ticks_diff(now, self._limit_until) >= 0:
+            if self._limit_left == 0:
                 self._limit_ma = self.fallback_ma  # not renewed in time
-                self._limit_until = None
+                self._limit_left = None
+                self._event("limit", None)
             if self._limit_ma < lim:
                 lim = self._limit_ma
         if out.derate and self.derate_ma < lim:
@@ -373,65 +462,78 @@ class Charger:
         return P.clamp_offer(lim)
 
     # 5. ------------------------------------------------------------- pilot
-    def _pilot(self, now, cp, offer):
+    def _pilot(self, cp, offer):
         out = self.out
         if out.faults & TO_F:
             mode = PILOT_LOW
-        elif offer and P.CP_D <= cp <= P.CP_B and not out.faults & IMMEDIATE:
+        elif offer and P.CP_D <= cp <= P.CP_B and not self._blocking():
             mode = PILOT_PWM
         else:
             mode = PILOT_HIGH
-        if mode == PILOT_PWM and out.pilot != PILOT_PWM:
-            if self._x1_since is not None and ticks_diff(now, self._x1_since) < T_X1_MIN:
-                mode = PILOT_HIGH  # not yet 3 s in X1
+        if mode == PILOT_PWM and out.pilot != PILOT_PWM and self._x1_ms < T_X1_MIN:
+            mode = PILOT_HIGH  # not yet 3 s in X1
         if mode == PILOT_PWM:
             if out.pilot != PILOT_PWM:
-                self._set_pwm(now, offer)
+                self._set_pwm(offer)
                 self._pwm_ticks = 0
             elif offer < out.offer_ma:  # a lower limit applies at once
-                self._set_pwm(now, offer)
-            elif offer > out.offer_ma and ticks_diff(now, self._pwm_changed) >= T_PWM_UPDATE:
-                self._set_pwm(now, offer)
+                self._set_pwm(offer)
+            elif offer > out.offer_ma and self._pwm_ms >= T_PWM_UPDATE:
+                self._set_pwm(offer)
             if self._pwm_ticks < 1000:
                 self._pwm_ticks += 1
         else:
             if out.pilot == PILOT_PWM:
-                self._x1_since = now
+                self._x1_ms = 0  # X1 starts now
             out.offer_ma = 0
             out.duty = P.DUTY_LOW if mode == PILOT_LOW else P.DUTY_HIGH
         out.pilot = mode
 
-    def _set_pwm(self, now, offer):
+    def _set_pwm(self, offer):
         self.out.offer_ma = offer
         self.out.duty = P.duty_for(offer)
-        self._pwm_changed = now
+        self._pwm_ms = 0
 
     # 6. --------------------------------------------------------- contactor
-    def _contactor(self, now, cp):
+    def _contactor(self, cp):
         out = self.out
-        ready = cp == P.CP_C or (cp == P.CP_D and self.ventilation)
+        ready = (cp == P.CP_C or (cp == P.CP_D and self.ventilation)) and self._pp_open == 0
         want = False
         close = False
         if out.faults & IMMEDIATE or not ready:
             pass
         elif out.pilot == PILOT_PWM and out.session is not None:
             want = True
-        elif out.contactor and self._x1_since is not None:
+        elif out.contactor and out.pilot == PILOT_HIGH:
             # PWM off while the vehicle stays in C (Table A.6 seq. 10.2):
             # wait for it to open S2, force the contactor open after 6 s.
-            close = ticks_diff(now, self._x1_since) < T_CLOSE_AFTER_PWM_OFF
-        if want:
-            close = out.contactor or self._rcd_selftest_passed(now)
+            close = self._x1_ms < T_CLOSE_AFTER_PWM_OFF
+        if want and out.contactor:
+            close = True
+        elif want and self._evidence():
+            close = self._rcd_selftest_passed()
         elif self._rcd_phase != _RT_IDLE:
             # Not closing after all: finish a test under way, forget a pass.
-            self._rcd_selftest_passed(now)
+            self._rcd_selftest_passed()
             if self._rcd_phase == _RT_PASSED:
                 self._rcd_phase = _RT_IDLE
         if close != out.contactor:
             out.contactor = close
-            self._cmd_changed = now
+            self._cmd_ms = 0
+            if close:
+                self._close_ms = 0
 
-    def _rcd_selftest_passed(self, now):
+    def _evidence(self):
+        """Everything a close needs besides the RCD self-test: the diode
+        check passed in this PWM phase, the mirror contact (where fitted)
+        shows the contacts open, the last open command has held for
+        T_MIN_OPEN (so the weld check has run), and T_CLOSE_GAP since the
+        last close."""
+        return (self._diode_ok >= DIODE_PASS and self._diode_bad == 0
+                and self.inp.fb is not True
+                and self._cmd_ms >= T_MIN_OPEN and self._close_ms >= T_CLOSE_GAP)
+
+    def _rcd_selftest_passed(self):
         """Run the RCD self-test one tick further; True once it has passed.
 
         The test output is driven for at most T_RCD_TEST until the trip input
@@ -444,30 +546,29 @@ class Charger:
         ph = self._rcd_phase
         if ph == _RT_IDLE:
             self._rcd_phase = _RT_TRIP
-            self._rcd_since = now
+            self._rcd_ms = 0
             out.rcd_test = True
             return False
         if ph == _RT_PASSED:
             self._rcd_phase = _RT_IDLE
             return True
-        waited = ticks_diff(now, self._rcd_since)
         if ph == _RT_TRIP:
             if self.inp.rcd:
                 self._rcd_phase = _RT_RELEASE
-                self._rcd_since = now
+                self._rcd_ms = 0
                 out.rcd_test = False
-            elif waited >= T_RCD_TEST:
-                self._rcd_test_failed(now)
+            elif self._rcd_ms >= T_RCD_TEST:
+                self._rcd_test_failed()
         elif not self.inp.rcd:
             self._rcd_phase = _RT_PASSED
-        elif waited >= T_RCD_TEST:
-            self._rcd_test_failed(now)
+        elif self._rcd_ms >= T_RCD_TEST:
+            self._rcd_test_failed()  # the trip outlasts the test: a trip
         return False
 
-    def _rcd_test_failed(self, now):
+    def _rcd_test_failed(self):
         self.out.rcd_test = False
         self._rcd_phase = _RT_IDLE
-        self._rcd_tripped_at = now
+        self._rcd_trip_ms = 0
         self._raise(F_RCD)
 
     # 7. ------------------------------------------------------------- state
@@ -485,19 +586,34 @@ class Charger:
             self._shown_faults = out.faults
             out.error = _top_code(out.faults)
 
-    def limits(self, now):
+    def limits(self, now=None):
         """The limits in force, for the backend's status (allocates; not
         for the control step): (max, cable, backend limit or None, ms left
         of its ttl_s or None, fallback, paused, derating, meter fallback),
         currents in mA."""
         cable = P.pp_rating_ma(self.inp.pp_ohm, self.phases) if self.socket else self.cable_ma
-        left = None
-        if self._limit_ma is not None and self._limit_until is not None:
-            left = ticks_diff(self._limit_until, now)
-            if left < 0:
-                left = 0
-        return (self.max_ma, cable, self._limit_ma, left, self.fallback_ma, self._paused,
-                self.out.derate, bool(self.out.faults & F_METER) and not self.meter_stop)
+        return (self.max_ma, cable, self._limit_ma, self._limit_left, self.fallback_ma,
+                self._paused, self.out.derate,
+                bool(self.out.faults & F_METER) and not self.meter_stop)
+
+    def backend_state(self):
+        """What the backend set that must survive a reboot: (limit mA or
+        None, ms left of its ttl_s or None, paused)."""
+        return self._limit_ma, self._limit_left, self._paused
+
+    def restore_backend(self, limit_ma, left_ms, paused):
+        """Take back what backend_state() gave before a reboot or a power
+        cut. The charger cannot know how long it was off, so a limit with a
+        ttl_s runs its remaining time at no more than the fallback current
+        (what it would have fallen back to had the time run out while the
+        charger was off), then falls back as usual."""
+        self._paused = bool(paused)
+        if limit_ma is None:
+            return
+        if left_ms is not None and limit_ma > self.fallback_ma:
+            limit_ma = self.fallback_ma
+        self._limit_ma = limit_ma
+        self._limit_left = left_ms
 
     # ---------------------------------------------------------- commands
     def command(self, msg, now):
@@ -513,13 +629,16 @@ class Charger:
 
     def _cmd_set_current(self, c, now):
         self._limit_ma = c.amps_ma
-        self._limit_until = None if c.ttl_ms is None else ticks_add(now, c.ttl_ms)
+        self._limit_left = c.ttl_ms
+        self._event("limit", None)
 
     def _cmd_pause(self, c, now):
         self._paused = True
+        self._event("limit", None)
 
     def _cmd_resume(self, c, now):
         self._paused = False
+        self._event("limit", None)
 
     def _cmd_authorize(self, c, now):
         # Backend authorization; in both modes it also lifts a `stop`.
@@ -533,19 +652,31 @@ class Charger:
         self._end_session("stop")
 
     def _cmd_reset_error(self, c, now):
+        # All or nothing: while the cause of one latched fault is still
+        # there, nothing is cleared and the RCD retry count stays.
         f = self.out.faults & LATCHED
         keep = 0
         if f & F_RCD and self.inp.rcd:
             keep |= F_RCD
         if f & F_WELD and self.inp.fb:
             keep |= F_WELD
-        self._clear(f & ~keep)
-        self._rcd_retries = 0
         if keep:
             return "%s: cause still present" % _top_code(keep)
+        if f & F_DIODE:
+            # The diode can only be seen with PWM on: the PWM comes back and
+            # `diode` clears after DIODE_PASS good readings, or stays.
+            self._diode_retest = True
+            f &= ~F_DIODE
+        self._clear(f)
+        self._rcd_retries = 0
 
     def _cmd_reboot(self, c, now):
         self._event("reboot", "command")
+
+
+def _age(t, dt):
+    t += dt
+    return t if t < _MS_CAP else _MS_CAP
 
 
 def _top_code(faults):

@@ -36,16 +36,43 @@ def codes(faults, table):
     return [name for bit, name in table if faults & bit]
 
 
+# How a session record's energy was measured (its "energy_status").
+ENERGY_MEASURED = "measured"  # both readings billing grade: energy_wh is the energy
+ENERGY_LATE_START = "late_start"  # the meter first answered after energy flowed
+ENERGY_NO_START = "no_start_reading"
+ENERGY_NO_STOP = "no_stop_reading"
+ENERGY_METER_RESET = "meter_reset"  # the stop reading is below the start
+ENERGY_NO_METER = "no_meter"
+
+
+def energy_status(start_wh, stop_wh, late_start=False, meter=True):
+    """(energy_wh, status) of a session: energy_wh only when measured."""
+    if not meter:
+        return None, ENERGY_NO_METER
+    if start_wh is None:
+        return None, ENERGY_NO_START
+    if stop_wh is None:
+        return None, ENERGY_NO_STOP
+    if stop_wh < start_wh:
+        return None, ENERGY_METER_RESET
+    if late_start:
+        return None, ENERGY_LATE_START
+    return stop_wh - start_wh, ENERGY_MEASURED
+
+
 def session_record(sid, boot, start, stop, base, meter_start_wh, meter_stop_wh,
-                   energy_wh, peak_ma, reason, errors):
+                   energy_wh, peak_ma, reason, errors, status=ENERGY_MEASURED, estimate_wh=None):
     """One finished session (topic .../session). start/stop are seconds in
     `base` ("epoch": Unix time; "uptime": since boot number `boot`); stop is
-    None when it is not known (a session cut by a power loss)."""
+    None when it is not known (a session cut by a power loss). `energy_wh`
+    is set only when `status` is "measured"; otherwise it is null, the
+    status says which reading is missing or wrong, and `estimate_wh` (null
+    when nothing is known) is the least energy the session delivered."""
     return obj((
         ("id", sid), ("boot", boot), ("start", start), ("stop", stop), ("time", base),
         ("meter_start_wh", meter_start_wh), ("meter_stop_wh", meter_stop_wh),
-        ("energy_wh", energy_wh), ("peak_a", amps(peak_ma)), ("reason", reason),
-        ("errors", errors),
+        ("energy_wh", energy_wh), ("energy_status", status), ("estimate_wh", estimate_wh),
+        ("peak_a", amps(peak_ma)), ("reason", reason), ("errors", errors),
     )).text
 
 

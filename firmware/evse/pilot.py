@@ -11,8 +11,6 @@ control step allocates nothing on MicroPython's heap:
 """
 from micropython import const
 
-from evse.ticks import ticks_diff
-
 # --- Pilot classes, ordered by the CP high-plateau voltage (IEC 61851-1 Table A.3).
 CP_UNKNOWN = const(-1)  # not classified yet (after boot into F, or while we drive -12 V)
 CP_E = const(0)  # 0 V: CP shorted to PE (or no supply)
@@ -36,14 +34,25 @@ HYST_MV = const(400)
 # Debounce (ms a new class must persist before it is taken). Asymmetric, the
 # safe direction is fast (our choice, after OpenEVSE's J1772EvseController:
 # DELAY_STATE_TRANSITION 250 ms, DELAY_STATE_TRANSITION_A 25 ms):
-# - leaving C or D (the contactor may be closed): 5 ms, i.e. two consecutive
-#   readings at a 10 ms control tick. IEC 61851-1 Table A.6 sequence 8.1 and
-#   unplug allow 100 ms until the contactor is open.
-# - entering A or E from anything else: 25 ms.
-# - entering B, C or D (towards closing the contactor): 250 ms.
+# - leaving C or D (the contactor may be closed): counted in readings, not
+#   in ms, and whatever the outside readings are (B, A, E in any mix): each
+#   reading outside C/D adds LEAVE_UP to a bucket, each reading in C/D takes
+#   one away, and the class is left when the bucket reaches LEAVE_AT. Two
+#   outside readings in a row (20 ms at the 10 ms control tick) leave; a
+#   pilot that bounces between C and B every tick leaves after five readings
+#   (50 ms); one that is outside C/D one reading in three never builds up.
+#   IEC 61851-1 Table A.6 sequence 8.1 and unplug allow 100 ms until the
+#   contactor is open.
+# - between C and D: DEBOUNCE_LEAVE_MS (two consecutive readings).
+# - entering A or E from anything else: 25 ms; the readings may mix A and E
+#   (an unplug that scrapes the CP pin) without restarting the time.
+# - entering B, C or D (towards closing the contactor): 250 ms of one class.
 DEBOUNCE_LEAVE_MS = const(5)
 DEBOUNCE_FAST_MS = const(25)
 DEBOUNCE_ENTER_MS = const(250)
+LEAVE_UP = const(2)
+LEAVE_AT = const(4)
+_MS_CAP = const(0x1FFFFFFF)  # elapsed-ms counters saturate here (a small int)
 
 # Diode check (IEC 61851-1 Annex A: the EV's diode blocks the negative half).
 # With PWM on, the low plateau must read about -12 V; a missing diode gives
@@ -117,12 +126,19 @@ def _debounce_ms(stable, cand):
     return DEBOUNCE_ENTER_MS
 
 
+def _fast(c):
+    return c == CP_A or c == CP_E
+
+
 class CpClassifier:
     """High-plateau readings in, debounced pilot class out.
 
-    `update(now, mv)` is called once per control tick with the tick time and
-    the measured high plateau; it returns the stable class. A candidate class
-    must persist (every reading) for its debounce time before it is taken.
+    `update(dt, mv)` is called once per control tick with the ms since the
+    previous call and the measured high plateau; it returns the stable
+    class. Time is kept as elapsed ms, never as a stored tick value, so the
+    classifier behaves the same at any uptime. A candidate class must
+    persist for its debounce time before it is taken; leaving C or D is the
+    bucket described at LEAVE_UP above.
     """
 
     def __init__(self, stable=CP_A):
@@ -131,7 +147,9 @@ class CpClassifier:
     def reset(self, stable=CP_UNKNOWN):
         self.stable = stable
         self.cand = stable
-        self.since = 0
+        self.ms = 0  # ms the candidate has persisted
+        self.leave = 0  # the bucket of readings outside C/D
+        self.out_last = stable  # class of the last reading outside C/D
 
     def raw(self, mv):
         """Class of one reading, with hysteresis around the stable class."""
@@ -140,17 +158,42 @@ class CpClassifier:
             return s
         return level(mv)
 
-    def update(self, now, mv):
+    def _take(self, c):
+        self.stable = c
+        self.cand = c
+        self.ms = 0
+        self.leave = 0
+        return c
+
+    def update(self, dt, mv):
         c = self.raw(mv)
-        if c == self.stable:
+        s = self.stable
+        if s == CP_C or s == CP_D:
+            if c != CP_C and c != CP_D:
+                prev = self.out_last
+                self.out_last = c
+                self.leave += LEAVE_UP
+                if self.leave >= LEAVE_AT:
+                    # The last two outside readings agree: that class. A mix:
+                    # B (connected, not ready); the debounce goes on from there.
+                    return self._take(c if prev == c else CP_B)
+                return s
+            if self.leave:
+                self.leave -= 1
+        if c == s:
             self.cand = c
-            return c
-        if c != self.cand:
-            self.cand = c
-            self.since = now
-        if ticks_diff(now, self.since) >= _debounce_ms(self.stable, c):
-            self.stable = c
-        return self.stable
+            self.ms = 0
+            return s
+        cand = self.cand
+        if c != cand and (cand == s or not (_fast(c) and _fast(cand))):
+            self.ms = 0  # a new candidate: its time starts with this reading
+        else:
+            ms = self.ms + dt
+            self.ms = ms if ms < _MS_CAP else _MS_CAP
+        self.cand = c
+        if self.ms >= _debounce_ms(s, c):
+            return self._take(c)
+        return s
 
 
 def diode_missing(low_mv):

@@ -1,10 +1,13 @@
 """Millisecond tick arithmetic, the same on the board and on the host.
 
-On MicroPython these are the `time` module's own functions. On CPython (host
-tests, simulator) they are re-implemented with the ports' period of 2**30, so
-the wrap-around behaves identically everywhere (also for ticks_us, which
-only board adapters use). Charger code compares times only through
-`ticks_diff` and computes deadlines only through `ticks_add`.
+On MicroPython these are the `time` module's own functions, and the period
+is the port's own (`ticks_add(0, -1) + 1`: 2**30 on the ESP32 and RP2040,
+2**62 on the 64-bit unix port). On CPython (host tests, simulator) they are
+re-implemented with the boards' period of 2**30, so the wrap-around behaves
+as on a board (also for ticks_us, which only board adapters use). Code
+compares times only through `ticks_diff` and computes deadlines only through
+`ticks_add`, and keeps no tick value longer than a fraction of half the
+period: the charger core keeps elapsed-ms counters instead.
 """
 try:
     from time import ticks_add, ticks_diff, ticks_ms, ticks_us  # MicroPython
@@ -27,5 +30,5 @@ except ImportError:  # CPython host
     def ticks_us():
         return int(_time.monotonic() * 1000000) & TICKS_MAX
 else:
-    TICKS_PERIOD = 1 << 30
-    TICKS_MAX = TICKS_PERIOD - 1
+    TICKS_MAX = ticks_add(0, -1)
+    TICKS_PERIOD = TICKS_MAX + 1

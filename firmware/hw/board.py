@@ -101,8 +101,9 @@ class Board:
         if pe is not None:
             if pe["mode"] == "pulses":
                 self._pe_pulses = True
-                self._pe_edge_ms = clock.ticks_ms()
-                self._pe_edges = 0
+                self._pe_at = clock.ticks_ms()  # when read() last saw new edges
+                self._pe_edges = 0  # counted by the interrupt handler
+                self._pe_seen = 0
                 p = self._pin_in(pe)
                 self._irq(p, self._isr_pe, Pin.IRQ_FALLING | Pin.IRQ_RISING)
                 self._pe = p
@@ -178,7 +179,6 @@ class Board:
         self._rcd_count = (self._rcd_count + 1) & 0x3FFFFFFF
 
     def _isr_pe(self, pin):
-        self._pe_edge_ms = self._clock.ticks_ms()
         self._pe_edges = (self._pe_edges + 1) & 0x3FFFFFFF
 
     def _isr_button(self, pin):
@@ -204,8 +204,18 @@ class Board:
             inp.fb = self._fb.value() == 1
         if self._pe is not None:
             if self._pe_pulses:
+                # Edges counted by the handler; their time kept here only, and
+                # never older than PE_PULSE_MS, so that no uptime makes the
+                # age wrap round to "fresh" (ticks_diff flips past half the period).
                 c = self._clock
-                inp.pe_ok = c.ticks_diff(c.ticks_ms(), self._pe_edge_ms) < PE_PULSE_MS
+                now = c.ticks_ms()
+                n = self._pe_edges
+                if n != self._pe_seen:
+                    self._pe_seen = n
+                    self._pe_at = now
+                elif c.ticks_diff(now, self._pe_at) >= PE_PULSE_MS:
+                    self._pe_at = c.ticks_add(now, -PE_PULSE_MS)
+                inp.pe_ok = c.ticks_diff(now, self._pe_at) < PE_PULSE_MS
             else:
                 inp.pe_ok = self._pe.value() == 1
         if self._temp is not None:
@@ -248,6 +258,10 @@ class Board:
 
     def take_button(self):
         """Button presses since the last call."""
+        k = self._clock
+        now = k.ticks_ms()
+        if k.ticks_diff(now, self._btn_ms) > 60000:  # keep the last press's time young
+            self._btn_ms = k.ticks_add(now, -60000)
         c = self._btn_count
         n = (c - self._btn_taken) & 0x3FFFFFFF
         self._btn_taken = c

@@ -109,6 +109,7 @@ class Rig:
         self.meter = Meter() if meter else None
         self.clock = clock
         self.now = now
+        self.t = 0  # ms run
         self.app = App(self.board, self.cfg, now, self.meter, self.flash, backend=True,
                        clock=clock, **kw)
 
@@ -117,9 +118,12 @@ class Rig:
             self.board.ev = ev
         for _ in range(ms // 10):
             self.now = ticks_add(self.now, 10)
+            self.t += 10
             self.app.tick(self.now)
 
     def charge(self, ms=1000):
+        if self.t < 2400:  # the charger keeps X1 for 3 s after boot
+            self.run(2400 - self.t, "A")
         self.run(600, "B")
         self.run(ms, "C")
 

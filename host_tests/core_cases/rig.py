@@ -12,8 +12,15 @@ LEVEL_MV = {"A": 12000, "B": 9000, "C": 6000, "D": 3000}
 TICK_MS = 10
 
 
+BOOT_MS = 3000  # the charger keeps X1 for 3 s after boot (T_X1_MIN)
+
+
 class Rig:
-    def __init__(self, start=0, **cfg):
+    """`Rig(**cfg)` boots a charger and runs it BOOT_MS in state A, so that
+    a case starts where a vehicle may be offered PWM at once; `t` counts
+    from the end of that. `Rig(boot=False)` starts at the boot itself."""
+
+    def __init__(self, start=0, boot=True, **cfg):
         self.cfg = config.validate(cfg)
         self.now = start
         self.t = 0  # ms since the start, for assertions
@@ -36,6 +43,11 @@ class Rig:
         self.events = []
         self.log = []
         self._seed = 12345
+        if boot:
+            self.run(BOOT_MS)
+            self.t = 0
+            self.events = []
+            self.log = []
 
     def _noise(self):
         if not self.noise_mv:

@@ -6,7 +6,7 @@ import json
 
 from evse import config
 
-from fakes import Clock, Rig, read
+from fakes import Clock, Rig, read, write
 
 
 def _payloads(rig, kind):
@@ -28,6 +28,7 @@ def test_boot_event_and_session_record():
     s = _payloads(rig, "s")
     assert s == [{"id": 1, "boot": 1, "start": 1700000000, "stop": 1700000100, "time": "epoch",
                   "meter_start_wh": 5000, "meter_stop_wh": 5400, "energy_wh": 400,
+                  "energy_status": "measured", "estimate_wh": None,
                   "peak_a": 16.0, "reason": "unplugged", "errors": []}], s
     st = json.loads(read(rig.flash + "/state.json"))
     assert st == {"session_seq": 1, "boots": 1}, st  # no session under way any more
@@ -48,7 +49,7 @@ def test_uptime_times_without_a_clock_and_faults_as_events():
         ("boot", None), ("fault", "rcd"), ("clear", "rcd")], ev
     assert [e["n"] for e in ev] == [1, 2, 3] and ev[1]["time"] == "uptime"
     s = _payloads(rig, "s")[0]
-    assert s["time"] == "uptime" and s["start"] == 2 and s["stop"] == 3, s
+    assert s["time"] == "uptime" and s["start"] == 2 and s["stop"] == 4, s
     assert s["errors"] == ["rcd"] and s["reason"] == "unplugged"
 
 
@@ -67,8 +68,9 @@ def test_power_loss_gets_a_stop_record_at_the_next_boot():
     assert _payloads(rig2, "s") == []  # waits for the meter's first answer
     rig2.run(20)
     s = _payloads(rig2, "s")
-    assert s == [{"id": 1, "boot": 1, "start": 0, "stop": None, "time": "uptime",
+    assert s == [{"id": 1, "boot": 1, "start": 2, "stop": None, "time": "uptime",
                   "meter_start_wh": 5000, "meter_stop_wh": 5300, "energy_wh": 300,
+                  "energy_status": "measured", "estimate_wh": None,
                   "peak_a": None, "reason": "power_loss", "errors": None}], s
     assert "open" not in json.loads(read(rig.flash + "/state.json"))
     rig2.charge(1000)
@@ -157,3 +159,93 @@ def test_a_meter_that_answers_late_still_gives_the_lost_session_its_start():
     rig.meter.energy_wh = 7000
     rig.run(20)
     assert json.loads(read(rig.flash + "/state.json"))["open"]["wh"] == 7000
+
+
+# --- Issue 10: what the backend set survives a reboot; records say what they know
+
+def _offer_after_boot(flash):
+    rig = Rig(flash=flash)
+    rig.charge(1000)
+    return rig, rig.app.out.offer_ma
+
+
+def test_backend_limit_and_pause_survive_a_power_cut():
+    """A site's load management set 10 A: after a power cut the charger must
+    not come back at 32 A."""
+    rig = Rig()
+    rig.charge(1000)
+    assert rig.app.command({"cmd": "set_current", "amps": 10}, rig.now)["ok"]
+    rig.run(100)
+    assert rig.app.out.offer_ma == 10000
+    rig2, offer = _offer_after_boot(rig.flash)
+    assert offer == 10000
+    assert rig2.app.command({"cmd": "pause"}, rig2.now)["ok"]
+    rig3 = Rig(flash=rig.flash)
+    rig3.charge(1000)
+    assert rig3.app.out.offer_ma == 0 and not rig3.app.out.contactor
+    assert rig3.app.command({"cmd": "resume"}, rig3.now)["ok"]
+    rig3.run(4000)
+    assert rig3.app.out.offer_ma == 10000
+
+
+def test_limit_with_ttl_after_a_reboot_never_exceeds_the_fallback():
+    """20 A with ttl_s 60 and fallback 6 A: the charger cannot know how long
+    it was off, so after the boot it offers what it would have fallen back
+    to (6 A), for the rest of the ttl and after it."""
+    rig = Rig(cfg={"fallback_current_a": 6})
+    rig.charge(1000)
+    rig.app.command({"cmd": "set_current", "amps": 20, "ttl_s": 60}, rig.now)
+    rig.run(100)
+    assert rig.app.out.offer_ma == 20000
+    rig2 = Rig(flash=rig.flash, cfg={"fallback_current_a": 6})
+    rig2.charge(1000)
+    assert rig2.app.out.offer_ma == 6000
+    lim = rig2.app.charger.limits()
+    assert lim[2] == 6000 and 50000 <= lim[3] <= 60000, lim
+    rig2.run(62000)
+    assert rig2.app.out.offer_ma == 6000 and rig2.app.charger.limits()[3] is None
+
+
+def test_a_malformed_backend_state_is_ignored():
+    rig = Rig()
+    rig.charge(100)
+    st = json.loads(read(rig.flash + "/state.json"))
+    for bad in ({"limit_ma": "10"}, {"limit_ma": 10 ** 9}, {"limit_ma": True}, [1], "x"):
+        st["backend"] = bad
+        write(rig.flash + "/state.json", json.dumps(st).encode())
+        rig2, offer = _offer_after_boot(rig.flash)
+        assert offer == 32000, bad
+
+
+def test_session_whose_meter_went_silent_has_no_energy():
+    """The meter stops answering during the session: the record has no
+    stop reading, energy_wh null, and the status says why, with the least
+    energy known."""
+    rig = Rig()
+    rig.charge(1000)
+    rig.meter.energy_wh = 5200
+    rig.run(100)
+    rig.meter.answering = False
+    rig.meter.ok = False
+    rig.run(100)
+    rig.run(12000, "A")
+    s = _payloads(rig, "s")[0]
+    assert s["meter_stop_wh"] is None and s["energy_wh"] is None, s
+    assert s["energy_status"] == "no_stop_reading" and s["estimate_wh"] == 200, s
+
+
+def test_session_whose_meter_answered_late_is_marked_late():
+    """The meter first answers after the contactor has closed: energy flowed
+    before the start reading, so the difference is not the session's."""
+    rig = Rig()
+    rig.meter.answering = False
+    rig.charge(1000)
+    assert rig.app.out.contactor
+    rig.meter.answering = True
+    rig.run(100)
+    rig.meter.energy_wh = 5400
+    rig.run(100)
+    rig.run(2000, "A")
+    s = _payloads(rig, "s")[0]
+    assert s["energy_wh"] is None and s["energy_status"] == "late_start", s
+    assert s["meter_start_wh"] == 5000 and s["estimate_wh"] == 400, s

@@ -83,8 +83,10 @@ def test_d_without_ventilation_is_vent_fault():
     assert took <= 100 and r.out.error == "vent"
     assert r.out.duty == 10000 and r.out.state == "D1"
     r.ev = "C"  # the vehicle no longer asks for ventilation
-    assert r.until(lambda o: o.contactor, 5000) is not None
+    closed_at = [e for e in r.log if e[4]][0][0]
+    assert r.until(lambda o: o.contactor, 8000) is not None
     assert r.out.error is None
+    assert r.t - closed_at >= 5000  # no two closings within T_CLOSE_GAP
 
 
 # --- PWM off with the vehicle in C ----------------------------------------

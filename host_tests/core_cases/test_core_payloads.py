@@ -33,11 +33,23 @@ def test_session_record():
                           15996, "unplugged", ["meter"])
     assert t == ('{"id": 3, "boot": 2, "start": 1700000000, "stop": 1700003600, '
                  '"time": "epoch", "meter_start_wh": 1000000, "meter_stop_wh": 1011000, '
-                 '"energy_wh": 11000, "peak_a": 16.0, "reason": "unplugged", '
-                 '"errors": ["meter"]}'), t
+                 '"energy_wh": 11000, "energy_status": "measured", "estimate_wh": null, '
+                 '"peak_a": 16.0, "reason": "unplugged", "errors": ["meter"]}'), t
     t = PL.session_record(4, 2, 120, None, "uptime", None, None, None, None, "power_loss", None)
     assert json.loads(t)["stop"] is None and json.loads(t)["time"] == "uptime"
     return t
+
+
+def test_energy_status_never_passes_a_missing_reading_as_energy():
+    """Only two billing-grade readings give energy_wh; every other case
+    says which reading is missing or wrong, with no energy."""
+    assert PL.energy_status(1000, 1500) == (500, "measured")
+    assert PL.energy_status(1000, 1000) == (0, "measured")
+    assert PL.energy_status(None, 1500) == (None, "no_start_reading")
+    assert PL.energy_status(1000, None) == (None, "no_stop_reading")
+    assert PL.energy_status(1000, 900) == (None, "meter_reset")
+    assert PL.energy_status(1000, 1500, late_start=True) == (None, "late_start")
+    assert PL.energy_status(None, None, meter=False) == (None, "no_meter")
 
 
 def test_event_and_reply():
