@@ -33,7 +33,7 @@ from hypothesis import strategies as st
 
 from evse import config
 from evse import pilot as P
-from evse.charger import (DIODE_PASS, F_DIODE, IMMEDIATE, PILOT_HIGH, PILOT_LOW, PILOT_PWM,
+from evse.charger import (DIODE_PASS, IMMEDIATE, PILOT_HIGH, PILOT_LOW, PILOT_PWM,
                           T_CLOSE_GAP, T_MIN_OPEN, T_X1_MIN, Charger)
 from evse.commands import FIELDS
 from evse.ticks import TICKS_PERIOD, ticks_add
@@ -218,6 +218,16 @@ class Sim:
             setattr(b, {"ev": "ev", "diode": "diode", "short": "short", "rcd": "rcd_fault",
                         "weld": "weld", "no_close": "no_close", "meter": "meter_silent",
                         "noise": "noise_mv"}[kind], val)
+
+    def idle(self, ms):
+        """A quiet charger (state A, nothing happening) for `ms` of uptime,
+        in strides of up to an hour; no readings drawn from the board."""
+        while ms > 0:
+            d = ms if ms < 3600000 else 3600000
+            self.now = ticks_add(self.now, d)
+            self.ch.step(self.now)
+            ms -= d
+        self.ch.take_events()
 
     def run(self, sc):
         b = self.board
@@ -675,6 +685,65 @@ class PwmRate(Check):
             self.stop = t
 
 
+class CloseOnEvidence(Check):
+    """Issue 10: every close has its evidence, taken from what the board
+    read: at least DIODE_PASS readings in a row in this PWM phase with the
+    low plateau at or below -10.5 V (the vehicle's diode; IEC 61851-1
+    Annex A) and a B/C/D high plateau; the mirror contact not showing
+    closed; the open command held T_MIN_OPEN (boot counts as an open);
+    T_CLOSE_GAP since the last close, so at most 60 s / T_CLOSE_GAP + 1
+    closes in any minute."""
+
+    def __init__(self, sim):
+        self.good = 0
+        self.opened_at = 0
+        self.closes = []
+
+    def after_tick(self, sim):
+        o, inp, t = sim.ch.out, sim.ch.inp, sim.t
+        if sim.prev_pilot == PILOT_PWM:  # this tick's reading was taken with PWM on
+            ok = (inp.cp_low_mv <= P.DIODE_MAX_LOW_MV
+                  and P.CP_D <= P.level(inp.cp_high_mv) <= P.CP_B)
+            self.good = self.good + 1 if ok else 0
+        else:
+            self.good = 0
+        if o.contactor and not sim.prev_contactor:
+            assert self.good >= DIODE_PASS, where(sim, "closed after", self.good,
+                                                  "diode readings")
+            assert inp.fb is not True, where(sim, "closed with the mirror contact closed")
+            assert t - self.opened_at >= T_MIN_OPEN, where(sim, "open only",
+                                                           t - self.opened_at)
+            if self.closes:
+                assert t - self.closes[-1] >= T_CLOSE_GAP, where(sim, "closed again after",
+                                                                 t - self.closes[-1])
+            self.closes.append(t)
+            assert len([c for c in self.closes if c > t - 60000]) <= 60000 // T_CLOSE_GAP + 1
+        elif sim.prev_contactor and not o.contactor:
+            self.opened_at = t
+
+
+class LeavesWhateverTheMix(Check):
+    """Issue 10: readings outside C/D open the contactor however they mix:
+    whenever 6 of the last 10 readings (100 ms) were outside C/D (B, A, E
+    in any order, with C/D readings between), the contactor is open."""
+
+    def __init__(self, sim):
+        self.last = []
+        self.opened = 0
+
+    def after_tick(self, sim):
+        if sim.prev_pilot == PILOT_LOW:
+            self.last = []  # we drove -12 V: the readings say nothing
+            return
+        c = P.level(sim.ch.inp.cp_high_mv)
+        self.last.append(c != P.CP_C and c != P.CP_D)
+        if len(self.last) > 10:
+            self.last.pop(0)
+        if sum(self.last) >= 6:
+            self.opened += 1
+            assert not sim.ch.out.contactor, where(sim, "closed after readings", self.last)
+
+
 def run(sc, *checks, start=0):
     sim = Sim(sc, start, checks).run(sc)
     event("ticks: %s" % _bucket(sim.t // TICK, (1000, 2000, 4000)))
@@ -733,7 +802,7 @@ def test_contactor_closed_only_in_c2_d2_or_bounded_c1_wait(sc):
     """Table A.6 sequences 4 and 10.2: the contactor is commanded closed only
     in C2 (D2 where the site has ventilation), or kept closed in C1/D1 for at
     most 6 s after the PWM stopped; never with an immediate fault active."""
-    c = run(sc, ContactorRule)
+    c = run(sc, ContactorRule, CloseOnEvidence)
     event("ticks with contactor closed: %s" % _bucket(c.closed, (1, 100, 1000)))
     event("ticks closed in the C1/D1 wait: %s" % _bucket(c.waited, (1, 100)))
 
@@ -930,3 +999,77 @@ def test_tick_wrap_gives_identical_outputs(sc, k):
     assert ticks_add(0, -k) == (TICKS_PERIOD - k) % TICKS_PERIOD
     for a, b in zip(*logs):
         assert a == b, "from 0: %r\nfrom -%d: %r" % (a, k, b)
+
+
+# --- Issue 10: evidence before every close, bouncing pilots, uptime -----------
+
+# A vehicle and a pilot that bounce: classes change every 1 to 3 ticks.
+_BOUNCING = scenarios(weights=dict(CALM, ev=12, short=3, diode=2, weld=1, cmd=1, temp=0, pp=0),
+                      values={"ev": st.sampled_from("ABCCD")},
+                      dwell=st.one_of(st.integers(1, 3), st.integers(30, 400)),
+                      ev0="C", min_ticks=1500, max_steps=80)
+
+
+@st.composite
+def bouncing_pilot(draw):
+    """Charging in C, then episodes of readings that change every tick, any
+    mix of A, B, C and E (a CP short), between spells of C."""
+    cfg = draw(configs())
+    cfg["ventilation"] = False
+    ss = [("ev", "C", 450)]  # the X1 after boot, then the close
+    for _ in range(draw(st.integers(1, 4))):
+        for c in draw(st.lists(st.sampled_from("ABCE"), min_size=4, max_size=40)):
+            if c == "E":
+                ss += [("short", True, 1), ("short", False, 0)]
+            else:
+                ss.append(("ev", c, 1))
+        ss.append(("ev", "C", draw(st.sampled_from((30, 700)))))
+    return Scenario(cfg, draw(st.integers(0, 2 ** 32 - 1)), draw(st.booleans()), "C",
+                    draw(st.integers(0, 600)), (220, 0), ss)
+
+
+@_examples(1.0)
+@given(st.one_of(bouncing_pilot(), _BOUNCING, _FAULTY, fault_episodes(), _PWM_CYCLES))
+def test_every_close_has_its_evidence(sc):
+    """No close without DIODE_PASS diode readings of this PWM phase, with the
+    mirror contact showing closed, inside T_MIN_OPEN of an open, or inside
+    T_CLOSE_GAP of the last close (a bounded number of closes per minute)."""
+    c = run(sc, CloseOnEvidence)
+    event("closes: %s" % _bucket(len(c.closes), (1, 2, 4)))
+
+
+@_examples(1.0)
+@given(st.one_of(bouncing_pilot(), _BOUNCING))
+def test_contactor_open_whatever_the_readings_mix(sc):
+    """Any reading outside C/D counts towards leaving: 6 of 10 readings
+    outside C/D (100 ms at the 10 ms tick), in any mix, and it is open."""
+    c = run(sc, LeavesWhateverTheMix)
+    event("ticks with 6 of the last 10 readings outside C/D: %s"
+          % _bucket(c.opened, (1, 10, 100)))
+
+
+_HALF_PERIOD = TICKS_PERIOD // 2
+_DAY = 24 * 3600 * 1000
+
+
+@_examples(1.0)
+@given(sc=st.one_of(scenarios(), _FAULTY, _PWM_CYCLES),
+       age=st.one_of(st.integers(T_X1_MIN, 40 * _DAY),
+                     st.integers(_HALF_PERIOD // 2 - 60000, _HALF_PERIOD // 2 + 60000),
+                     st.integers(_HALF_PERIOD - 60000, _HALF_PERIOD + 60000),
+                     st.integers(TICKS_PERIOD - 60000, TICKS_PERIOD + 60000)))
+def test_offers_and_timers_identical_at_any_uptime(sc, age):
+    """Offers, timers and faults do not depend on the uptime: the same run
+    after `age` ms of a quiet charger (up to 40 days, and around 2**29 and
+    2**30 ms where stored tick values compared with ticks_diff go wrong)
+    gives exactly the outputs of the run 3 s (the X1 after boot) after boot."""
+    logs = []
+    for idle in (T_X1_MIN, age):
+        sim = Sim(sc, 0)
+        sim.idle(idle)
+        sim.log = []
+        sim.run(sc)
+        logs.append(sim.log)
+    event("uptime: %s" % _bucket(age // _DAY, (1, 7, 13, 26)))
+    for a, b in zip(*logs):
+        assert a == b, "after 3 s: %r\nafter %d ms: %r" % (a, age, b)

@@ -85,6 +85,7 @@ T_CLOSE_GAP = const(5000)  # at least this between two closings (relay protectio
 #                           a vehicle bouncing S2 gets at most 12 closings a minute)
 T_RCD_TEST = const(500)  # RCD self-test: trip, then release, each within this
 T_OVERCURRENT = const(7000)  # excess time in the bucket that raises `overcurrent`
+T_EV_FOLLOW = const(5000)  # the EV follows a lower PWM value within this
 T_PE_CLEAR = const(2000)  # PE present this long before `pe` clears
 PP_GONE_READINGS = const(2)  # socket: PP open this many readings in a row = cable gone
 
@@ -166,6 +167,9 @@ class Charger:
         self._cmd_ms = 0  # since the last change of the contactor command (boot: open)
         self._close_ms = _MS_CAP  # since the last close
         self._oc_ms = 0  # over-current bucket: ms above the offer, less ms within it
+        self._oc_prev = 0  # the offer at the last reading
+        self._oc_allow = 0  # the offer before a decrease, allowed for T_EV_FOLLOW
+        self._oc_grace = 0  # ms left of that
         self._pe_ms = -1  # PE present for this long while `pe` is raised (-1: not counting)
         self._rcd_ms = 0  # in the current RCD self-test phase
         self._rcd_trip_ms = 0  # since the RCD trip (auto-retry)
@@ -416,11 +420,23 @@ class Charger:
     def _fault_overcurrent(self, dt):
         # A bucket, not a timer: ms above the offer fill it, ms within it
         # drain it at the same rate, so a vehicle that exceeds the offer
-        # again and again with short compliant gaps is still stopped.
+        # again and again with short compliant gaps is still stopped. After
+        # a lower offer the vehicle has T_EV_FOLLOW to follow (IEC 61851-1:
+        # 5 s): until then it may still draw what was offered before the
+        # decrease (before the first of several in a row).
         out = self.out
+        offer = out.offer_ma  # what the PWM offered while this reading was taken
+        if offer < self._oc_prev:
+            if not self._oc_grace:
+                self._oc_allow = self._oc_prev
+            self._oc_grace = T_EV_FOLLOW
+        elif self._oc_grace:
+            self._oc_grace = self._oc_grace - dt if self._oc_grace > dt else 0
+        self._oc_prev = offer
+        allowed = self._oc_allow if self._oc_grace and self._oc_allow > offer else offer
         ev = self.inp.ev_ma
         if (ev is not None and out.contactor and out.pilot == PILOT_PWM
-                and ev > out.offer_ma * 11 // 10 + 500):
+                and ev > allowed * 11 // 10 + 500):
             oc = self._oc_ms + dt
             if oc >= T_OVERCURRENT:
                 oc = T_OVERCURRENT

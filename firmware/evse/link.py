@@ -336,6 +336,8 @@ class Link:
         half = self.cfg["mqtt_keepalive_s"] * 500
         if ticks_diff(now, self._rx_at) >= half or ticks_diff(now, self._tx_at) >= half:
             self._ping(c)
+        if self._ntp_at is not None and ticks_diff(now, self._ntp_at) >= NTP_EVERY_MS:
+            self._ntp_at = None  # due: forget the time before it ages past half the period
 
     def _journal(self, c, journal, bus):
         while self._acks and bus.acks.put(self._acks[0]):
