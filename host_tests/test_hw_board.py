@@ -206,6 +206,43 @@ def test_pe_pulses_mode():
     assert inp.pe_ok is False
 
 
+def test_pe_lost_stays_lost_at_any_uptime():
+    """PE gone for more than half the ticks period (2**29 ms, 6.2 days):
+    the age of the last edge must not wrap round to 'fresh'."""
+    board, w, _ = hwrig.make(hwrig.load("esp32-devkitc"))
+    handler = w.irqs[4][0]
+    inp = Inputs()
+    clock = fm.Clock()
+    handler(None)
+    board.read(inp)
+    assert inp.pe_ok is True
+    clock.sleep_ms(100)
+    for h in range(40 * 24):  # 40 days without PE, read every hour
+        clock.sleep_ms(3600 * 1000)
+        board.read(inp)
+        assert inp.pe_ok is False, h
+    clock.sleep_ms((1 << 29) + 10)  # even a read after more than half the period
+    board.read(inp)
+    assert inp.pe_ok is False
+    handler(None)
+    board.read(inp)
+    assert inp.pe_ok is True
+
+
+def test_button_press_after_a_week_counts():
+    board, w, _ = hwrig.make(hwrig.load("esp32-devkitc"))
+    handler = w.irqs[0][0]
+    clock = fm.Clock()
+    clock.sleep_ms(100)
+    handler(None)
+    assert board.take_button() == 1
+    for _ in range(7 * 24):  # a week, the board's loop taking presses
+        clock.sleep_ms(3600 * 1000)
+        assert board.take_button() == 0
+    handler(None)
+    assert board.take_button() == 1
+
+
 def test_rp2_interrupts_are_hard():
     board, w, _ = hwrig.make(hwrig.load("pico-w"))
     assert w.irqs[19][1:] == (fm.Pin.IRQ_RISING, True)  # RCD

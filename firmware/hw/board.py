@@ -213,8 +213,10 @@ class Board:
                 if n != self._pe_seen:
                     self._pe_seen = n
                     self._pe_at = now
-                elif c.ticks_diff(now, self._pe_at) >= PE_PULSE_MS:
-                    self._pe_at = c.ticks_add(now, -PE_PULSE_MS)
+                else:
+                    age = c.ticks_diff(now, self._pe_at)
+                    if age >= PE_PULSE_MS or age < 0:  # < 0: it wrapped, it is old
+                        self._pe_at = c.ticks_add(now, -PE_PULSE_MS)
                 inp.pe_ok = c.ticks_diff(now, self._pe_at) < PE_PULSE_MS
             else:
                 inp.pe_ok = self._pe.value() == 1

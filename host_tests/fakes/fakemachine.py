@@ -240,20 +240,26 @@ def reset():
     raise FakeReset()
 
 
+_TICKS_MAX = (1 << 30) - 1  # the boards' ticks period, 2**30
+_TICKS_HALF = 1 << 29
+
+
 class Clock:
-    """The `time` functions the firmware uses, on WORLD's fake time."""
+    """The `time` functions the firmware uses, on WORLD's fake time, with
+    the ESP32's and RP2040's ticks period (2**30), so code that keeps a tick
+    value too long goes wrong here as on a board."""
 
     def ticks_ms(self):
-        return WORLD.t_us // 1000
+        return (WORLD.t_us // 1000) & _TICKS_MAX
 
     def ticks_us(self):
-        return WORLD.t_us
+        return WORLD.t_us & _TICKS_MAX
 
     def ticks_diff(self, a, b):
-        return a - b
+        return ((a - b + _TICKS_HALF) & _TICKS_MAX) - _TICKS_HALF
 
     def ticks_add(self, a, b):
-        return a + b
+        return (a + b) & _TICKS_MAX
 
     def sleep_ms(self, ms):
         WORLD.t_us += ms * 1000
