@@ -14,12 +14,47 @@ SHELL := /bin/bash
 # (openssl: the MQTT tests make a CA and a broker certificate for TLS).
 APT_NEEDS := mosquitto:mosquitto socat:socat openssl:openssl node:nodejs npm:npm
 
+# micropython-lib's umqtt.simple, the firmware's MQTT client: both versions
+# boards have (1.7.0 frozen into ESP32 firmware 1.28, 1.8.0 from `mip`),
+# copied unmodified into build/umqtt-<version>/umqtt/simple.py for the host
+# tests and the simulator. UMQTT_SRC: a folder with umqtt.simple-<version>/
+# (as ../shared/vendor/micropython-lib) or a micropython-lib checkout.
+UMQTT_SRC ?=
+UMQTT_DEFAULT_SRC := ../shared/vendor/micropython-lib
+UMQTT_VERSIONS := 1.7.0 1.8.0
+
 PY_STAMP := $(VENV)/.requirements.stamp
 NODE_STAMP := $(WASM_DIR)/node_modules/.npm-ci.stamp
 
-.PHONY: setup system-packages test sim bench bench-baseline deploy clean distclean
+.PHONY: setup system-packages umqtt test sim bench bench-baseline deploy clean distclean
 
-setup: system-packages $(PY_STAMP) $(NODE_STAMP)
+setup: system-packages $(PY_STAMP) $(NODE_STAMP) umqtt
+
+# Copies only what changed; a version it cannot find is reported (the MQTT
+# tests then fail naming it), the rest of the setup still stands.
+umqtt:
+	@src="$(UMQTT_SRC)"; [ -n "$$src" ] || src="$(UMQTT_DEFAULT_SRC)"; \
+	missing=""; \
+	for v in $(UMQTT_VERSIONS); do \
+	  f="$$src/umqtt.simple-$$v/umqtt/simple.py"; \
+	  if [ ! -f "$$f" ]; then \
+	    f="$$src/micropython/umqtt.simple/umqtt/simple.py"; \
+	    grep -qs "version=\"$$v\"" "$$src/micropython/umqtt.simple/manifest.py" || f=""; \
+	  fi; \
+	  out="build/umqtt-$$v/umqtt/simple.py"; \
+	  if [ -z "$$f" ]; then missing="$$missing $$v"; \
+	  elif ! cmp -s "$$f" "$$out"; then \
+	    mkdir -p "$$(dirname "$$out")"; cp "$$f" "$$out"; echo "umqtt.simple $$v: $$f -> $$out"; \
+	  fi; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "make setup: umqtt.simple$$missing not found under $$src." >&2; \
+	  echo "  The MQTT tests and tools/sim.py --broker need micropython-lib's umqtt.simple" >&2; \
+	  echo "  $(UMQTT_VERSIONS) (they are not on PyPI). Point UMQTT_SRC at a folder holding" >&2; \
+	  echo "  umqtt.simple-<version>/umqtt/simple.py, or at a micropython-lib checkout at that version" >&2; \
+	  echo "  (the micropython/micropython-lib repository; 1.7.0: commit 8380c7bb," >&2; \
+	  echo "  1.8.0: ee4bb8ff), then: make setup UMQTT_SRC=DIR" >&2; \
+	fi
 
 # Installs only what is missing, so a repeated `make setup` touches nothing.
 system-packages:

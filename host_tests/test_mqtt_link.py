@@ -1,8 +1,9 @@
 """The backend link end to end, against a real mosquitto started here.
 
 The firmware runs in tools/sim.py --broker --realtime (the App in the
-control thread, the Link in the network thread, the host umqtt.simple on
-real sockets); tools/backend.py is the backend. Each test names what it
+control thread, the Link in the network thread, micropython-lib's
+umqtt.simple on real sockets: build/umqtt-<version>, $EVSE_UMQTT or 1.8.0,
+see tools/host/umqtt_host.py); tools/backend.py is the backend. Each test names what it
 holds the link to: status and last will, commands and their replies, a
 broker restart with the journal replayed into the backend's database, a
 power loss, a black-holed broker that the control loop does not notice,
@@ -24,13 +25,24 @@ from mqtt_env import (ROOT, Mosquitto, Watcher, backend_cli, finish, start_backe
                       stop, wait_until, write_scenario)
 
 sys.path.insert(0, os.path.join(ROOT, "tools"))
+sys.path.insert(0, os.path.join(ROOT, "tools", "host"))
 import simnet  # noqa: E402  (tools/simnet.py)
+import umqtt_host  # noqa: E402
 from test_sim import check_iec_timing, check_rules  # noqa: E402
 
 STATUS_FIELDS = ("state", "duty", "offer_a", "contactor", "error", "session", "energy_wh",
                  "ev_a", "limits", "faults", "uptime_s", "boot", "fw", "journal")
 CHARGE = [{"t": 0, "ev": "A"}, {"t": 0.3, "ev": "B"}, {"t": 0.3, "ev_draw": {"max_a": 16}},
           {"t": 0.8, "ev": "C"}]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def real_client():
+    """The client the simulator runs: fail (not skip) when it is missing."""
+    msg = umqtt_host.missing()
+    if msg:
+        pytest.fail(msg)
+    return umqtt_host.load()
 
 
 @pytest.fixture(scope="module")
@@ -275,14 +287,16 @@ GOAL_MS = 50
 def _on_time(measure):
     """measure() -> (longest gap ms, gaps above the goal, report). The goal
     is 50 ms. A shared 2-core VM stalls a process now and then, whatever it
-    runs (seen once in many runs: 63 ms); one such isolated gap, under
-    200 ms, earns one more run, which must meet the goal. The link itself,
-    were it to block the control loop, would cost the 5 s socket timeout."""
+    runs (seen in many runs: 63 ms, once 859 ms in a full suite, 10 ms in
+    the same test alone and under load); one such isolated gap, under 2 s,
+    earns one more run, which must meet the goal. The link itself, were it
+    to block the control loop, would cost the 5 s socket timeout, at every
+    attempt."""
     gap, late, report = measure()
     print("\n" + report)
     if gap <= GOAL_MS:
         return gap
-    assert late == 1 and gap < 200, report
+    assert late == 1 and gap < 2000, report
     gap, late, report = measure()
     print("again: " + report)
     assert gap <= GOAL_MS, report
@@ -321,7 +335,8 @@ def test_black_hole_broker_control_loop_keeps_its_period(tmp_path):
     check_iec_timing(rows, scen_n)  # C -> B and the RCD trip still open at once
 
 
-def test_broker_black_holed_mid_connection(broker, tmp_path):
+@pytest.mark.parametrize("version", umqtt_host.VERSIONS)
+def test_broker_black_holed_mid_connection(broker, tmp_path, version):
     """Connected, then the path to the broker goes silent: the control loop
     (evse/runtime.py, the board's loop on the bare App) keeps its period while the link notices
     (a QoS 1 record without PUBACK), backs off, and delivers it later."""
@@ -341,7 +356,8 @@ def test_broker_black_holed_mid_connection(broker, tmp_path):
         flash.mkdir()
         app = App(board, cfg, runtime.ticks_ms(), Meter(), str(flash), backend=True)
         logs = []
-        link = Link(app, cfg, "mid-1", log=logs.append, timeout_s=1)
+        link = Link(app, cfg, "mid-1", mqtt=umqtt_host.load(version), log=logs.append,
+                    timeout_s=1)
         stats = runtime.LoopStats()
         halt = threading.Event()
         w = Watcher(broker.port, ["evse/mid-1/#"])

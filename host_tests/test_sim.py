@@ -263,6 +263,7 @@ def sessions_of(rows):
                 s[e[1]] = [d["t"], None, None, None]
             elif e[0] == "session_stop":
                 s[e[1]][1:] = [d["t"], e[2], e[3]]
+                s[e[1]].append(e[4])  # energy_status
             elif e[0] == "session_lost":
                 s[e[1]][1:] = [d["t"], None, d["energy_wh"]]
     return s
@@ -281,9 +282,15 @@ def check_energy(rows, scen, raw):
         if sid is not None:
             assert d["energy_wh"] >= prev_e.get(sid, 0), "energy went down: %s" % d
             prev_e[sid] = d["energy_wh"]
-    for sid, (t0, t1, reason, wh) in sessions_of(rows).items():
+    for sid, v in sessions_of(rows).items():
+        t0, t1, reason, wh = v[:4]
         if t1 is None:
             continue
+        status = v[4] if len(v) > 4 else None  # None: cut by a power loss (session_lost)
+        if wh is None:  # not billing grade: the record says why, with no energy
+            assert status not in (None, "measured"), "session %s: no energy, %s" % (sid, status)
+            continue
+        assert status in (None, "measured"), "session %s: %s Wh but %s" % (sid, wh, status)
         seg = [d for d in rows if t0 - EPS <= d["t"] <= t1 + EPS]
         if any(d["ev_a"] is None for d in seg):
             continue  # meter silent: nothing to compare with
@@ -320,6 +327,10 @@ def check_expect(rows, exp):
         d = at(rows, t)
         got = dict((k, d[k]) for k in want)
         assert got == want, "at t=%s: %s, expected %s (line %s)" % (t, got, want, d)
+    for sid, status in exp.get("energy_status", ()):
+        v = ss[sid]
+        assert len(v) > 4 and v[4] == status, "session %s: energy_status %s, expected %s" % (
+            sid, v[4:], status)
     for sid, lo, hi in exp.get("energy_wh", ()):
         v = ss[sid]
         wh = v[3] if v[1] is not None else rows[-1]["energy_wh"]

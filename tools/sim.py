@@ -183,6 +183,8 @@ def summarize(lines):
                 if kind == "session_stop":
                     s["reason"] = ev[2]
                     s["wh"] = ev[3]
+                    if ev[3] is None:  # not measured: say why instead of a number
+                        s["wh"] = "no energy (%s)" % (ev[4] if len(ev) > 4 else "?")
                 else:
                     s["reason"] = "lost: " + ("supply off" if ev[2] == "power" else "reboot")
                     s["wh"] = d["energy_wh"]
@@ -201,8 +203,10 @@ def summarize(lines):
             out.append("  #%s  %s -> still under way at the end, %s Wh so far"
                        % (sid, _t(s["start"]), wh))
         else:
-            out.append("  #%s  %s -> %s  %s, %s Wh"
-                       % (sid, _t(s["start"]), _t(s["stop"]), s["reason"], s["wh"]))
+            wh = s["wh"]
+            out.append("  #%s  %s -> %s  %s, %s"
+                       % (sid, _t(s["start"]), _t(s["stop"]), s["reason"],
+                          wh if isinstance(wh, str) else "%s Wh" % wh))
     if faults:
         out.append("Faults seen:")
         for code, t0, t1 in faults:
@@ -359,7 +363,11 @@ def main(argv=None):
         return 2
     net = None
     if broker is not None:
-        net = simnet.SimNet(broker[0], broker[1])
+        try:
+            net = simnet.SimNet(broker[0], broker[1])
+        except simnet.umqtt_host.MissingClient as e:
+            sys.stderr.write("sim.py: %s\n" % e)
+            return 2
         scen = dict(scen)
         try:
             scen["config"] = net.config(scen["config"], scen["name"])

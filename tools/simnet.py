@@ -9,8 +9,10 @@
 - `BlackHole`: a TCP server that accepts connections and never answers.
 - `SimNet`: what the runner (tools/simcore/runner.py) calls in broker mode:
   it boots each App with its backend (the journal and the Bus), runs the
-  firmware's Link (firmware/evse/link.py) in a thread with the host
-  umqtt.simple (tools/host/umqtt/simple.py) through the proxy, publishes
+  firmware's Link (firmware/evse/link.py) in a thread with micropython-lib's
+  umqtt.simple (build/umqtt-<version>, loaded by tools/host/umqtt_host.py
+  over tools/host/mpsocket.py; $EVSE_UMQTT picks 1.7.0 or 1.8.0, the
+  default) through the proxy, publishes
   the scenario's `cmd` events on the command topic with its own client
   (paho-mqtt, as a backend would), and collects the replies.
 
@@ -35,6 +37,9 @@ from evse.app import App
 from evse.link import Link
 from evse.payloads import Topics
 from evse.tls import context as tls_context
+
+import mpsocket
+import umqtt_host
 
 import paho.mqtt.client as paho
 
@@ -185,6 +190,7 @@ def sim_device_id(name):
 
 class SimNet:
     def __init__(self, host, port, log=None):
+        self.mqtt = umqtt_host.load()  # umqtt_host.MissingClient: run `make setup`
         self.host = host
         self.port = port
         self.proxy = LinkProxy(host, port)
@@ -265,8 +271,9 @@ class SimNet:
         ctx = None
         if cfg["mqtt_tls"]:
             with open(cfg["mqtt_ca"], "rb") as f:
-                ctx = tls_context(ssl, f.read())
-        link = Link(app, cfg, cfg["mqtt_device_id"], ssl=ctx, log=self._link_log)
+                ctx = mpsocket.tls(tls_context(ssl, f.read()))
+        link = Link(app, cfg, cfg["mqtt_device_id"], mqtt=self.mqtt, ssl=ctx,
+                    log=self._link_log)
         halt = threading.Event()
         self.link = (link, halt)
         self.links.append(link)

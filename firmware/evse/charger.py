@@ -81,8 +81,9 @@ T_PWM_UPDATE = const(5000)  # raise the PWM value at most every 5 s; lower at on
 T_FEEDBACK = const(500)  # mirror contact must follow the command within this
 T_MIN_OPEN = const(1000)  # an open command holds at least this long: the mirror
 #                           check (T_FEEDBACK) has run before any re-close
-T_CLOSE_GAP = const(5000)  # at least this between two closings (relay protection:
-#                           a vehicle bouncing S2 gets at most 12 closings a minute)
+T_CLOSE_GAP = const(3000)  # at least this between two closings (relay protection: a
+#                           vehicle bouncing S2 gets at most 20 closings a minute); no
+#                           more, so the close still comes within 3 s of C2 (seq. 4)
 T_RCD_TEST = const(500)  # RCD self-test: trip, then release, each within this
 T_OVERCURRENT = const(7000)  # excess time in the bucket that raises `overcurrent`
 T_EV_FOLLOW = const(5000)  # the EV follows a lower PWM value within this
@@ -280,6 +281,7 @@ class Charger:
             self._authorized = False
             self._stopped = False
             self._diode_retest = False
+            self._diode_bad = 0
             if self.out.faults & CLEAR_ON_UNPLUG:
                 self._clear(self.out.faults & CLEAR_ON_UNPLUG)
             self._rcd_retries = 0
@@ -342,9 +344,8 @@ class Charger:
         # classifier will raise cp_short or see A after its debounce; it
         # breaks the run of good readings but does not count as bad.
         if self.out.pilot != PILOT_PWM:
-            self._diode_ok = 0  # a new PWM phase needs new evidence
-            self._diode_bad = 0
-            return
+            self._diode_ok = 0  # a new PWM phase needs new evidence; the bucket
+            return  # keeps its history until good readings drain it or an unplug
         if (self._pwm_ticks < 2 or not P.CP_D <= cp <= P.CP_B
                 or not P.CP_D <= P.level(self.inp.cp_high_mv) <= P.CP_B):
             self._diode_ok = 0
@@ -499,8 +500,8 @@ class Charger:
             if self._pwm_ticks < 1000:
                 self._pwm_ticks += 1
         else:
-            if out.pilot == PILOT_PWM:
-                self._x1_ms = 0  # X1 starts now
+            if out.pilot != PILOT_HIGH:
+                self._x1_ms = 0  # X1 starts when the PWM or the -12 V (F) ends
             out.offer_ma = 0
             out.duty = P.DUTY_LOW if mode == PILOT_LOW else P.DUTY_HIGH
         out.pilot = mode

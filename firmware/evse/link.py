@@ -4,9 +4,9 @@ The control thread runs App.tick every 10 ms and never touches the network;
 this thread runs `Link.run()` and never touches the charger, except through
 the App's Bus (commands in, replies out, acknowledged journal records) and by
 reading the App's outputs for the status. Every call into the MQTT client
-may block, but never for longer than SOCK_TIMEOUT_S: the client's sockets
-get that timeout when they are made, and umqtt.simple's switch back to
-blocking mode (after each check_msg) sets it again (`_Bounded`). A broker
+may block, but never for longer than SOCK_TIMEOUT_S: connect() gets that
+timeout, and the client's wait_msg sets it again where umqtt.simple's
+would switch the socket to blocking without one (`client_class`). A broker
 that is down, refuses, or accepts and then says nothing (a black hole) costs
 this thread one timeout per attempt and the control thread nothing.
 
@@ -22,10 +22,14 @@ broker for half the keepalive. Any error: the socket is closed (no
 DISCONNECT, so the broker sends the will) and the next attempt waits
 `backoff_ms()`: 1 s doubling to 60 s, half of it random (jitter).
 
-`mqtt` is the MQTT client module: micropython-lib's umqtt.simple on the
-board; on the host tools/host/umqtt/simple.py, which has the same API.
+`mqtt` is the MQTT client module: micropython-lib's umqtt.simple (1.7.0 or
+1.8.0), imported when None; on the host the same file, unmodified, loaded
+by tools/host/umqtt_host.py over a socket adapter (tools/host/mpsocket.py).
+The Link uses it through its public API and the subclass `client_class`.
 """
 import random
+
+from micropython import const
 
 from evse import hass
 from evse import payloads as PL
@@ -75,54 +79,101 @@ def describe(e):
     return type(e).__name__ + (": " + code[:60] if isinstance(code, str) and code else "")
 
 
-class _Sockets:
-    """Stands in for the client module's `socket` module: every socket it
-    makes has the timeout set before connect() is called on it."""
+class _TLS:
+    """What the client gets as `ssl`: wraps as the context would, and keeps
+    the socket it wrapped. MicroPython's TLS socket passes setblocking on to
+    that socket but has no settimeout: the timeout is set on the wrapped one,
+    which the TLS socket reads and writes through."""
 
-    def __init__(self, mod, timeout_s):
-        self.mod = mod
-        self.timeout_s = timeout_s
-        self.last = None  # the last raw socket made (TLS wraps it)
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.raw = None
 
-    def socket(self, *args):
-        s = self.mod.socket(*args)
-        s.settimeout(self.timeout_s)
-        self.last = s
-        return s
-
-    def getaddrinfo(self, *args):
-        return self.mod.getaddrinfo(*args)
+    def wrap_socket(self, sock, server_hostname=None):
+        self.raw = sock
+        return self.ctx.wrap_socket(sock, server_hostname=server_hostname)
 
 
-class _Bounded:
-    """The client's socket after connect: umqtt.simple's setblocking(True)
-    (after each check_msg) would mean "wait forever"; here it means "wait
-    at most timeout_s"."""
+_PINGRESP = const(0xD0)
+_PUBLISH = const(0x30)
 
-    def __init__(self, sock, raw, timeout_s):
-        self.s = sock
-        self.raw = raw
-        self.timeout_s = timeout_s
 
-    def read(self, n):
-        return self.s.read(n)
+def client_class(base):
+    """micropython-lib's umqtt.simple MQTTClient (`base`; 1.7.0 and 1.8.0)
+    with every socket call bounded by `timeout` (seconds).
 
-    def write(self, buf, n=None):
-        return self.s.write(buf) if n is None else self.s.write(buf, n)
+    connect(clean_session, timeout) sets that timeout on its socket before
+    the TCP connect, which bounds the connect, the TLS handshake and the
+    CONNACK wait. The library's own wait_msg (which check_msg, publish at
+    QoS 1 and subscribe go through) switches the socket to blocking with no
+    timeout after a packet's first byte, so every later read could wait
+    forever. This subclass has its own wait_msg, written from MQTT 3.1.1
+    (section 2: fixed header; 3.3 PUBLISH; 3.13 PINGRESP), that keeps the
+    timeout, with the contract the library's callers rely on: None when no
+    packet is waiting (non-blocking) or for a PINGRESP; a PUBLISH goes to
+    the callback (QoS 1 answered with PUBACK) and its type byte is
+    returned; any other packet's type byte is returned with the rest of the
+    packet left for the caller to read (publish reads its PUBACK, subscribe
+    its SUBACK)."""
 
-    def setblocking(self, flag):
-        self.s.setblocking(flag)
-        if flag:
-            self.settimeout(self.timeout_s)
+    class Client(base):
+        timeout = SOCK_TIMEOUT_S
 
-    def settimeout(self, t):
-        try:
-            self.s.settimeout(t)
-        except (AttributeError, OSError):  # MicroPython's TLS socket: on the raw one
-            self.raw.settimeout(t)
+        def _bound(self):
+            ssl = self.ssl
+            s = ssl.raw if isinstance(ssl, _TLS) and ssl.raw is not None else self.sock
+            s.settimeout(self.timeout)
 
-    def close(self):
-        self.s.close()
+        def _take(self, n):
+            """Exactly n bytes (each read bounded by the timeout)."""
+            got = self.sock.read(n)
+            if got is None or len(got) != n:
+                raise OSError(-1)  # the broker went or stopped mid-packet
+            return got
+
+        def _length(self):
+            """The fixed header's Remaining Length (1 to 4 bytes, 7 bits each)."""
+            n = 0
+            for shift in (0, 7, 14, 21):
+                b = self._take(1)[0]
+                n |= (b & 0x7F) << shift
+                if not b & 0x80:
+                    return n
+            raise OSError(-1)  # malformed: a fifth length byte
+
+        def wait_msg(self):
+            head = self.sock.read(1)
+            self._bound()
+            if head is None:
+                return None  # non-blocking and nothing waiting
+            if not head:
+                raise OSError(-1)  # the broker closed the connection
+            kind = head[0]
+            if kind == _PINGRESP:
+                if self._length():
+                    raise OSError(-1)  # a PINGRESP carries nothing
+                return None
+            if kind & 0xF0 != _PUBLISH:
+                return kind
+            qos = (kind >> 1) & 3
+            left = self._length()
+            t = self._take(2)
+            topic = self._take((t[0] << 8) | t[1])
+            left -= 2 + len(topic)
+            pid = None
+            if qos:
+                if qos != 1:
+                    raise OSError(-1)  # we subscribe at QoS 0 and never ask for 2
+                pid = self._take(2)
+                left -= 2
+            if left < 0:
+                raise OSError(-1)
+            self.cb(topic, self._take(left) if left else b"")
+            if pid is not None:
+                self.sock.write(b"\x40\x02" + pid)  # PUBACK
+            return kind
+
+    return Client
 
 
 def _no_log(text):
@@ -147,6 +198,7 @@ class Link:
         self.net_ready = net_ready
         self.timeout_s = timeout_s
         self.client = None
+        self._cls = None  # client_class(self.mqtt.MQTTClient)
         self.stopped = False
         self.failures = 0  # failed attempts (or lost links) in a row
         self.connects = 0
@@ -211,14 +263,15 @@ class Link:
             self._close(c)
 
     # ------------------------------------------------------- connection
-    def _module(self):
-        mod = self.mqtt
-        if mod is None:
-            import umqtt.simple as mod
-            self.mqtt = mod
-        if not isinstance(mod.socket, _Sockets):
-            mod.socket = _Sockets(mod.socket, self.timeout_s)
-        return mod
+    def _client_class(self):
+        cls = self._cls
+        if cls is None:
+            mod = self.mqtt
+            if mod is None:
+                import umqtt.simple as mod
+                self.mqtt = mod
+            cls = self._cls = client_class(mod.MQTTClient)
+        return cls
 
     def _connect(self):
         cfg = self.cfg
@@ -228,20 +281,21 @@ class Link:
             return
         c = None
         try:
-            mod = self._module()
+            cls = self._client_class()
             port = cfg["mqtt_port"] or (8883 if cfg["mqtt_tls"] else 1883)
             user = cfg["mqtt_user"]
             pw = cfg["mqtt_password"]
             # bytes: umqtt.simple writes len(s) then s, which is only right for
             # bytes; and it needs a password whenever there is a user
-            c = mod.MQTTClient(("evse-" + self.device_id).encode(), cfg["mqtt_host"], port,
-                               user=user.encode() if user else None,
-                               password=(pw or "").encode() if user else None,
-                               keepalive=cfg["mqtt_keepalive_s"], ssl=self.ssl)
+            c = cls(("evse-" + self.device_id).encode(), cfg["mqtt_host"], port,
+                    user=user.encode() if user else None,
+                    password=(pw or "").encode() if user else None,
+                    keepalive=cfg["mqtt_keepalive_s"],
+                    ssl=_TLS(self.ssl) if self.ssl is not None else None)
+            c.timeout = self.timeout_s
             c.set_callback(self._on_msg)
             c.set_last_will(t.online.encode(), b"offline", True, 1)
-            c.connect(True)
-            c.sock = _Bounded(c.sock, mod.socket.last, self.timeout_s)
+            c.connect(True, self.timeout_s)
             c.publish(t.online.encode(), b"online", True, 1)
             c.subscribe(self._cmd_topic, 0)
             if cfg["mqtt_ha_discovery"]:
@@ -319,7 +373,7 @@ class Link:
         bus = app.bus
         t = self.topics
         for _ in range(CMDS_PER_STEP):
-            op = c.check_msg()  # ends with setblocking(True): bounded (_Bounded)
+            op = c.check_msg()  # non-blocking first byte, then bounded (client_class)
             if op is None:
                 break
             self._rx_at = ticks_ms()

@@ -137,6 +137,7 @@ class FakeSock:
         self.client = client
         self.timeout = "unset"
         self.closed = False
+        self.rx = b""  # bytes from the "broker"
 
     def settimeout(self, t):
         self.timeout = t
@@ -145,7 +146,13 @@ class FakeSock:
         self.timeout = None if flag else 0
 
     def read(self, n):
-        return None
+        if not self.rx:
+            if self.timeout == 0:
+                return None
+            raise OSError(110)  # ETIMEDOUT: a bounded wait with nothing there
+        out = self.rx[:n]
+        self.rx = self.rx[n:]
+        return out
 
     def write(self, buf, n=None):
         return len(buf)
@@ -187,6 +194,7 @@ class FakeMQTT:
             def __init__(self, client_id, server, port=0, user=None, password=None,
                          keepalive=0, ssl=None):
                 self.args = (client_id, server, port, user, password, keepalive, ssl)
+                self.ssl = ssl
                 self.cb = None
                 self.sock = None
                 mod.clients.append(self)
@@ -197,11 +205,12 @@ class FakeMQTT:
             def set_last_will(self, topic, msg, retain=False, qos=0):
                 mod.log.append(("will", topic, msg, retain, qos))
 
-            def connect(self, clean_session=True):
+            def connect(self, clean_session=True, timeout=None):
                 self.sock = mod.socket.socket()
+                self.sock.settimeout(timeout)
                 if mod.fail is not None:
                     raise mod.fail
-                mod.log.append(("connect", clean_session))
+                mod.log.append(("connect", clean_session, timeout))
                 return 0
 
             def publish(self, topic, msg, retain=False, qos=0):
@@ -223,10 +232,12 @@ class FakeMQTT:
                 return 0x30
 
             def wait_msg(self):
-                return None  # a PINGRESP
+                r = self.sock.read(2)  # the Link's subclass has its own
+                return None if r == b"\xd0\x00" else r[0]
 
             def ping(self):
                 mod.log.append(("ping",))
+                self.sock.rx += b"\xd0\x00"  # the PINGRESP
 
             def disconnect(self):
                 mod.log.append(("disconnect",))

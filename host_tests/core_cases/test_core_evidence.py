@@ -118,6 +118,26 @@ def test_diode_missing_some_of_the_time_is_a_fault():
     assert r.t - t0 <= 1000, r.t - t0
 
 
+def test_reset_error_with_a_diode_that_comes_and_goes_never_closes():
+    """`reset_error` right at the start of a good stretch of an intermittent
+    diode: the bad readings before it still count, so nothing closes."""
+    r = Rig()
+    r.charging()
+    i = 0
+    while r.out.error != "diode":
+        r.diode = (i % 10) >= 2
+        r.tick()
+        i += 1
+    for k in range(1500):
+        r.diode = (i % 10) >= 2
+        if (i % 10) == 2 and k > 400:  # the first good reading of a stretch
+            r.cmd(cmd="reset_error")
+        r.tick()
+        i += 1
+        assert not r.out.contactor, r.t
+    assert len(_closes(r)) == 1 and r.out.error == "diode"
+
+
 # --- 3. Weld before every close -------------------------------------------
 
 def test_weld_found_at_boot_before_anything_closes():

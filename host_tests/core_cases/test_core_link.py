@@ -47,15 +47,27 @@ def test_connect_will_online_subscribe_and_bounded_socket():
         assert link.step() == 0 and link.client is not None
         assert mod.log[:5] == [
             ("will", b"evse/dev1/online", b"offline", True, 1),
-            ("connect", True),
+            ("connect", True, L.SOCK_TIMEOUT_S),  # the timeout, before the TCP connect
             ("pub", b"evse/dev1/online", b"online", True, 1),
             ("sub", b"evse/dev1/cmd", 0)], mod.log
         c = mod.clients[0]
         assert c.args[0] == b"evse-dev1" and c.args[2] == 1883 and c.args[5] == 30
-        raw = c.sock.s
+        raw = c.sock
         assert raw.timeout == L.SOCK_TIMEOUT_S  # set before connect()
-        c.sock.setblocking(True)  # what umqtt.simple does after check_msg
-        assert raw.timeout == L.SOCK_TIMEOUT_S  # still bounded, not "forever"
+        assert isinstance(c, mod.MQTTClient)  # the client's own class, subclassed
+        raw.setblocking(False)  # as check_msg does; then a packet's first byte
+        raw.rx += b"\x30\x06\x00\x01t" + b"msg"  # a PUBLISH (QoS 0) on topic "t"
+        assert c.wait_msg() == 0x30
+        assert raw.timeout == L.SOCK_TIMEOUT_S  # the rest read bounded, not "forever"
+        raw.rx += b"\xd0\x00"
+        assert c.wait_msg() is None and raw.timeout == L.SOCK_TIMEOUT_S  # a PINGRESP
+        raw.setblocking(False)
+        assert c.wait_msg() is None and raw.timeout == L.SOCK_TIMEOUT_S  # nothing there
+        try:
+            c.wait_msg()  # bounded and nothing comes: the timeout's OSError
+            assert False
+        except OSError:
+            pass
         link.step()
         st = [json.loads(p[2]) for p in mod.pubs("/status")]
         assert st and st[0]["state"] == "A" and mod.pubs("/status")[0][3] is True  # retained
@@ -153,7 +165,7 @@ def test_publish_error_drops_the_link_and_keeps_the_record():
         rig.charge(1000)
         rig.run(50, "A")
         link.step()
-        assert link.client is None and mod.clients[0].sock.s.closed
+        assert link.client is None and mod.clients[0].sock.closed
         assert "OSError 104" in link.last_error
         assert [r[1] for r in rig.live()] == ["e", "s"]  # still there
         mod.fail_publish = None
@@ -205,6 +217,7 @@ def test_ping_when_the_broker_was_quiet_for_half_the_keepalive():
         t.ms += 1000
         link.step()
         assert ("ping",) in mod.log and link.client is not None
+        assert not mod.clients[0].sock.rx  # the PINGRESP was read
     finally:
         _restore()
 

@@ -194,8 +194,10 @@ class Sim:
         if recs and recs[-1] is not self._record:
             r = recs[-1]
             self._record = r
-            self._fw.append('["session_stop", %d, %s, %d]'
-                            % (r["id"], _trace.jstr(r["reason"]), r["energy_wh"]))
+            wh = r["energy_wh"]  # None when a reading is missing: the status says which
+            self._fw.append('["session_stop", %d, %s, %s, %s]'
+                            % (r["id"], _trace.jstr(r["reason"]), "null" if wh is None else "%d" % wh,
+                               _trace.jstr(r["energy_status"])))
         if out.session is not None and out.session != self._session:
             self._fw.append('["session_start", %d]' % out.session)
         self._session = out.session

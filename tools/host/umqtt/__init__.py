@@ -1,1 +1,0 @@
-"""Host stand-in for micropython-lib's `umqtt` package (see simple.py)."""
