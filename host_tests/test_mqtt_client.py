@@ -309,3 +309,60 @@ def test_link_gives_up_on_a_black_hole_within_its_timeout_and_retries(umqtt, tmp
         th.join(T + 2)
         hole.close()
     assert not th.is_alive()
+
+
+class Drip(Silent):
+    """After CONNACK, sends `script` one byte every `gap` seconds."""
+
+    def __init__(self, script, gap):
+        self.script, self.gap = script, gap
+        Silent.__init__(self, b"\x20\x02\x00\x00")
+
+    def _run(self):
+        try:
+            s, _ = self.srv.accept()
+            self.conns.append(s)
+            s.recv(1024)
+            s.sendall(self.first)
+            for i in range(len(self.script)):
+                time.sleep(self.gap)
+                s.sendall(self.script[i:i + 1])
+        except OSError:
+            pass
+
+
+def test_a_drip_fed_publish_is_bounded_as_a_whole(umqtt):
+    """A peer that sends a PUBLISH one byte at a time, each byte sooner than
+    the socket timeout: the whole packet still has only the timeout (the
+    library alone would wait as long as the bytes keep coming)."""
+    topic = b"evse/d/cmd"
+    body = b"\x00" + bytes((len(topic),)) + topic + b'{"cmd": "pause"}'
+    b = Drip(b"\x30" + bytes((len(body),)) + body, T * 0.4)
+    try:
+        got = []
+        c = _client(umqtt, b.port, b"d", got)
+        c.connect(True, T)
+        c.sock.setblocking(True)
+        c.sock.settimeout(T)
+        _bounded(c.wait_msg, T * 1.5 + 0.5)  # first byte after 0.4 T, then T for the rest
+        assert got == []
+    finally:
+        b.close()
+
+
+def test_a_huge_publish_is_read_past_and_the_stream_stays_in_step(umqtt):
+    """A 5000-byte command: the callback gets its size, not the bytes, and
+    the next packet (a PINGRESP, then a small PUBLISH) is read right."""
+    topic = b"evse/h/cmd"
+    big = bytes(5000)
+    rl = 2 + len(topic) + len(big)
+    p0 = (b"\x30" + bytes((rl & 0x7F | 0x80, rl >> 7)) + b"\x00" + bytes((len(topic),))
+          + topic + big)
+    p1 = b"\x30" + bytes((2 + len(topic) + 2,)) + b"\x00" + bytes((len(topic),)) + topic + b"ok"
+    c, got, b = _scripted(umqtt, p0 + b"\xd0\x00" + p1, b"h")
+    try:
+        assert c.wait_msg() == 0x30 and got == [(topic, 5000)]
+        assert c.wait_msg() is None
+        assert c.wait_msg() == 0x30 and got[-1] == (topic, b"ok")
+    finally:
+        b.close()

@@ -34,12 +34,18 @@ _ESC = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 def string(s):
+    """A JSON string. A lone surrogate (U+D800..U+DFFF, which a command's
+    "\\ud800" gives json.loads) has no UTF-8 form: CPython cannot encode it
+    and MicroPython would send invalid UTF-8, so it is written as U+FFFD,
+    the replacement character, and the text always encodes."""
     out = ['"']
     for c in s:
         if c in _ESC:
             out.append(_ESC[c])
         elif c < " ":
             out.append("\\u%04x" % ord(c))
+        elif "\ud7ff" < c < "\ue000":
+            out.append("\ufffd")
         else:
             out.append(c)
     out.append('"')

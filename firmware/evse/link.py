@@ -96,6 +96,20 @@ class _TLS:
 
 _PINGRESP = const(0xD0)
 _PUBLISH = const(0x30)
+_MAX_PUBLISH = const(1024)  # bytes of a PUBLISH's payload taken; beyond, read past
+_SKIP_CHUNK = const(256)
+_POLL_MS = const(5)  # while a packet's bytes trickle in
+
+
+def _nap(ms):
+    try:
+        from time import sleep_ms
+    except ImportError:  # CPython host
+        from time import sleep
+
+        sleep(ms / 1000)
+        return
+    sleep_ms(ms)
 
 
 def client_class(base):
@@ -114,7 +128,13 @@ def client_class(base):
     the callback (QoS 1 answered with PUBACK) and its type byte is
     returned; any other packet's type byte is returned with the rest of the
     packet left for the caller to read (publish reads its PUBACK, subscribe
-    its SUBACK)."""
+    its SUBACK).
+
+    A PUBLISH is read whole within `timeout` of its first byte, whatever
+    pace its bytes come at (non-blocking reads against a deadline: a peer
+    that drip-feeds a byte every few seconds cannot hold the thread), and
+    only its first _MAX_PUBLISH payload bytes are kept: a larger payload is
+    read past and the callback gets its size (an int) instead."""
 
     class Client(base):
         timeout = SOCK_TIMEOUT_S
@@ -125,11 +145,19 @@ def client_class(base):
             s.settimeout(self.timeout)
 
         def _take(self, n):
-            """Exactly n bytes (each read bounded by the timeout)."""
-            got = self.sock.read(n)
-            if got is None or len(got) != n:
-                raise OSError(-1)  # the broker went or stopped mid-packet
-            return got
+            """Exactly n bytes, before the packet's deadline."""
+            got = b""
+            while True:
+                part = self.sock.read(n - len(got))
+                if part:
+                    got += part
+                    if len(got) == n:
+                        return got
+                elif part is not None:
+                    raise OSError(-1)  # b"": the broker closed mid-packet
+                if ticks_diff(self._deadline, ticks_ms()) <= 0:
+                    raise OSError(110)  # ETIMEDOUT: the packet is too slow
+                _nap(_POLL_MS)
 
         def _length(self):
             """The fixed header's Remaining Length (1 to 4 bytes, 7 bits each)."""
@@ -149,6 +177,14 @@ def client_class(base):
             if not head:
                 raise OSError(-1)  # the broker closed the connection
             kind = head[0]
+            self._deadline = ticks_add(ticks_ms(), int(self.timeout * 1000))
+            self.sock.setblocking(False)  # the rest against the deadline
+            try:
+                return self._packet(kind)
+            finally:
+                self._bound()
+
+        def _packet(self, kind):
             if kind == _PINGRESP:
                 if self._length():
                     raise OSError(-1)  # a PINGRESP carries nothing
@@ -168,8 +204,15 @@ def client_class(base):
                 left -= 2
             if left < 0:
                 raise OSError(-1)
-            self.cb(topic, self._take(left) if left else b"")
+            if left > _MAX_PUBLISH:
+                n = left
+                while n:  # read past it, within the deadline
+                    n -= len(self._take(n if n < _SKIP_CHUNK else _SKIP_CHUNK))
+                self.cb(topic, left)
+            else:
+                self.cb(topic, self._take(left) if left else b"")
             if pid is not None:
+                self._bound()
                 self.sock.write(b"\x40\x02" + pid)  # PUBACK
             return kind
 

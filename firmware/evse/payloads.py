@@ -133,9 +133,11 @@ def telemetry(session, state, phase_mv, phase_ma, power_w, meter_wh, ev_ma, temp
 
 
 def decode_cmd(payload):
-    """A command payload (bytes) -> (object, None), or (None, error text)."""
-    if len(payload) > MAX_CMD_BYTES:
-        return None, "payload too large: %d bytes, at most %d" % (len(payload), MAX_CMD_BYTES)
+    """A command payload (bytes, or its size alone when the client did not
+    keep a payload that large) -> (object, None), or (None, error text)."""
+    n = payload if isinstance(payload, int) else len(payload)
+    if n > MAX_CMD_BYTES:
+        return None, "payload too large: %d bytes, at most %d" % (n, MAX_CMD_BYTES)
     try:
         text = payload.decode()
     except ValueError:  # UnicodeError

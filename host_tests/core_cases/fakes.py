@@ -13,18 +13,27 @@ _dirs = [0]
 
 
 def tmpdir(tag):
-    """A new empty folder (CPython: tempfile; MicroPython: under /tmp)."""
+    """A new empty folder (CPython: tempfile; MicroPython: a name under /tmp
+    that no earlier run left behind: mkdir refuses one that exists)."""
     try:
         import tempfile
         return tempfile.mkdtemp(prefix=tag)
     except ImportError:
-        _dirs[0] += 1
-        for p in ("/tmp", "/tmp/%s%d" % (tag, _dirs[0])):
+        import time
+        try:
+            os.mkdir("/tmp")
+        except OSError:
+            pass
+        base = (int(time.time()) * 1000003 + time.ticks_us()) & 0xFFFFFF
+        for _ in range(1000):
+            _dirs[0] += 1
+            p = "/tmp/evse-%s-%x-%d" % (tag, base, _dirs[0])
             try:
                 os.mkdir(p)
+                return p
             except OSError:
                 pass
-        return "/tmp/%s%d" % (tag, _dirs[0])
+        raise OSError("tmpdir: no free name under /tmp")
 
 
 def write(path, data):

@@ -468,13 +468,16 @@ def test_noisy_long_sequence_digest():
     """A long run with +/-0.6 V noise, faults and commands; the digest of
     every output row is compared between CPython and MicroPython."""
     r = Rig(max_current_a=40, fallback_current_a=0)
+    r.keep_log = False  # a running digest: the rows would not fit a 1 MB heap
     r.noise_mv = 600
     r.meter_ok = True
     r.ev_ma = 0
     seq = ("B", "C", "C", "B", "C", "D", "C", "A", "B", "C")
+    seen = {}
     for i in range(len(seq)):
         r.ev = seq[i]
         r.run(1500 + 700 * i)
+        seen[r.out.state] = 1
         if i == 3:
             r.cmd(cmd="set_current", amps=13, ttl_s=2)
         if i == 5:
@@ -482,11 +485,8 @@ def test_noisy_long_sequence_digest():
             r.run(100)
             r.rcd_fault = False
             r.cmd(cmd="reset_error")
-    states = {}
-    for row in r.log:
-        states[row[1]] = 1
-    assert "C2" in states and "B2" in states
-    return digest([row[1:] for row in r.log])
+    assert "C2" in seen and "B2" in seen, seen
+    return "%08x" % r.h
 
 
 def test_cp_short_in_b2_is_cp_short_not_diode():

@@ -3,6 +3,7 @@ the non-blocking exchange, with hand-written peers (busfake)."""
 from busfake import ScriptBus, frame, read_answer
 
 from evse import modbus as mb
+from evse.ticks import ticks_add
 
 
 def _bitwise_crc(data):
@@ -290,11 +291,11 @@ def test_a_transport_that_raises_fails_the_exchange_without_raising():
 def test_deadline_across_the_tick_wrap():
     bus = ScriptBus()
     m = mb.Master(bus, turnaround_ms=100)
-    start = (1 << 30) - 50
+    start = ticks_add(0, -50)  # 50 ms before the port's wrap
     m.start_read(1, 4, 0, 2)
     assert m.poll(start) == mb.BUSY
-    assert m.poll(((start + 100) & ((1 << 30) - 1))) == mb.BUSY
-    r = m.poll((start + 300) & ((1 << 30) - 1))  # past the deadline of start + 118
+    assert m.poll(ticks_add(start, 100)) == mb.BUSY
+    r = m.poll(ticks_add(start, 300))  # past the deadline of start + 118
     assert r == mb.BUSY and m.n_timeout == 1 and len(bus.sent) == 1
-    m.poll((start + 304) & ((1 << 30) - 1))  # after the silence: the retry
+    m.poll(ticks_add(start, 304))  # after the silence: the retry
     assert len(bus.sent) == 2

@@ -119,3 +119,17 @@ def test_home_assistant_discovery():
     sw = json.loads(msgs[topics.index("homeassistant/switch/evse_a0b1/pause/config")][1])
     assert json.loads(sw["payload_on"]) == {"cmd": "pause"}
     return len("".join([m[1] for m in msgs]))
+
+
+def test_a_reply_always_encodes_even_with_a_lone_surrogate():
+    """A command whose id (or a field name) is "\\ud800": json.loads gives a
+    lone surrogate, which has no UTF-8 form. The reply must still encode to
+    valid UTF-8, or the link would drop it (CPython) or send invalid text
+    (MicroPython): it carries U+FFFD instead."""
+    cid = json.loads('"\\ud800x"')
+    t = PL.reply({"id": cid, "ok": False, "error": json.loads('"bad \\udfff"')})
+    b = t.encode()
+    back = json.loads(b.decode())
+    assert back["id"] == "\ufffdx" and back["error"] == "bad \ufffd", back
+    assert PL.reply({"id": "caf\u00e9 \u20ac", "ok": True}).encode().decode() == (
+        '{"id": "caf\u00e9 \u20ac", "ok": true}')
