@@ -42,13 +42,18 @@ umqtt:
 	    grep -qs "version=\"$$v\"" "$$src/micropython/umqtt.simple/manifest.py" || f=""; \
 	  fi; \
 	  out="build/umqtt-$$v/umqtt/simple.py"; \
+	  if [ -z "$$f" ] && [ -z "$(UMQTT_SRC)" ] && [ ! -f "$$out" ] && [ -x $(VENV)/bin/micropython ]; then \
+	    echo "umqtt.simple $$v: not under $$src; trying the unix port's mip (needs the internet)"; \
+	    $(VENV)/bin/micropython -c "import mip; mip.install('umqtt.simple', version='$$v', target='build/umqtt-$$v', mpy=False)" \
+	      >/dev/null 2>&1 && [ -f "$$out" ] && f="$$out"; \
+	  fi; \
 	  if [ -z "$$f" ]; then missing="$$missing $$v"; \
-	  elif ! cmp -s "$$f" "$$out"; then \
+	  elif [ "$$f" != "$$out" ] && ! cmp -s "$$f" "$$out"; then \
 	    mkdir -p "$$(dirname "$$out")"; cp "$$f" "$$out"; echo "umqtt.simple $$v: $$f -> $$out"; \
 	  fi; \
 	done; \
 	if [ -n "$$missing" ]; then \
-	  echo "make setup: umqtt.simple$$missing not found under $$src." >&2; \
+	  echo "make setup: umqtt.simple$$missing not found under $$src (nor fetched by mip)." >&2; \
 	  echo "  The MQTT tests and tools/sim.py --broker need micropython-lib's umqtt.simple" >&2; \
 	  echo "  $(UMQTT_VERSIONS) (they are not on PyPI). Point UMQTT_SRC at a folder holding" >&2; \
 	  echo "  umqtt.simple-<version>/umqtt/simple.py, or at a micropython-lib checkout at that version" >&2; \
