@@ -24,13 +24,15 @@ One step, in order (each a small method below):
 
 Time: the charger stores no tick values. Each step turns the tick time into
 the ms elapsed since the previous step, and every timer is an elapsed-ms
-counter that saturates at _MS_CAP (about 6 days), so the charger behaves
+counter that saturates at pilot.MS_CAP (about 6 days), so the charger behaves
 the same on day 40 of uptime as on day 1, whatever the port's ticks period.
 """
 from micropython import const
 
 from evse import pilot as P
 from evse.commands import CommandError, command_id, parse
+from evse.pilot import MS_CAP
+from evse.pilot import age as _age
 from evse.ticks import ticks_diff
 
 # --- Pilot output modes (what the board drives on CP).
@@ -98,8 +100,6 @@ DIODE_PASS = const(3)
 DIODE_BAD_UP = const(10)
 DIODE_BAD_AT = const(30)
 
-_MS_CAP = const(0x1FFFFFFF)  # elapsed-ms counters saturate here (a small int)
-
 _STATE_X = ("D1", "D2", "C1", "C2", "B1", "B2")  # index (cp - 1) * 2 + pwm
 
 # RCD self-test phases.
@@ -162,11 +162,11 @@ class Charger:
         self._limit_ma = None  # backend limit
         self._limit_left = None  # ms left of the backend limit's ttl_s (None: no ttl)
         self._settle = False  # skip one CP reading after leaving -12 V
-        # Elapsed-ms counters (saturating at _MS_CAP).
+        # Elapsed-ms counters (saturating at MS_CAP: pilot.age).
         self._x1_ms = 0  # since PWM last stopped; boot counts as a stop (3 s X1 first)
         self._pwm_ms = 0  # since the last change of the PWM value
         self._cmd_ms = 0  # since the last change of the contactor command (boot: open)
-        self._close_ms = _MS_CAP  # since the last close
+        self._close_ms = MS_CAP  # since the last close
         self._oc_ms = 0  # over-current bucket: ms above the offer, less ms within it
         self._oc_prev = 0  # the offer at the last reading
         self._oc_allow = 0  # the offer before a decrease, allowed for T_EV_FOLLOW
@@ -483,7 +483,7 @@ class Charger:
         out = self.out
         if out.faults & TO_F:
             mode = PILOT_LOW
-        elif offer and P.CP_D <= cp <= P.CP_B and not self._blocking():
+        elif offer and P.CP_D <= cp <= P.CP_B:  # an offer: nothing blocks it (_offer)
             mode = PILOT_PWM
         else:
             mode = PILOT_HIGH
@@ -603,7 +603,7 @@ class Charger:
             self._shown_faults = out.faults
             out.error = _top_code(out.faults)
 
-    def limits(self, now=None):
+    def limits(self):
         """The limits in force, for the backend's status (allocates; not
         for the control step): (max, cable, backend limit or None, ms left
         of its ttl_s or None, fallback, paused, derating, meter fallback),
@@ -689,11 +689,6 @@ class Charger:
 
     def _cmd_reboot(self, c, now):
         self._event("reboot", "command")
-
-
-def _age(t, dt):
-    t += dt
-    return t if t < _MS_CAP else _MS_CAP
 
 
 def _top_code(faults):

@@ -35,7 +35,7 @@ from evse import hass
 from evse import payloads as PL
 from evse.charger import FAULTS
 from evse.commands import command_id
-from evse.ticks import ticks_add, ticks_diff, ticks_ms
+from evse.ticks import sleep_ms, ticks_add, ticks_diff, ticks_ms
 from evse.version import VERSION
 
 SOCK_TIMEOUT_S = 5  # bound of every blocking socket call of the client
@@ -101,17 +101,6 @@ _SKIP_CHUNK = const(256)
 _POLL_MS = const(5)  # while a packet's bytes trickle in
 
 
-def _nap(ms):
-    try:
-        from time import sleep_ms
-    except ImportError:  # CPython host
-        from time import sleep
-
-        sleep(ms / 1000)
-        return
-    sleep_ms(ms)
-
-
 def client_class(base):
     """micropython-lib's umqtt.simple MQTTClient (`base`; 1.7.0 and 1.8.0)
     with every socket call bounded by `timeout` (seconds).
@@ -157,7 +146,7 @@ def client_class(base):
                     raise OSError(-1)  # b"": the broker closed mid-packet
                 if ticks_diff(self._deadline, ticks_ms()) <= 0:
                     raise OSError(110)  # ETIMEDOUT: the packet is too slow
-                _nap(_POLL_MS)
+                sleep_ms(_POLL_MS)
 
         def _length(self):
             """The fixed header's Remaining Length (1 to 4 bytes, 7 bits each)."""
@@ -460,7 +449,7 @@ class Link:
     def _status(self, c, app):
         out = app.out
         now = ticks_ms()
-        lim = app.charger.limits(app.now)
+        lim = app.charger.limits()
         key = (out.state, out.duty, out.offer_ma, out.contactor, out.faults, out.session,
                lim[0], lim[1], lim[2], lim[4], lim[5], lim[6], lim[7])
         since = None if self._status_at is None else ticks_diff(now, self._status_at)

@@ -52,14 +52,19 @@ DEBOUNCE_FAST_MS = const(25)
 DEBOUNCE_ENTER_MS = const(250)
 LEAVE_UP = const(2)
 LEAVE_AT = const(4)
-_MS_CAP = const(0x1FFFFFFF)  # elapsed-ms counters saturate here (a small int)
+MS_CAP = const(0x1FFFFFFF)  # elapsed-ms counters saturate here (a small int)
+
+
+def age(t, dt):
+    """An elapsed-ms counter `t` after `dt` more ms, saturating at MS_CAP."""
+    t += dt
+    return t if t < MS_CAP else MS_CAP
 
 # Diode check (IEC 61851-1 Annex A: the EV's diode blocks the negative half).
 # With PWM on, the low plateau must read about -12 V; a missing diode gives
-# about -8.8 V in B and -5.6 V in C. The fault is taken after DIODE_COUNT
-# consecutive readings above DIODE_MAX_LOW_MV.
+# about -8.8 V in B and -5.6 V in C. A reading above DIODE_MAX_LOW_MV is a
+# bad one; evse/charger.py counts them (DIODE_PASS, DIODE_BAD_UP, DIODE_BAD_AT).
 DIODE_MAX_LOW_MV = const(-10500)
-DIODE_COUNT = const(3)
 
 # --- Duty cycle (IEC 61851-1 Table A.7).
 MIN_MA = const(6000)  # below 6 A no PWM: the EVSE stays in X1 (steady +12 V)
@@ -188,8 +193,7 @@ class CpClassifier:
         if c != cand and (cand == s or not (_fast(c) and _fast(cand))):
             self.ms = 0  # a new candidate: its time starts with this reading
         else:
-            ms = self.ms + dt
-            self.ms = ms if ms < _MS_CAP else _MS_CAP
+            self.ms = age(self.ms, dt)
         self.cand = c
         if self.ms >= _debounce_ms(s, c):
             return self._take(c)

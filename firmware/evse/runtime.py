@@ -24,15 +24,7 @@ The host simulator (tools/sim.py --broker) has the same two threads: its
 runner ticks the App in the main thread on the same 10 ms deadlines, and
 the same Link runs in a second thread with a client of the same API.
 """
-from evse.ticks import ticks_add, ticks_diff, ticks_ms
-
-try:
-    from time import sleep_ms
-except ImportError:  # CPython
-    from time import sleep as _sleep
-
-    def sleep_ms(ms):
-        _sleep(ms / 1000)
+from evse.ticks import sleep_ms, ticks_add, ticks_diff, ticks_ms
 
 CONTROL_PERIOD_MS = 10
 

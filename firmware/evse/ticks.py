@@ -10,9 +10,12 @@ compares times only through `ticks_diff` and computes deadlines only through
 period: the charger core keeps elapsed-ms counters instead.
 """
 try:
-    from time import ticks_add, ticks_diff, ticks_ms, ticks_us  # MicroPython
+    from time import sleep_ms, ticks_add, ticks_diff, ticks_ms, ticks_us  # MicroPython
 except ImportError:  # CPython host
     import time as _time
+
+    def sleep_ms(ms):
+        _time.sleep(ms / 1000)
 
     TICKS_PERIOD = 1 << 30
     TICKS_MAX = TICKS_PERIOD - 1

@@ -127,7 +127,7 @@ def test_commands_good_and_bad():
         assert replies[3] == {"id": "g", "ok": True}
         assert replies[4]["id"] == "t" and "amps" in replies[4]["error"]
         assert len(replies) == 5
-        assert rig.app.charger.limits(rig.now)[2] == 10000
+        assert rig.app.charger.limits()[2] == 10000
         # a flood: the Bus takes 8, the rest are answered "busy"
         mod.inbox = [(b"evse/dev1/cmd", b'{"cmd": "pause", "id": %d}' % i) for i in range(12)]
         link.step()
