@@ -13,11 +13,45 @@ WORLD.log as tuples, and simulates just enough of a board to be read back:
   kept in WORLD.irqs[pin] so a test can fire them.
 
 With WORLD.record = False nothing is appended (the allocation test runs so).
+
+Real time (host_tests/fakes/system_driver.py, under the unix port): with
+WORLD.realtime = True an ADC read takes us_per_read of real time (a busy
+wait, as a conversion does) and the PWM phase it sees is the real time
+since the world was made, so the firmware's burst calibration and its
+plateaus follow the wall clock; `RealClock` is then the clock to give the
+firmware (the `time` module's ticks and sleep, nothing fired from sleeps:
+whoever plays the mains fires the PE handler). Keep WORLD.record False while
+several threads run: the log is a list only one thread may grow.
 """
 
 
 class FakeReset(Exception):
     pass
+
+
+def _real_us():
+    try:
+        import time
+
+        return time.ticks_us()  # MicroPython
+    except AttributeError:
+        return time.monotonic_ns() // 1000
+
+
+def _real_read(t0, us):
+    """Busy-wait `us` microseconds (one conversion); the real us since t0."""
+    import time
+
+    try:
+        start = time.ticks_us()
+        while time.ticks_diff(time.ticks_us(), start) < us:
+            pass
+        return time.ticks_diff(time.ticks_us(), t0)
+    except AttributeError:  # CPython
+        end = time.monotonic_ns() // 1000 + us
+        while time.monotonic_ns() // 1000 < end:
+            pass
+        return end - t0
 
 
 class World:
@@ -44,6 +78,8 @@ class World:
         self.resets = 0
         self.watch = ()  # module names whose presence each Pin() call records
         self.mains = ()  # pins whose interrupt handler fires at every sleep (PE pulses)
+        self.realtime = False  # ADC reads take real time, the PWM phase is the real one
+        self._t0 = _real_us()
 
     def rec(self, *entry):
         if self.record:
@@ -183,7 +219,10 @@ class ADC:
 
     def _uv(self):
         w = WORLD
-        w.t_us += w.us_per_read
+        if w.realtime:
+            w.t_us = _real_read(w._t0, w.us_per_read)
+        else:
+            w.t_us += w.us_per_read
         if self.id == w.cp_adc_pin:
             uv = w.cp_uv()
         else:
@@ -267,6 +306,44 @@ class Clock:
             h = WORLD.irqs.get(p)
             if h is not None:
                 h[0](None)
+
+
+class RealClock:
+    """The firmware's clock on the wall clock: MicroPython's own `time`
+    functions (the port's ticks period), or on CPython the boards' 2**30
+    period over time.monotonic()."""
+
+    def __init__(self):
+        import time
+
+        self._t = time
+        self._mp = hasattr(time, "ticks_ms")
+
+    def ticks_ms(self):
+        if self._mp:
+            return self._t.ticks_ms()
+        return int(self._t.monotonic() * 1000) & _TICKS_MAX
+
+    def ticks_us(self):
+        if self._mp:
+            return self._t.ticks_us()
+        return int(self._t.monotonic() * 1000000) & _TICKS_MAX
+
+    def ticks_diff(self, a, b):
+        if self._mp:
+            return self._t.ticks_diff(a, b)
+        return ((a - b + _TICKS_HALF) & _TICKS_MAX) - _TICKS_HALF
+
+    def ticks_add(self, a, b):
+        if self._mp:
+            return self._t.ticks_add(a, b)
+        return (a + b) & _TICKS_MAX
+
+    def sleep_ms(self, ms):
+        if self._mp:
+            self._t.sleep_ms(ms)
+        else:
+            self._t.sleep(ms / 1000)
 
 
 class _Faults:
