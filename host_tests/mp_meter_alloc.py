@@ -15,7 +15,7 @@ import gc
 from busfake import read_answer
 from test_core_meter import IMAGES
 
-from evse import meters
+from evse import meter, meter_maps
 from evse import modbus
 from evse.meter import Meter
 
@@ -26,8 +26,8 @@ class Canned:
     def __init__(self, profile, unit, regs):
         self.reqs = []
         self.answers = []
-        p = meters.profile(profile)
-        for start, count in meters.plan_blocks(p["fields"], p["max_regs"]):
+        p = meter_maps.load(profile)
+        for start, count in meter.plan_blocks(p["fields"], p["max_regs"]):
             req = bytearray(8)
             modbus.build_read(req, unit, p["fc"], start, count)
             self.reqs.append(req)
@@ -79,7 +79,7 @@ def measure(label, m, check):
     print("MALLOC %s %d %d %s" % (label, used, POLLS, "ok" if check(m) else "BAD"))
 
 
-for name in meters.NAMES:
+for name in meter_maps.NAMES:
     fc, regs, mv, ma, w, wh = IMAGES[name]
     m = Meter(name, Canned(name, 9, regs), unit=9, poll_ms=20)
     measure(name, m, lambda m: m.ok and m.energy_wh == wh and m.polls == m.good)

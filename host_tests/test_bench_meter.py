@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 
-from evse import meters
+from evse import meter, meter_maps
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "tools", "bench_meter.py")
@@ -22,7 +22,7 @@ def test_bench_json_at_9600_8n1_and_8e1():
     res = json.loads(_bench("--json", "-"))
     assert res["bits_per_char"] == 10 and res["baud"] == 9600
     rows = dict((r["profile"], r) for r in res["profiles"])
-    assert sorted(rows) == sorted(meters.NAMES)
+    assert sorted(rows) == sorted(meter_maps.NAMES)
     sdm = rows["sdm630"]
     # one read of 74 registers: 8 bytes out, 5 + 148 back; 161 x 10 bits
     assert (sdm["reads"], sdm["regs"], sdm["bytes_out"], sdm["bytes_in"]) == (1, 74, 8, 153)
@@ -40,5 +40,5 @@ def test_bench_table(tmp_path):
     out = _bench("--json", str(tmp_path / "b.json"))
     lines = out.splitlines()
     assert lines[0].startswith("One meter poll at 9600 baud 8N1 (10 bits per character")
-    assert len([l for l in lines if l.startswith("| ")]) == 1 + len(meters.NAMES)
+    assert len([l for l in lines if l.startswith("| ")]) == 1 + len(meter_maps.NAMES)
     assert json.loads((tmp_path / "b.json").read_text())["profiles"]

@@ -67,7 +67,7 @@ def test_dry_run_source_and_no_mip():
     assert "mip install" not in out
 
 
-def test_dry_run_commands_are_valid_bash():
+def _clean_script():
     rc, out, err, _ = deploy("--board", "pico-w", "--port", "/dev/ttyACM0", "--dry-run")
     cmd = [l.strip() for l in out.splitlines() if "exec $'import os" in l][0]
     # bash parses the ANSI-C quoted script back to the exact text
@@ -75,8 +75,32 @@ def test_dry_run_commands_are_valid_bash():
                        capture_output=True, text=True)
     argv = p.stdout.split("\0")
     script = argv[argv.index("exec") + 1]
-    assert script.startswith("import os\nfor d in ('evse', 'hw'):\n")
+    assert script.startswith("import os\n")
     compile(script, "clean", "exec")
+    return script
+
+
+def test_dry_run_commands_are_valid_bash():
+    _clean_script()
+
+
+def test_clean_script_empties_the_firmware_folders_on_micropython(tmp_path):
+    """The script the board runs before the copy, under MicroPython's unix
+    port in a scratch folder: old files and folders of evse/ and hw/ go
+    (nested ones too), the new folder set is made, other files stay."""
+    script = _clean_script()
+    for d in ("evse/old_pkg/deeper", "hw"):
+        os.makedirs(tmp_path / d)
+    for f in ("evse/app.mpy", "evse/old_pkg/x.mpy", "evse/old_pkg/deeper/y.mpy", "hw/board.mpy",
+              "board.json"):
+        (tmp_path / f).write_text("old")
+    mp = os.path.join(ROOT, ".venv", "bin", "micropython")
+    p = subprocess.run([mp, "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=30)
+    assert p.returncode == 0, p.stderr
+    found = sorted(os.path.relpath(os.path.join(d, f), tmp_path)
+                   for d, dirs, files in os.walk(tmp_path) for f in dirs + files)
+    assert found == ["board.json", "evse", "evse/meter_maps", "hw"]
 
 
 def test_no_board_on_a_missing_port_is_fast_and_clear():

@@ -1,11 +1,12 @@
 """docs/meters.md and the README's meter section say what the catalogue
-holds: the register tables are regenerated from firmware/evse/meters.py and
-must appear verbatim (each profile's sources and notes, comments in
-meters.py, follow its table as prose); the README section is
+holds: the register tables are regenerated from firmware/evse/meter_maps/
+and must appear verbatim (each profile's sources and notes, comments in its
+module, follow its table as prose); the README section is
 docs/meters.md's first section."""
 import os
 
-from evse import meters as M
+from evse import meter as M
+from evse import meter_maps as MM
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TYPES = {M.U16: "u16", M.I16: "i16", M.U32: "u32", M.I32: "i32", M.F32: "float32",
@@ -35,9 +36,17 @@ def _read(name):
         return f.read()
 
 
+def test_names_are_the_profile_modules():
+    d = os.path.join(ROOT, "firmware", "evse", "meter_maps")
+    mods = sorted(f[:-3] for f in os.listdir(d) if f.endswith(".py") and f != "__init__.py")
+    assert mods == sorted(MM.NAMES)
+    for name in MM.NAMES:
+        assert MM.load(name)["id"] == name
+
+
 def test_docs_hold_every_profile_as_in_the_catalogue():
     doc = _read("docs/meters.md")
-    for p in M.PROFILES:
+    for p in [MM.load(_n) for _n in MM.NAMES]:
         assert profile_table(p) in doc, "docs/meters.md is out of date for %s:\n%s" % (
             p["id"], profile_table(p))
 
@@ -51,5 +60,5 @@ def test_readme_section_is_the_docs_first_section():
     assert section.startswith("## Energy meters (Modbus RTU)\n")
     assert section in readme
     assert readme.index(section) < readme.index("## How the firmware is built")
-    for name in M.NAMES:
+    for name in MM.NAMES:
         assert "| `%s` |" % name in section, name

@@ -22,7 +22,7 @@ from fractions import Fraction
 
 import pytest
 
-from evse import meters
+from evse import meter, meter_maps
 from evse import modbus as mb
 from evse.meter import Meter
 
@@ -42,7 +42,7 @@ VOLTS = (230.1, 229.8, 231.0)
 AMPS = (16.02, 15.98, 16.0)
 WATTS = 11040
 KWH = Fraction(1234567, 1000)
-UNITS = dict((name, 11 + i) for i, name in enumerate(meters.NAMES))
+UNITS = dict((name, 11 + i) for i, name in enumerate(meter_maps.NAMES))
 
 
 def _round(x):
@@ -53,29 +53,29 @@ def _round(x):
 def _image(p):
     """({address: register}, {role: value the firmware must decode}) for
     profile p."""
-    phys = {meters.WH: KWH * 1000, meters.W: Fraction(WATTS)}
+    phys = {meter.WH: KWH * 1000, meter.W: Fraction(WATTS)}
     for i in range(3):
-        phys[meters.V1 + i] = Fraction(VOLTS[i]).limit_denominator(100) * 1000
-        phys[meters.A1 + i] = Fraction(AMPS[i]).limit_denominator(100) * 1000
+        phys[meter.V1 + i] = Fraction(VOLTS[i]).limit_denominator(100) * 1000
+        phys[meter.A1 + i] = Fraction(AMPS[i]).limit_denominator(100) * 1000
     regs = {}
     want = {}
     for role, addr, kind, num, den in p["fields"]:
         raw = phys[role] * den / num  # in the meter's own unit
-        if kind == meters.F32:
+        if kind == meter.F32:
             b = struct.pack(">f", float(raw))
             words = [int.from_bytes(b[0:2], "big"), int.from_bytes(b[2:4], "big")]
             want[role] = _round(Fraction(struct.unpack(">f", b)[0]) * num / den)
         else:
-            r = int(raw) if role == meters.WH else _round(raw)  # counters truncate
+            r = int(raw) if role == meter.WH else _round(raw)  # counters truncate
             want[role] = r * num // den if den == 1 else _round(Fraction(r * num, den))
-            nregs = meters.WIDTH[kind]
+            nregs = meter.WIDTH[kind]
             v = r & ((1 << (16 * nregs)) - 1)
             words = [(v >> (16 * (nregs - 1 - i))) & 0xFFFF for i in range(nregs)]
         if p["words"] == "lo":
             words.reverse()
         for i, w in enumerate(words):
             regs[addr + i] = w
-    for start, count in meters.plan_blocks(p["fields"], p["max_regs"]):
+    for start, count in meter.plan_blocks(p["fields"], p["max_regs"]):
         for a in range(start, start + count):
             regs.setdefault(a, 0)  # registers the map does not name read 0
     return regs, want
@@ -83,9 +83,9 @@ def _image(p):
 
 def _expected(p, want):
     n = p["phases"]
-    mv = [want.get(meters.V1 + i) for i in range(n)] + [None] * (3 - n)
-    ma = [want.get(meters.A1 + i) for i in range(n)] + [None] * (3 - n)
-    return mv, ma, want[meters.W], want[meters.WH]
+    mv = [want.get(meter.V1 + i) for i in range(n)] + [None] * (3 - n)
+    ma = [want.get(meter.A1 + i) for i in range(n)] + [None] * (3 - n)
+    return mv, ma, want[meter.W], want[meter.WH]
 
 
 # ------------------------------------------------------------- fixtures
@@ -123,7 +123,7 @@ def pymodbus_line(tmp_path_factory):
     d = tmp_path_factory.mktemp("pymodbus")
     pair = PtyPair(d)
     devices = {}
-    for p in meters.PROFILES:
+    for p in [meter_maps.load(_n) for _n in meter_maps.NAMES]:
         regs, _ = _image(p)
         table = "input" if p["fc"] == 4 else "holding"
         devices[str(UNITS[p["id"]])] = {table: dict((str(a), w) for a, w in regs.items())}
@@ -156,7 +156,7 @@ class FakePeer(threading.Thread):
         self.fd = os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
         self.mode = "good"
         self.stop = threading.Event()
-        self.regs, _ = _image(meters.profile("sdm630"))
+        self.regs, _ = _image(meter_maps.load("sdm630"))
         self.requests = 0
 
     def answer(self, req):
@@ -240,9 +240,9 @@ def _tool(*args):
 
 
 # ---------------------------------------------------------------- tests
-@pytest.mark.parametrize("name", meters.NAMES)
+@pytest.mark.parametrize("name", meter_maps.NAMES)
 def test_every_profile_against_pymodbus(pymodbus_line, name):
-    p = meters.profile(name)
+    p = meter_maps.load(name)
     m, took = _read(pymodbus_line, name, UNITS[name])
     assert m.last_good, (name, mb.describe(m.error))
     mv, ma, w, wh = _expected(p, _image(p)[1])
@@ -329,7 +329,7 @@ def test_tool_command_line():
     r, _ = _tool("--list")
     assert r.returncode == 0
     names = [line.split()[0] for line in r.stdout.splitlines()]
-    assert names == list(meters.NAMES)
+    assert names == list(meter_maps.NAMES)
     r, _ = _tool("--port", "/nonexistent/tty", "--profile", "sdm630", "--unit", "1")
     assert r.returncode == 1 and r.stderr.count("\n") == 1
     assert "cannot open /nonexistent/tty" in r.stderr and "Traceback" not in r.stderr

@@ -9,7 +9,7 @@ import sys
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from evse import meters
+from evse import meter, meter_maps
 from evse.meter import Meter
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -117,7 +117,7 @@ def test_device_answers_like_a_meter():
     assert ask(bad) == b""  # bad CRC: nothing
     ans = ask(req)
     assert mb.check_response(ans, len(ans), req) == 9
-    assert meters.decode(ans, 3, meters.I32 | meters.LO_FIRST, 100, 1) == vm.START_WH
+    assert meter.decode(ans, 3, meter.I32 | meter.LO_FIRST, 100, 1) == vm.START_WH
     mb.build_read(req, 3, 4, 0x0100, 2)  # not in the map: zeros
     assert ask(req)[3:7] == b"\x00\x00\x00\x00"
 
@@ -138,7 +138,7 @@ def _run(doc, tmp_path):
 def test_every_profile_charges_in_the_simulator(tmp_path):
     """A 60 s charge at 16 A with each profile: the firmware reads the
     current and the energy through the profile's map on the virtual bus."""
-    for p in meters.PROFILES:
+    for p in [meter_maps.load(_n) for _n in meter_maps.NAMES]:
         phases = p["phases"]
         doc = _scenario("p-" + p["id"], {"meter": p["id"], "phases": phases,
                                         "meter_baud": 19200, "meter_parity": "E"},

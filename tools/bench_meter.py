@@ -44,7 +44,8 @@ for _p in reversed((os.path.join(ROOT, "firmware"), os.path.join(ROOT, "tools", 
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
-from evse import meters as _meters  # noqa: E402
+from evse import meter as _meter  # noqa: E402
+from evse import meter_maps as _maps  # noqa: E402
 from evse import modbus as _mb  # noqa: E402
 from evse.meter import Meter  # noqa: E402
 from simcore.meter import MeterDevice, VirtualUart  # noqa: E402
@@ -54,8 +55,8 @@ TICK_MS = 10
 
 def wire(profile, baud, parity):
     """Bytes and the physical minimum of one poll."""
-    p = _meters.profile(profile)
-    blocks = _meters.plan_blocks(p["fields"], p["max_regs"])
+    p = _maps.load(profile)
+    blocks = _meter.plan_blocks(p["fields"], p["max_regs"])
     bits = _mb.char_bits(parity)
     out = 8 * len(blocks)
     inb = sum(_mb.response_length(p["fc"], n) for _, n in blocks)
@@ -63,7 +64,7 @@ def wire(profile, baud, parity):
     silences = (2 * len(blocks) - 1) * _mb.silence_us(baud, bits) / 1000.0
     return {
         "profile": profile, "reads": len(blocks), "regs": sum(n for _, n in blocks),
-        "regs_needed": sum(_meters.WIDTH[f[2]] for f in p["fields"]),
+        "regs_needed": sum(_meter.WIDTH[f[2]] for f in p["fields"]),
         "bytes_out": out, "bytes_in": inb, "bytes": out + inb, "bits_per_char": bits,
         "wire_min_ms": round(min_ms, 2), "with_silences_ms": round(min_ms + silences, 2),
     }
@@ -129,9 +130,9 @@ class _Instant:
     def __init__(self, profile):
         dev = MeterDevice(profile)
         dev.set_current(16000)
-        p = _meters.profile(profile)
+        p = _maps.load(profile)
         self.answers = {}
-        for start, count in _meters.plan_blocks(p["fields"], p["max_regs"]):
+        for start, count in _meter.plan_blocks(p["fields"], p["max_regs"]):
             req = bytearray(8)
             _mb.build_read(req, 1, p["fc"], start, count)
             dev.receive(bytes(req))
@@ -166,7 +167,7 @@ def cpu_us_per_poll(profile, polls=300):
 
 _MP_SCRIPT = '''
 import time
-from evse import meters, modbus
+from evse import meter_maps, modbus
 from evse.meter import Meter
 answers = %r
 
@@ -185,7 +186,7 @@ class Instant:
         self.rx = self.rx[n:]
         return n
 
-for name in meters.NAMES:
+for name in meter_maps.NAMES:
     m = Meter(name, Instant(answers[name]), poll_ms=10)
     t = 0
     while m.good < 20:
@@ -204,7 +205,7 @@ def micropython_cpu_us():
     if shutil.which("node") is None or not os.path.isdir(
             os.path.join(ROOT, "tools", "wasm", "node_modules")):
         raise RuntimeError("the MicroPython WebAssembly port is not installed (make setup)")
-    answers = dict((n, _Instant(n).answers) for n in _meters.NAMES)
+    answers = dict((n, _Instant(n).answers) for n in _maps.NAMES)
     d = tempfile.mkdtemp(prefix="bench-meter-")
     try:
         script = os.path.join(d, "bench.py")
@@ -229,7 +230,7 @@ def micropython_cpu_us():
 def run(baud=9600, parity="N", repeat=3, micropython=False):
     rows = []
     mp = micropython_cpu_us() if micropython else {}
-    for name in _meters.NAMES:
+    for name in _maps.NAMES:
         r = wire(name, baud, parity)
         r["tick10_ms"] = virtual_poll_ms(name, baud, parity)
         walls = [wall_poll_ms(name, baud, parity) for _ in range(repeat)]

@@ -53,11 +53,21 @@ PROBE = ("import sys\n"
          "print('EVSE-PROBE', sys.implementation.name, '.'.join([str(x) for x in "
          "sys.implementation.version[:3]]), getattr(sys.implementation, '_mpy', 0), "
          "sys.platform, m)\n")
-CLEAN = ("import os\n"
-         "for d in ('evse', 'hw'):\n"
-         " try:\n  [os.remove(d + '/' + f) for f in os.listdir(d)]\n"
-         " except OSError:\n  os.mkdir(d)\n")
 EXIT_USAGE, EXIT_NO_BOARD, EXIT_BOARD = 2, 3, 4
+
+
+def clean_script(dirs):
+    """What the board runs before the copy: remove the firmware's folders
+    (evse/, hw/ and what is in them, whatever an older version left there)
+    and make `dirs`, the folders of the new file set, parents first."""
+    return ("import os\n"
+            "def rm(d):\n"
+            " try:\n  names = os.listdir(d)\n except OSError:\n  return\n"
+            " for f in names:\n"
+            "  try:\n   os.remove(d + '/' + f)\n  except OSError:\n   rm(d + '/' + f)\n"
+            " os.rmdir(d)\n"
+            "for d in ('evse', 'hw'):\n rm(d)\n"
+            "for d in %r:\n os.mkdir(d)\n" % (tuple(dirs),))
 
 
 class DeployError(Exception):
@@ -165,7 +175,8 @@ def plan(args, prof, secrets, spath, need_mip):
     cmds = []
     if need_mip:
         cmds.append(con + ["mip", "install", "umqtt.simple"])
-    copy = con + ["exec", CLEAN]
+    dirs = sorted(set(d for d in (os.path.dirname(dest) for dest, _, _ in files) if d))
+    copy = con + ["exec", clean_script(dirs)]
     for dest, src, _ in files:
         copy += ["+", "fs", "cp", os.path.relpath(src, ROOT), ":" + dest]
     cmds.append(copy)

@@ -29,9 +29,10 @@ for _p in reversed((os.path.join(ROOT, "firmware"), os.path.join(ROOT, "tools", 
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
-from evse import meters as _meters  # noqa: E402
+from evse import meter as _meter  # noqa: E402
+from evse import meter_maps as _maps  # noqa: E402
 from evse import modbus as _modbus  # noqa: E402
-from evse.config import METER_BAUDS  # noqa: E402
+from evse.config_schema import METER_BAUDS  # noqa: E402
 from evse.meter import Meter  # noqa: E402
 from evse.ticks import ticks_ms  # noqa: E402
 
@@ -114,8 +115,8 @@ def failure(meter, args):
 
 def list_profiles():
     lines = []
-    for p in _meters.PROFILES:
-        blocks = _meters.plan_blocks(p["fields"], p["max_regs"])
+    for p in [_maps.load(_n) for _n in _maps.NAMES]:
+        blocks = _meter.plan_blocks(p["fields"], p["max_regs"])
         lines.append("%-11s %-50s fc 0x%02X, %d phase%s, %d read%s" % (
             p["id"], p["model"], p["fc"], p["phases"], "s" if p["phases"] > 1 else "",
             len(blocks), "s" if len(blocks) > 1 else ""))
@@ -128,7 +129,7 @@ def parse_args(argv):
         description="Read an energy meter once over Modbus RTU, through the firmware's code.")
     p.add_argument("--list", action="store_true", help="list the meter profiles and exit")
     p.add_argument("--port", help="serial port of the RS-485 adapter, e.g. /dev/ttyUSB0")
-    p.add_argument("--profile", choices=_meters.NAMES, metavar="NAME",
+    p.add_argument("--profile", choices=_maps.NAMES, metavar="NAME",
                    help="meter profile (see --list)")
     p.add_argument("--unit", type=int, help="Modbus unit address of the meter, 1..247")
     p.add_argument("--baud", type=int, default=9600, choices=METER_BAUDS, metavar="BAUD",

@@ -33,7 +33,7 @@ from evse import payloads as PL
 from evse.bus import Bus
 from evse.charger import FAULTS, Charger
 from evse.commands import command_id
-from evse.config import SCHEMA, ConfigError, read_json, validate, write_json_atomic
+from evse.config import KEYS as SCHEMA, ConfigError, read_json, validate, write_json_atomic
 from evse.journal import Journal
 from evse.ticks import ticks_diff
 from evse.version import VERSION

@@ -1,191 +1,68 @@
-"""Charger configuration: defaults, validation, atomic JSON persistence.
+"""Charger configuration: loading, validation, atomic JSON persistence.
 
 `validate(d)` returns a complete configuration (defaults filled in) or raises
 ConfigError naming the key and what it allows. `save()` writes a new file and
 renames it over the old one, so a power cut leaves either the old or the new
 file, never half of one.
+
+The schema and the checks are in evse/config_schema.py, which runs only at
+boot and for a `set_config` command: every function here that needs it
+imports it and drops it again (`forget`), so that only the validated
+configuration (a dict) stays in RAM while the charger runs. KEYS names every
+key.
 """
 import json
 import os
+import sys
 
-from evse.meters import NAMES as METER_PROFILES  # the meter catalogue's profiles
-
-METER_BAUDS = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
-
-# key: (default, kind, allowed) -- kinds:
-#   "amps": number in [lo, hi];  "amps0": 0 or a number in [lo, hi]
-#   "num": number in [lo, hi];   "int": integer in [lo, hi]
-#   "bool";  "choice": one of the tuple;  "meter": None or a profile name
-#   "amps_or_none": None or a number in [lo, hi]
-SCHEMA = {
-    "max_current_a": (32, "amps", (6, 80)),
-    "phases": (3, "choice", (1, 3)),
-    "authorization": ("free", "choice", ("free", "backend")),
-    "ventilation": (False, "bool", None),
-    "meter": ("sdm630", "meter", METER_PROFILES),
-    "socket": (False, "bool", None),
-    "cable_a": (None, "amps_or_none", (6, 80)),
-    "fallback_current_a": (6, "amps0", (6, 80)),
-    "meter_loss": ("fallback", "choice", ("fallback", "stop")),
-    "meter_unit": (1, "int", (1, 247)),
-    "meter_baud": (9600, "choice", METER_BAUDS),
-    "meter_parity": ("N", "choice", ("N", "E", "O")),
-    "meter_fail_polls": (3, "int", (1, 20)),
-    "meter_poll_s": (1, "num", (0.5, 60)),
-    "rcd_selftest": (True, "bool", None),
-    "rcd_retry_max": (0, "int", (0, 10)),
-    "rcd_retry_s": (300, "num", (10, 3600)),
-    "temp_derate_c": (60, "num", (30, 100)),
-    "temp_stop_c": (70, "num", (35, 110)),
-    "temp_hyst_c": (10, "num", (1, 30)),
-}
-
-# --- Backend link over MQTT (issue #5, docs/mqtt.md). Extra kinds:
-#   "text": a string of at most allowed[0] characters from allowed[1] (None:
-#           any printable), or None when the default is None;
-#   "topic": topic levels of [A-Za-z0-9_.-] joined by "/", at most `allowed`
-#           characters; "port": None or an integer in [lo, hi].
-_ID_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"
-_HOST_CHARS = _ID_CHARS + ".:"
-_PATH_CHARS = _ID_CHARS + "./"
-MQTT_SCHEMA = {
-    "mqtt_host": (None, "text", (253, _HOST_CHARS)),  # None: no backend link
-    "mqtt_port": (None, "port", (1, 65535)),  # None: 1883, 8883 with TLS
-    "mqtt_user": (None, "text", (64, None)),
-    "mqtt_password": (None, "text", (128, None)),
-    "mqtt_tls": (False, "bool", None),
-    "mqtt_ca": (None, "text", (96, _PATH_CHARS)),  # CA file on flash (PEM or DER)
-    "mqtt_prefix": ("evse", "topic", 32),
-    "mqtt_device_id": (None, "text", (32, _ID_CHARS)),  # None: machine.unique_id() hex
-    "mqtt_keepalive_s": (30, "int", (10, 600)),
-    "mqtt_status_s": (60, "int", (5, 60)),
-    "mqtt_telemetry_s": (5, "int", (1, 300)),
-    "mqtt_ha_discovery": (False, "bool", None),
-    "mqtt_ha_prefix": ("homeassistant", "topic", 32),
-    "mqtt_remote_config": (False, "bool", None),  # set_config over MQTT
-    "journal_kb": (8, "int", (2, 64)),
-}
-for _k in MQTT_SCHEMA:
-    SCHEMA[_k] = MQTT_SCHEMA[_k]
-# Never echoed in an error message, a reply or a log line.
-SECRET_KEYS = ("mqtt_password",)
+KEYS = (
+    "max_current_a", "phases", "authorization", "ventilation", "meter", "socket", "cable_a",
+    "fallback_current_a", "meter_loss", "meter_unit", "meter_baud", "meter_parity",
+    "meter_fail_polls", "meter_poll_s", "rcd_selftest", "rcd_retry_max", "rcd_retry_s",
+    "temp_derate_c", "temp_stop_c", "temp_hyst_c",
+    "mqtt_host", "mqtt_port", "mqtt_user", "mqtt_password", "mqtt_tls", "mqtt_ca",
+    "mqtt_prefix", "mqtt_device_id", "mqtt_keepalive_s", "mqtt_status_s", "mqtt_telemetry_s",
+    "mqtt_ha_discovery", "mqtt_ha_prefix", "mqtt_remote_config", "journal_kb",
+)
 
 
 class ConfigError(ValueError):
     pass
 
 
+def forget(package, name):
+    """Drop the module `package`.`name` from sys.modules and from its package,
+    so that the collector frees it once nothing else refers to it (a boot-only
+    module: its code, constants and dict; interned names stay)."""
+    sys.modules.pop(package + "." + name, None)
+    try:
+        delattr(sys.modules[package], name)
+    except (AttributeError, KeyError):
+        pass
+
+
+def _schema(fn, *args):
+    # Run evse.config_schema.<fn>(*args) and drop the module again.
+    __import__("evse.config_schema")
+    try:
+        return getattr(sys.modules["evse.config_schema"], fn)(*args)
+    finally:
+        forget("evse", "config_schema")
+
+
 def defaults():
-    d = {}
-    for k in SCHEMA:
-        d[k] = SCHEMA[k][0]
-    return d
-
-
-def _is_num(v):
-    return (isinstance(v, int) or isinstance(v, float)) and not isinstance(v, bool)
-
-
-def _rng(allowed):
-    return "%s..%s" % (allowed[0], allowed[1])
-
-
-def _text_ok(v, allowed):
-    if not isinstance(v, str) or not 0 < len(v) <= allowed[0]:
-        return False
-    chars = allowed[1]
-    for c in v:
-        if (c not in chars) if chars is not None else (c < " " or c == "\x7f"):
-            return False
-    return True
-
-
-def _topic_ok(v, maxlen):
-    if not isinstance(v, str) or not 0 < len(v) <= maxlen:
-        return False
-    for level in v.split("/"):
-        if not level:
-            return False
-        for c in level:
-            if c not in _PATH_CHARS:
-                return False
-    return True
+    """A configuration of every key's default."""
+    return _schema("defaults")
 
 
 def check(key, v):
     """Raise ConfigError unless `v` is allowed for `key`."""
-    if key not in SCHEMA:
-        raise ConfigError("%s: unknown key" % key)
-    kind, allowed = SCHEMA[key][1], SCHEMA[key][2]
-    if kind == "text" or kind == "topic" or kind == "port":
-        _check_link(key, v, kind, allowed)
-    elif kind == "bool":
-        if not isinstance(v, bool):
-            raise ConfigError("%s: must be true or false, got %r" % (key, v))
-    elif kind == "choice":
-        if isinstance(v, bool) or v not in allowed:
-            raise ConfigError("%s: must be one of %s, got %r"
-                              % (key, ", ".join([repr(a) for a in allowed]), v))
-    elif kind == "meter":
-        if v is not None and v not in allowed:
-            raise ConfigError("%s: must be null or one of %s, got %r"
-                              % (key, ", ".join(allowed), v))
-    elif kind == "int":
-        if not isinstance(v, int) or isinstance(v, bool) or not allowed[0] <= v <= allowed[1]:
-            raise ConfigError("%s: must be an integer in %s, got %r" % (key, _rng(allowed), v))
-    else:
-        if kind == "amps_or_none" and v is None:
-            return
-        if kind == "amps0" and _is_num(v) and v == 0:
-            return
-        if not _is_num(v) or not allowed[0] <= v <= allowed[1]:
-            extra = "0 or " if kind == "amps0" else ("null or " if kind == "amps_or_none" else "")
-            raise ConfigError("%s: must be %sa number in %s, got %r" % (key, extra, _rng(allowed), v))
-
-
-def _check_link(key, v, kind, allowed):
-    shown = "(value not shown)" if key in SECRET_KEYS else "got %s" % repr(v)[:40]
-    if kind == "port":
-        if v is None or (isinstance(v, int) and not isinstance(v, bool)
-                         and allowed[0] <= v <= allowed[1]):
-            return
-        raise ConfigError("%s: must be null or an integer in %s, %s" % (key, _rng(allowed), shown))
-    if kind == "topic":
-        if not _topic_ok(v, allowed):
-            raise ConfigError("%s: must be topic levels of letters, digits, _ . - joined by /, "
-                              "at most %d characters, %s" % (key, allowed, shown))
-        return
-    if v is None and SCHEMA[key][0] is None:
-        return
-    if not _text_ok(v, allowed):
-        raise ConfigError("%s: must be %sa string of 1..%d %s, %s"
-                          % (key, "null or " if SCHEMA[key][0] is None else "", allowed[0],
-                             _CHARS_TEXT.get(allowed[1], "printable characters"), shown))
-
-
-_CHARS_TEXT = {
-    _ID_CHARS: "letters, digits, _ or -",
-    _HOST_CHARS: "letters, digits, _ - . or :",
-    _PATH_CHARS: "letters, digits, _ - . or /",
-}
+    _schema("check", key, v)
 
 
 def validate(d):
     """A complete, checked configuration from a (partial) dict `d`."""
-    if not isinstance(d, dict):
-        raise ConfigError("config: must be a JSON object")
-    cfg = defaults()
-    for k in d:
-        check(k, d[k])
-        cfg[k] = d[k]
-    if cfg["temp_stop_c"] <= cfg["temp_derate_c"]:
-        raise ConfigError("temp_stop_c: must be above temp_derate_c (%s), got %r"
-                          % (cfg["temp_derate_c"], cfg["temp_stop_c"]))
-    if cfg["mqtt_tls"] and cfg["mqtt_ca"] is None:
-        raise ConfigError("mqtt_ca: required when mqtt_tls is true (the broker's CA file)")
-    if cfg["mqtt_password"] is not None and cfg["mqtt_user"] is None:
-        raise ConfigError("mqtt_user: required when mqtt_password is set")
-    return cfg
+    return _schema("validate", d)
 
 
 def read_json(path):

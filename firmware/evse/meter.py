@@ -14,19 +14,53 @@ phase the meter does not measure or report) and `power_w` (total active
 power, W, negative when exporting). The values are those of the last good
 poll; they are meaningful while `ok` is True.
 
-A poll reads the profile's blocks one after the other (evse.meters plans
-them) and publishes the values only when every block was read and the
+A poll reads the profile's blocks one after the other (`plan_blocks`
+below) and publishes the values only when every block was read and the
 import energy decoded: a poll is good or failed as a whole, and a failed
 one changes no value. A poll starts every `poll_ms` (from the start of the
 previous one; at once when the previous one took longer). Nothing the
-meter, the bus or the transport does can raise out of `poll`, and in steady
+meter, the RS-485 line or the transport does can raise out of `poll`, and in steady
 state it allocates nothing on MicroPython's heap.
+
+Register decoding (the other half of this module, also used by the tools
+and the simulator) works on the raw bytes of a response with integer
+arithmetic only: a float32 is taken apart into sign, exponent and mantissa
+and scaled to an integer without ever making a float (a float is a heap
+object on MicroPython). Intermediate values stay below 2**30 (MicroPython's
+small ints) for every reading a meter can produce; only a value beyond
+about 1 GWh or 1 MV would become a (correct) long int.
+
+The register maps are data, one module per profile in evse/meter_maps/;
+only the configured one is imported, by `from_config`, and dropped once the
+Meter has taken what it needs.
 """
 from micropython import const
 
-from evse import meters as _m
 from evse import modbus as _mb
 from evse.ticks import ticks_add, ticks_diff
+
+# Value types. A 32/64-bit value spans 2/4 registers; "words" of a profile
+# gives their order (Modbus sends the bytes of each register high first).
+U16 = const(1)
+I16 = const(2)
+U32 = const(3)
+I32 = const(4)
+F32 = const(5)  # IEEE 754 single precision
+U64 = const(6)
+LO_FIRST = const(8)  # flag or'ed into a type: low word first
+
+WIDTH = (0, 1, 1, 2, 2, 2, 4)  # registers per value, by type
+
+# What a value is (index into Meter's value table).
+V1 = const(0)  # phase voltages, mV
+V2 = const(1)
+V3 = const(2)
+A1 = const(3)  # phase currents, mA
+A2 = const(4)
+A3 = const(5)
+W = const(6)  # total active power, W (negative: export)
+WH = const(7)  # import active energy, Wh
+ROLES = 8
 
 DEFAULT_POLL_MS = const(1000)
 DEFAULT_FAIL_POLLS = const(3)
@@ -38,8 +72,10 @@ class Meter:
                  stop_bits=1, retries=_mb.DEFAULT_RETRIES,
                  turnaround_ms=_mb.DEFAULT_TURNAROUND_MS):
         if isinstance(profile, str):
-            profile = _m.profile(profile)
-        self.profile = profile
+            from evse.meter_maps import load
+
+            profile = load(profile)
+        self.name = profile["id"]
         self.unit = unit
         self.fail_polls = fail_polls
         self.poll_ms = poll_ms
@@ -47,9 +83,9 @@ class Meter:
         self.master = _mb.Master(transport, baud, parity, stop_bits, retries, turnaround_ms)
         self._fc = profile["fc"]
         fields = profile["fields"]
-        blocks = _m.plan_blocks(fields, profile["max_regs"])
+        blocks = plan_blocks(fields, profile["max_regs"])
         self.blocks = blocks
-        lo_first = _m.LO_FIRST if profile["words"] == "lo" else 0
+        lo_first = LO_FIRST if profile["words"] == "lo" else 0
         # Per field, flat: block index, byte offset in the response, type,
         # num, den, role.
         self._fb = []
@@ -61,7 +97,7 @@ class Meter:
         for f in fields:
             for b in range(len(blocks)):
                 start, count = blocks[b]
-                if start <= f[1] and f[1] + _m.WIDTH[f[2]] <= start + count:
+                if start <= f[1] and f[1] + WIDTH[f[2]] <= start + count:
                     break
             self._fb.append(b)
             self._fo.append(3 + 2 * (f[1] - start))
@@ -70,7 +106,7 @@ class Meter:
             self._fd.append(f[4])
             self._fr.append(f[0])
         self._nf = len(fields)
-        self._pending = [None] * _m.ROLES
+        self._pending = [None] * ROLES
         # published values
         self.ok = True
         self.a_ma = None
@@ -111,7 +147,7 @@ class Meter:
                 return
             self._due = ticks_add(now, self.poll_ms)
             self.started += 1
-            for i in range(_m.ROLES):
+            for i in range(ROLES):
                 self._pending[i] = None
             self._start(0)
         master = self.master
@@ -140,7 +176,7 @@ class Meter:
         fb = self._fb
         for i in range(self._nf):
             if fb[i] == b:
-                p[self._fr[i]] = _m.decode(rx, self._fo[i], self._fk[i], self._fn[i],
+                p[self._fr[i]] = decode(rx, self._fo[i], self._fk[i], self._fn[i],
                                            self._fd[i])
 
     def _failed(self):
@@ -155,7 +191,7 @@ class Meter:
     def _publish(self):
         self._block = -1
         p = self._pending
-        if p[_m.WH] is None:  # no energy: the poll is worth nothing
+        if p[WH] is None:  # no energy: the poll is worth nothing
             self.error = None
             self._failed()
             return
@@ -165,13 +201,13 @@ class Meter:
         self.last_good = True
         self.fails = 0
         self.ok = True
-        self.energy_wh = p[_m.WH]
-        self.power_w = p[_m.W]
+        self.energy_wh = p[WH]
+        self.power_w = p[W]
         a_max = None
         for i in range(3):
             if i < self.phases:
-                self.phase_mv[i] = p[_m.V1 + i]
-                a = p[_m.A1 + i]
+                self.phase_mv[i] = p[V1 + i]
+                a = p[A1 + i]
             else:
                 self.phase_mv[i] = None
                 a = None
@@ -193,3 +229,125 @@ def from_config(cfg, transport):
     return Meter(name, transport, unit=cfg["meter_unit"], baud=int(cfg["meter_baud"]),
                  parity=cfg["meter_parity"], fail_polls=cfg["meter_fail_polls"],
                  poll_ms=int(cfg["meter_poll_s"] * 1000))
+
+
+# ---------------------------------------------------------------- planning
+def plan_blocks(fields, max_regs):
+    """The reads for `fields`: a list of (start, count) register blocks, the
+    fewest contiguous reads that each hold whole values and no more than
+    max_regs registers. Greedy from the lowest address, which is optimal for
+    windows of bounded length on a line."""
+    spans = sorted([(f[1], f[1] + WIDTH[f[2] & 7] - 1) for f in fields])
+    blocks = []
+    start = end = None
+    for lo, hi in spans:
+        if start is not None and hi - start + 1 <= max_regs:
+            if hi > end:
+                end = hi
+            continue
+        if start is not None:
+            blocks.append((start, end - start + 1))
+        start, end = lo, hi
+    if start is not None:
+        blocks.append((start, end - start + 1))
+    return blocks
+
+
+# ---------------------------------------------------------------- decoding
+def _word(buf, off):
+    return (buf[off] << 8) | buf[off + 1]
+
+
+def decode(buf, off, kind, num, den):
+    """The value whose registers start at byte `off` of buf, times num / den,
+    rounded half away from zero; None for a value the meter marks as not
+    available (NaN or infinity; an integer of all ones, or 0x7FFF... when
+    signed). `kind` is a type, or'ed with LO_FIRST for low word first."""
+    t = kind & 7
+    if t == U16 or t == I16:
+        v = _word(buf, off)
+        if t == U16:
+            if v == 0xFFFF:
+                return None
+        else:
+            if v == 0x7FFF:
+                return None
+            if v & 0x8000:
+                v -= 0x10000
+        return _scale(v, num, den)
+    lo_first = kind & LO_FIRST
+    if t == U64:
+        if lo_first:
+            w0 = _word(buf, off + 6)
+            w1 = _word(buf, off + 4)
+            w2 = _word(buf, off + 2)
+            w3 = _word(buf, off)
+        else:
+            w0 = _word(buf, off)
+            w1 = _word(buf, off + 2)
+            w2 = _word(buf, off + 4)
+            w3 = _word(buf, off + 6)
+        if w0 == 0xFFFF and w1 == 0xFFFF and w2 == 0xFFFF and w3 == 0xFFFF:
+            return None
+        return _scale(((w0 * 65536 + w1) * 65536 + w2) * 65536 + w3, num, den)
+    if lo_first:
+        hi = _word(buf, off + 2)
+        lo = _word(buf, off)
+    else:
+        hi = _word(buf, off)
+        lo = _word(buf, off + 2)
+    if t == F32:
+        return f32_scaled(hi, lo, num, den)
+    if t == U32:
+        if hi == 0xFFFF and lo == 0xFFFF:
+            return None
+        return _scale(hi * 65536 + lo, num, den)
+    # I32
+    if hi == 0x7FFF and lo == 0xFFFF:
+        return None
+    if hi & 0x8000:
+        hi -= 0x10000
+    return _scale(hi * 65536 + lo, num, den)
+
+
+def _scale(raw, num, den):
+    if den == 1:
+        return raw * num
+    neg = raw < 0
+    if neg:
+        raw = -raw
+    q = (raw * num + den // 2) // den
+    return -q if neg else q
+
+
+def f32_scaled(hi, lo, num, den):
+    """The IEEE 754 single (high word `hi`, low word `lo`) times num / den,
+    rounded half away from zero, by integer arithmetic; None for NaN and
+    infinity, 0 for zero and subnormals. num and den must not exceed 1000:
+    then every intermediate below stays under 2**30 for values up to 2**30
+    result units. Fractions below 2**-19 of a raw unit are dropped before
+    the rounding (an error under 0.002 result units)."""
+    e = (hi >> 7) & 0xFF
+    if e == 0xFF:
+        return None
+    if e == 0:
+        return 0
+    m = ((hi & 0x7F) << 16) | lo | 0x800000  # 24-bit significand
+    t = 150 - e  # value = m / 2**t
+    if t <= 0:  # |value| >= 2**23: beyond any reading; exact, as a long int
+        q = ((m << -t) * num + den // 2) // den
+    else:
+        if t >= 24:
+            ip = 0
+            f = m
+        else:
+            ip = m >> t
+            f = m & ((1 << t) - 1)
+        if t > 19:  # keep 19 fraction bits
+            f = f >> (t - 19) if t < 43 else 0
+            t = 19
+        a = ip * num
+        q = a // den
+        x = ((a - q * den) << t) + f * num  # the fraction, in units of 1 / (den * 2**t)
+        q += ((x >> (t - 1)) + den) // (2 * den)
+    return -q if hi & 0x8000 else q

@@ -112,3 +112,22 @@ def test_load_recovers_from_tmp_when_target_missing():
     os.rename(path, path + ".tmp")
     assert config.load(path)["max_current_a"] == 25
     os.remove(path + ".tmp")
+
+
+def test_keys_are_the_schemas_and_the_schema_is_not_kept():
+    import sys
+
+    import evse
+
+    assert config.validate({"max_current_a": 10})["max_current_a"] == 10
+    _raises(config.validate, {"phases": 2})
+    config.defaults()
+    assert "evse.config_schema" not in sys.modules
+    assert not hasattr(evse, "config_schema")
+    from evse import config_schema
+
+    assert sorted(config.KEYS) == sorted(config_schema.SCHEMA)  # MicroPython's dicts: no order
+    assert len(set(config.KEYS)) == len(config.KEYS)
+    assert sorted(config.KEYS) == sorted(config.defaults())
+    config.forget("evse", "config_schema")
+    assert "evse.config_schema" not in sys.modules

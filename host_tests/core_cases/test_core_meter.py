@@ -224,7 +224,7 @@ def test_from_config():
     m = from_config(cfg, ScriptBus())
     assert m.unit == 12 and m.fail_polls == 5 and m.poll_ms == 2500
     assert m.master.baud == 19200 and m.master.bits == 11 and m.master.gap_ms == 3
-    assert m.profile["id"] == "em340"
+    assert m.name == "em340"
     assert from_config(config.validate({"meter": None}), ScriptBus()) is None
 
 

@@ -1,7 +1,9 @@
-"""The meter catalogue (evse.meters): its data, the block plan, and the
-integer decoding of every value type, against register words written out
+"""The meter catalogue (evse.meter_maps, one module per profile): its data,
+loading one profile without keeping its module, the block plan
+(evse.meter.plan_blocks), and the integer decoding of every value type, against register words written out
 by hand from the vendors' encodings."""
-from evse import meters as M
+from evse import meter as M
+from evse import meter_maps as MM
 
 REQUIRED = ("sdm630", "sdm120", "sdm72d", "abb_b23", "em340", "orno_we514")
 
@@ -21,17 +23,17 @@ BLOCKS = {
 
 def test_catalogue_names():
     for name in REQUIRED:
-        assert name in M.NAMES, name
-    assert len(M.NAMES) >= len(REQUIRED) + 2
-    assert len(set(M.NAMES)) == len(M.NAMES)
-    assert sorted(BLOCKS) == sorted(M.NAMES)
-    return " ".join(M.NAMES)
+        assert name in MM.NAMES, name
+    assert len(MM.NAMES) >= len(REQUIRED) + 2
+    assert len(set(MM.NAMES)) == len(MM.NAMES)
+    assert sorted(BLOCKS) == sorted(MM.NAMES)
+    return " ".join(MM.NAMES)
 
 
 def test_every_profile_is_complete_data():
-    for p in M.PROFILES:
+    for p in [MM.load(_n) for _n in MM.NAMES]:
         name = p["id"]
-        assert M.profile(name) is p
+        assert MM.load(name) == p
         assert p["fc"] in (3, 4), name
         assert p["words"] in ("hi", "lo"), name
         assert p["phases"] in (1, 3), name
@@ -51,16 +53,28 @@ def test_every_profile_is_complete_data():
                 assert role - M.A1 < p["phases"], name
 
 
+def test_load_keeps_only_the_profile():
+    import sys
+
+    import evse.meter_maps
+
+    p = MM.load("em340")
+    assert p["id"] == "em340" and p["words"] == "lo"
+    assert "evse.meter_maps.em340" not in sys.modules
+    assert not hasattr(evse.meter_maps, "em340")
+    assert MM.load("em340") == p  # loads again
+
+
 def test_missing_profile_is_a_key_error():
     try:
-        M.profile("sdm999")
+        MM.load("sdm999")
     except KeyError:
         return
     raise AssertionError("no KeyError")
 
 
 def test_block_plan_is_the_stated_one_and_covers_every_value():
-    for p in M.PROFILES:
+    for p in [MM.load(_n) for _n in MM.NAMES]:
         name = p["id"]
         blocks = M.plan_blocks(p["fields"], p["max_regs"])
         assert blocks == BLOCKS[name], (name, blocks)

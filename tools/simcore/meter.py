@@ -25,7 +25,8 @@ Everything is integers (CPython and MicroPython give the same trace): the
 float32 values of a profile are encoded from exact fractions with
 round-to-nearest-even, by integer arithmetic.
 """
-from evse import meters as _m
+from evse import meter as _mm
+from evse import meter_maps as _maps
 from evse import modbus as _mb
 
 VOLTS = 230
@@ -71,16 +72,16 @@ def f32_bits(n, d=1):
 
 def encode(kind, raw_num, raw_den, words_lo):
     """The registers (list of ints) of value raw_num / raw_den in the meter's
-    own unit, for type `kind` (evse.meters); integers are floored."""
+    own unit, for type `kind` (evse.meter); integers are floored."""
     t = kind & 7
-    if t == _m.F32:
+    if t == _mm.F32:
         b = f32_bits(raw_num, raw_den)
         regs = [b >> 16, b & 0xFFFF]
     else:
         v = raw_num // raw_den
-        if t == _m.U16 or t == _m.I16:
+        if t == _mm.U16 or t == _mm.I16:
             return [v & 0xFFFF]
-        if t == _m.U64:
+        if t == _mm.U64:
             regs = [(v >> 48) & 0xFFFF, (v >> 32) & 0xFFFF, (v >> 16) & 0xFFFF, v & 0xFFFF]
         else:
             regs = [(v >> 16) & 0xFFFF, v & 0xFFFF]
@@ -92,7 +93,7 @@ def encode(kind, raw_num, raw_den, words_lo):
 # ------------------------------------------------------------- device
 class MeterDevice:
     def __init__(self, profile, unit=1, baud=9600, parity="N", phases=3, stop_bits=1):
-        self.profile = _m.profile(profile) if isinstance(profile, str) else profile
+        self.profile = _maps.load(profile) if isinstance(profile, str) else profile
         self.unit = unit
         self.supply_phases = phases
         self.online = True
@@ -134,13 +135,13 @@ class MeterDevice:
 
     def values(self):
         """What the meter measures now, by role (mV, mA, W, Wh)."""
-        v = [None] * _m.ROLES
+        v = [None] * _mm.ROLES
         n = self.phases_now if self.phases_now < self.supply_phases else self.supply_phases
         for i in range(3):
-            v[_m.V1 + i] = VOLTS * 1000 if i < self.supply_phases else 0
-            v[_m.A1 + i] = self.a_ma if i < n else 0
-        v[_m.W] = VOLTS * self.a_ma * n // 1000
-        v[_m.WH] = self.wh
+            v[_mm.V1 + i] = VOLTS * 1000 if i < self.supply_phases else 0
+            v[_mm.A1 + i] = self.a_ma if i < n else 0
+        v[_mm.W] = VOLTS * self.a_ma * n // 1000
+        v[_mm.WH] = self.wh
         return v
 
     # -------------------------------------------------------- the wire
@@ -274,7 +275,7 @@ class _Frame:
         self.fields = []
         end = addr + qty
         for role, a, kind, num, den in fields:
-            if a + _m.WIDTH[kind] <= addr or a >= end:
+            if a + _mm.WIDTH[kind] <= addr or a >= end:
                 continue
             skip = addr - a if a < addr else 0  # registers of the value before the block
             self.fields.append((role, 3 + 2 * (a + skip - addr), skip, kind, num, den))
