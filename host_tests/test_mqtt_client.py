@@ -285,18 +285,18 @@ def test_link_gives_up_on_a_black_hole_within_its_timeout_and_retries(umqtt, tmp
     sys.path.insert(0, os.path.join(ROOT, "host_tests", "core_cases"))
     from fakes import Board, Meter
 
-    from evse import config, runtime
+    from evse import config, ticks
     from evse.app import App
 
     hole = simnet.BlackHole()
     halt = threading.Event()
     try:
         cfg = config.validate({"mqtt_host": "127.0.0.1", "mqtt_port": hole.port})
-        app = App(Board(), cfg, runtime.ticks_ms(), Meter(), str(tmp_path), backend=True)
+        app = App(Board(), cfg, ticks.ticks_ms(), Meter(), str(tmp_path), backend=True)
         logs = []
         link = L.Link(app, cfg, "bh-" + umqtt.UMQTT_VERSION, mqtt=umqtt, log=logs.append,
                       timeout_s=T, rand=lambda n: 0)
-        th = threading.Thread(target=link.run, args=(runtime.sleep_ms, halt.is_set))
+        th = threading.Thread(target=link.run, args=(ticks.sleep_ms, halt.is_set))
         t0 = time.monotonic()
         th.start()
         # attempt 1 times out after T, backoff 0.5 s, attempt 2 times out after T

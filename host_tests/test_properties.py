@@ -1073,3 +1073,40 @@ def test_offers_and_timers_identical_at_any_uptime(sc, age):
     event("uptime: %s" % _bucket(age // _DAY, (1, 7, 13, 26)))
     for a, b in zip(*logs):
         assert a == b, "after 3 s: %r\nafter %d ms: %r" % (a, age, b)
+
+
+# ------------------------------------------------------------- JSON text
+@given(st.integers(-10 ** 9, 10 ** 9), st.sampled_from((10, 100, 1000)))
+def test_jsonw_dec_is_the_exact_decimal_in_its_shortest_form(n, scale):
+    """dec(n, scale) is the JSON number n / scale exactly, with at least one
+    fraction digit and no trailing zero after the first."""
+    import json
+    from decimal import Decimal
+
+    from evse.jsonw import dec
+
+    text = dec(n, scale).text
+    assert Decimal(text) == Decimal(n) / scale, text
+    assert isinstance(json.loads(text), float)
+    frac = text.split(".")[1]
+    assert frac == "0" or not frac.endswith("0"), text
+    assert len(frac) <= len(str(scale)) - 1
+
+
+@given(st.text(), st.lists(st.one_of(st.none(), st.booleans(), st.integers(-2 ** 40, 2 ** 40),
+                                     st.text(max_size=8)), max_size=4))
+def test_jsonw_text_always_encodes_and_reads_back(s, items):
+    """Any string, lone surrogates included, is valid JSON text that encodes
+    as UTF-8; it reads back as itself, a lone surrogate as U+FFFD."""
+    import json
+
+    from evse.jsonw import dumps, obj
+
+    text = obj((("s", s), ("items", items))).text
+    back = json.loads(text.encode("utf-8"))
+    fix = "".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in s)
+    assert back["s"] == fix
+    assert back["items"] == [x if not isinstance(x, str) else
+                             "".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in x)
+                             for x in items]
+    assert json.loads(dumps(items)) == back["items"]

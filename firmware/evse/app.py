@@ -30,6 +30,7 @@ open (about one poll period later), so the stop reading is billing grade:
 no energy flows after it and none before it is missed.
 """
 from evse import payloads as PL
+from evse import bus as B
 from evse.bus import Bus
 from evse.charger import FAULTS, Charger
 from evse.commands import command_id
@@ -101,6 +102,8 @@ class App:
         self._lost_reason = "reboot" if state.get("reboot") else "power_loss"
         self.journal = None
         self.bus = None
+        self._snap_state = None  # out.state and out.error as last written to the snapshot
+        self._snap_error = 0
         if backend and flash_dir is not None:
             self.bus = Bus()
             self.journal = Journal(self._path(JOURNAL_FILE), cfg["journal_kb"] * 1024,
@@ -114,6 +117,8 @@ class App:
                              ("fw", VERSION)))
         if self.journal is not None and self.journal.skipped:
             self._event("journal_repaired", (("skipped_bytes", self.journal.skipped),))
+        if self.bus is not None:
+            self._snapshot()
 
     # ---------------------------------------------------------------- state
     def _path(self, name):
@@ -221,8 +226,11 @@ class App:
             self._finish_stop(False)
         if self._lost is not None:
             self._finish_lost(False)
-        if self.bus is not None and self.bus.for_control():
-            self._serve(now)
+        bus = self.bus
+        if bus is not None:
+            if bus.for_control():
+                self._serve(now)
+            self._snapshot()
         return out
 
     def command(self, msg, now):
@@ -366,6 +374,59 @@ class App:
         return PL.event("journal_full", (("dropped_events", dropped_events),
                                          ("dropped_sessions", dropped_sessions)),
                         self.boot, self._events_n, t, base)
+
+    def _snapshot(self):
+        """Write the status snapshot the network thread reads (evse.bus):
+        small ints into a fixed array, without allocating."""
+        snap = self.bus.snap
+        v = snap.v
+        out = self.out
+        none = B.NONE
+        snap.begin()
+        if out.state is not self._snap_state:
+            self._snap_state = out.state
+            v[B.S_STATE] = B.STATES.index(out.state)
+        if out.error is not self._snap_error:
+            self._snap_error = out.error
+            e = 0
+            if out.error is not None:
+                for i in range(len(FAULTS)):
+                    if FAULTS[i][1] == out.error:
+                        e = i + 1
+            v[B.S_ERROR] = e
+        v[B.S_DUTY] = out.duty
+        v[B.S_OFFER] = out.offer_ma
+        v[B.S_CONTACTOR] = 1 if out.contactor else 0
+        v[B.S_FAULTS] = out.faults
+        v[B.S_SESSION] = none if out.session is None else out.session
+        self.charger.limits_into(v, B.S_MAX, B.S_LEFT, none)
+        v[B.S_ENERGY] = self.energy_wh
+        inp = self.inp
+        v[B.S_EV] = none if inp.ev_ma is None else inp.ev_ma
+        v[B.S_UPTIME] = self.uptime_s
+        v[B.S_BOOT] = self.boot
+        j = self.journal
+        v[B.S_PENDING] = len(j.live)
+        v[B.S_DROPPED] = j.dropped_events + j.dropped_sessions
+        v[B.S_ERRORS] = j.errors + self.flash_errors + self.report_errors
+        v[B.S_TEMP] = none if inp.temp_dc is None else inp.temp_dc
+        m = self.meter
+        if m is None:
+            for i in range(B.S_V1, B.S_METER_WH + 1):
+                v[i] = none
+        else:
+            pv = getattr(m, "phase_mv", None)
+            pa = getattr(m, "phase_ma", None)
+            for i in range(3):
+                x = None if pv is None else pv[i]
+                v[B.S_V1 + i] = none if x is None else int(x)
+                x = None if pa is None else pa[i]
+                v[B.S_A1 + i] = none if x is None else int(x)
+            x = getattr(m, "power_w", None)
+            v[B.S_POWER] = none if x is None else int(x)
+            x = m.energy_wh if m.ok else None
+            v[B.S_METER_WH] = none if x is None else int(x)
+        snap.end()
 
     def _serve(self, now):
         """The control thread's side of the Bus: acknowledged journal records

@@ -603,15 +603,23 @@ class Charger:
             self._shown_faults = out.faults
             out.error = _top_code(out.faults)
 
-    def limits(self):
-        """The limits in force, for the backend's status (allocates; not
-        for the control step): (max, cable, backend limit or None, ms left
-        of its ttl_s or None, fallback, paused, derating, meter fallback),
-        currents in mA."""
-        cable = P.pp_rating_ma(self.inp.pp_ohm, self.phases) if self.socket else self.cable_ma
-        return (self.max_ma, cable, self._limit_ma, self._limit_left, self.fallback_ma,
-                self._paused, self.out.derate,
-                bool(self.out.faults & F_METER) and not self.meter_stop)
+    def limits_into(self, v, i, left_i, none):
+        """The limits in force into array `v` without allocating (the status
+        snapshot, evse.bus): v[i..i+4] = the configured maximum, the cable's
+        rating, the backend's limit (`none` without one), the fallback
+        current (mA), and flags 1 paused | 2 derating | 4 on the fallback
+        for a lost meter; v[left_i] = ms left of the backend limit's ttl_s
+        (`none`: no ttl)."""
+        v[i] = self.max_ma
+        v[i + 1] = self._cable_ma
+        lim = self._limit_ma
+        v[i + 2] = none if lim is None else lim
+        v[i + 3] = self.fallback_ma
+        out = self.out
+        v[i + 4] = ((1 if self._paused else 0) | (2 if out.derate else 0)
+                    | (4 if out.faults & F_METER and not self.meter_stop else 0))
+        left = self._limit_left
+        v[left_i] = none if left is None else left
 
     def backend_state(self):
         """What the backend set that must survive a reboot: (limit mA or

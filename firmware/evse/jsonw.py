@@ -7,6 +7,11 @@ integers in 1/scale units (`dec(2666, 100)` is 26.66). The same values give
 the same bytes on the board, under MicroPython and under CPython. A float
 that comes in anyway (a meter driver's) is written to 3 decimals, and NaN
 or infinity as null, rather than failing the whole message.
+
+The text is built as one list of pieces joined once (this runs in the
+network thread for every status and telemetry message: the fewer
+intermediate strings, the less garbage); keys are the firmware's own names
+and are written as they are.
 """
 
 
@@ -17,6 +22,11 @@ class Raw:
         self.text = text
 
 
+# "%d.%0Nd" for N fraction digits (after dropping trailing zeros), N = 0..3
+_FRAC = ("%d.0", "%d.%01d", "%d.%02d", "%d.%03d")
+_DIGITS = {10: 1, 100: 2, 1000: 3}
+
+
 def dec(n, scale):
     """Integer `n` in units of 1/`scale` (10, 100, 1000) as a JSON number:
     dec(527, 100) is 5.27, dec(16000, 1000) is 16.0; None stays null."""
@@ -25,55 +35,103 @@ def dec(n, scale):
     neg = n < 0
     if neg:
         n = -n
-    f = str(n % scale)
-    f = ("0" * (len(str(scale)) - 1 - len(f)) + f).rstrip("0") or "0"
-    return Raw(("-" if neg else "") + str(n // scale) + "." + f)
+    q, r = divmod(n, scale)
+    d = _DIGITS[scale]
+    while r and r % 10 == 0:
+        r //= 10
+        d -= 1
+    text = _FRAC[d] % (q, r) if r else _FRAC[0] % q
+    return Raw("-" + text if neg else text)
 
 
 _ESC = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
-def string(s):
-    """A JSON string. A lone surrogate (U+D800..U+DFFF, which a command's
-    "\\ud800" gives json.loads) has no UTF-8 form: CPython cannot encode it
-    and MicroPython would send invalid UTF-8, so it is written as U+FFFD,
-    the replacement character, and the text always encodes."""
-    out = ['"']
+def _plain(s):
+    """True when `s` needs no escape and has no lone surrogate (no allocation)."""
     for c in s:
-        if c in _ESC:
-            out.append(_ESC[c])
-        elif c < " ":
-            out.append("\\u%04x" % ord(c))
-        elif "\ud7ff" < c < "\ue000":
-            out.append("\ufffd")
-        else:
-            out.append(c)
+        if c < " " or c == '"' or c == "\\" or "\ud7ff" < c < "\ue000":
+            return False
+    return True
+
+
+def _string(out, s):
     out.append('"')
+    if _plain(s):
+        out.append(s)
+    else:
+        for c in s:
+            if c in _ESC:
+                out.append(_ESC[c])
+            elif c < " ":
+                out.append("\\u%04x" % ord(c))
+            elif "\ud7ff" < c < "\ue000":
+                # A lone surrogate (U+D800..U+DFFF, which a command's
+                # "\ud800" gives json.loads) has no UTF-8 form: CPython
+                # cannot encode it and MicroPython would send invalid UTF-8.
+                out.append("\ufffd")
+            else:
+                out.append(c)
+    out.append('"')
+
+
+def string(s):
+    """A JSON string. A lone surrogate is written as U+FFFD, the
+    replacement character, so the text always encodes."""
+    out = []
+    _string(out, s)
     return "".join(out)
 
 
-def dumps(v):
+def _put(out, v):
     if v is None:
-        return "null"
-    if v is True:
-        return "true"
-    if v is False:
-        return "false"
-    if isinstance(v, Raw):
-        return v.text
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):  # not expected; written to 3 decimals, never NaN
+        out.append("null")
+    elif v is True:
+        out.append("true")
+    elif v is False:
+        out.append("false")
+    elif isinstance(v, Raw):
+        out.append(v.text)
+    elif isinstance(v, int):
+        out.append(str(v))
+    elif isinstance(v, float):  # not expected; written to 3 decimals, never NaN
         if v != v or v in (float("inf"), float("-inf")):
-            return "null"
-        return dec(int(round(v * 1000)), 1000).text
-    if isinstance(v, str):
-        return string(v)
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join([dumps(x) for x in v]) + "]"
-    raise TypeError("jsonw: cannot write %s" % type(v).__name__)
+            out.append("null")
+        else:
+            out.append(dec(int(round(v * 1000)), 1000).text)
+    elif isinstance(v, str):
+        _string(out, v)
+    elif isinstance(v, (list, tuple)):
+        out.append("[")
+        sep = False
+        for x in v:
+            if sep:
+                out.append(", ")
+            sep = True
+            _put(out, x)
+        out.append("]")
+    else:
+        raise TypeError("jsonw: cannot write %s" % type(v).__name__)
+
+
+def dumps(v):
+    out = []
+    _put(out, v)
+    return "".join(out)
 
 
 def obj(pairs):
     """A JSON object from (key, value) pairs, in that order."""
-    return Raw("{" + ", ".join([string(k) + ": " + dumps(v) for k, v in pairs]) + "}")
+    out = ["{"]
+    sep = False
+    for k, v in pairs:
+        if sep:
+            out.append(', "')
+        else:
+            out.append('"')
+        sep = True
+        out.append(k)
+        out.append('": ')
+        _put(out, v)
+    out.append("}")
+    return Raw("".join(out))

@@ -1,9 +1,10 @@
 """The backend link over MQTT: what the network thread runs (docs/mqtt.md).
 
 The control thread runs App.tick every 10 ms and never touches the network;
-this thread runs `Link.run()` and never touches the charger, except through
-the App's Bus (commands in, replies out, acknowledged journal records) and by
-reading the App's outputs for the status. Every call into the MQTT client
+this thread runs `Link.run()` and never touches the charger: it holds only
+the App's Bus (evse/bus.py: the status snapshot the control thread writes
+after every step, commands in, replies out, acknowledged journal records)
+and the journal, whose immutable `live` tuple it reads. Every call into the MQTT client
 may block, but never for longer than SOCK_TIMEOUT_S: connect() gets that
 timeout, and the client's wait_msg sets it again where umqtt.simple's
 would switch the socket to blocking without one (`client_class`). A broker
@@ -33,6 +34,7 @@ from micropython import const
 
 from evse import hass
 from evse import payloads as PL
+from evse.bus import KEY_N, N_FIELDS, S_CONTACTOR, fields
 from evse.charger import FAULTS
 from evse.commands import command_id
 from evse.ticks import sleep_ms, ticks_add, ticks_diff, ticks_ms
@@ -128,6 +130,10 @@ def client_class(base):
     class Client(base):
         timeout = SOCK_TIMEOUT_S
 
+        def __init__(self, *args, **kw):
+            super().__init__(*args, **kw)
+            self._b1 = bytearray(1)  # a packet's first byte, read without allocating
+
         def _bound(self):
             ssl = self.ssl
             s = ssl.raw if isinstance(ssl, _TLS) and ssl.raw is not None else self.sock
@@ -148,24 +154,37 @@ def client_class(base):
                     raise OSError(110)  # ETIMEDOUT: the packet is too slow
                 sleep_ms(_POLL_MS)
 
+        def _byte(self):
+            """One byte, before the packet's deadline (without allocating)."""
+            b1 = self._b1
+            while True:
+                n = self.sock.readinto(b1)
+                if n:
+                    return b1[0]
+                if n is not None:
+                    raise OSError(-1)  # 0: the broker closed mid-packet
+                if ticks_diff(self._deadline, ticks_ms()) <= 0:
+                    raise OSError(110)  # ETIMEDOUT: the packet is too slow
+                sleep_ms(_POLL_MS)
+
         def _length(self):
             """The fixed header's Remaining Length (1 to 4 bytes, 7 bits each)."""
             n = 0
             for shift in (0, 7, 14, 21):
-                b = self._take(1)[0]
+                b = self._byte()
                 n |= (b & 0x7F) << shift
                 if not b & 0x80:
                     return n
             raise OSError(-1)  # malformed: a fifth length byte
 
         def wait_msg(self):
-            head = self.sock.read(1)
+            got = self.sock.readinto(self._b1)
             self._bound()
-            if head is None:
+            if got is None:
                 return None  # non-blocking and nothing waiting
-            if not head:
+            if not got:
                 raise OSError(-1)  # the broker closed the connection
-            kind = head[0]
+            kind = self._b1[0]
             self._deadline = ticks_add(ticks_ms(), int(self.timeout * 1000))
             self.sock.setblocking(False)  # the rest against the deadline
             try:
@@ -214,10 +233,12 @@ def _no_log(text):
 
 class Link:
     def __init__(self, app, cfg, device_id, mqtt=None, ssl=None, rand=None, log=None,
-                 sync_time=None, net_ready=None, timeout_s=SOCK_TIMEOUT_S):
+                 sync_time=None, net_ready=None, timeout_s=SOCK_TIMEOUT_S, defer_tls=True):
         if app.bus is None or app.journal is None:
             raise ValueError("Link: the App must be made with backend=True")
-        self.app = app
+        # All this thread ever holds of the App (the seam, evse/bus.py):
+        self.bus = app.bus
+        self.journal = app.journal
         self.cfg = cfg
         self.device_id = device_id
         self.topics = PL.Topics(cfg["mqtt_prefix"], device_id)
@@ -229,7 +250,14 @@ class Link:
         self.sync_time = sync_time
         self.net_ready = net_ready
         self.timeout_s = timeout_s
+        # A TLS handshake computes its key exchange with the interpreter
+        # held (on the ESP32 for longer than the 100 ms the contactor has to
+        # open): with TLS, no (re)connect while the contactor is closed,
+        # unless the board opens it in hardware (defer_tls False).
+        self.defer_tls = defer_tls and ssl is not None
+        self.deferred = 0  # connect attempts put off for the contactor
         self.client = None
+        self.alive = ticks_ms()  # the thread's last sign of life (hw/watchdog.py)
         self._cls = None  # client_class(self.mqtt.MQTTClient)
         self.stopped = False
         self.failures = 0  # failed attempts (or lost links) in a row
@@ -239,8 +267,9 @@ class Link:
         self._sent = {}  # seq -> True: PUBACKed, the App not yet told or not done
         self._acks = []  # seqs PUBACKed that did not fit into the Bus yet
         self._own = []  # error replies made here (undecodable commands, busy)
-        self._status_key = None
-        self._status_at = None
+        self._snap = fields()  # the snapshot as read this step
+        self._shown = fields()  # ... and as the last status published it
+        self._status_at = None  # None: publish the status at the next step
         self._tele_at = None
         self._rx_at = 0
         self._tx_at = 0
@@ -250,6 +279,7 @@ class Link:
     def run(self, sleep_ms, stop=None):
         """The network thread: step until stopped."""
         while not self.stopped and (stop is None or not stop()):
+            self.alive = ticks_ms()
             w = self.step()
             if w > 0:
                 sleep_ms(w)
@@ -264,6 +294,11 @@ class Link:
             wait = ticks_diff(self.next_try, ticks_ms())
             if wait > 0:
                 return wait if wait < IDLE_MS else IDLE_MS
+            if self.defer_tls and self.bus.snap.v[S_CONTACTOR]:
+                if not self.deferred:
+                    self.log("mqtt: TLS connect deferred while the contactor is closed")
+                self.deferred += 1
+                return IDLE_MS
             self._connect()
             return 0
         try:
@@ -328,6 +363,7 @@ class Link:
             c.set_callback(self._on_msg)
             c.set_last_will(t.online.encode(), b"offline", True, 1)
             c.connect(True, self.timeout_s)
+            self.alive = ticks_ms()
             c.publish(t.online.encode(), b"online", True, 1)
             c.subscribe(self._cmd_topic, 0)
             if cfg["mqtt_ha_discovery"]:
@@ -344,11 +380,12 @@ class Link:
             return
         now = ticks_ms()
         self.client = c
+        self.deferred = 0
         self.failures = 0
         self.connects += 1
         self.last_error = None
         self._rx_at = self._tx_at = now
-        self._status_key = None  # publish the status now
+        self._status_at = None  # publish the status now
         self.log("mqtt: connected to %s:%d" % (cfg["mqtt_host"], port))
         if self.sync_time is not None and (
                 self._ntp_at is None or ticks_diff(now, self._ntp_at) >= NTP_EVERY_MS):
@@ -386,7 +423,7 @@ class Link:
         if topic != self._cmd_topic:
             return
         m, err = PL.decode_cmd(msg)
-        if err is None and self.app.bus.cmds.put(m):
+        if err is None and self.bus.cmds.put(m):
             return
         if err is None:
             err = "busy: too many commands, try again"
@@ -395,14 +432,13 @@ class Link:
 
     def _pub(self, c, topic, payload, retain=False, qos=0):
         c.publish(topic.encode(), payload.encode(), retain, qos)
-        self._tx_at = ticks_ms()
+        self._tx_at = self.alive = ticks_ms()
         if qos:
             self._rx_at = self._tx_at
 
     def _service(self):
         c = self.client
-        app = self.app
-        bus = app.bus
+        bus = self.bus
         t = self.topics
         for _ in range(CMDS_PER_STEP):
             op = c.check_msg()  # non-blocking first byte, then bounded (client_class)
@@ -416,8 +452,8 @@ class Link:
             if r is None:
                 break
             self._pub(c, t.reply, PL.reply(r))
-        self._journal(c, app.journal, bus)
-        self._status(c, app)
+        self._journal(c, self.journal, bus)
+        self._status(c, bus.snap)
         now = ticks_ms()
         half = self.cfg["mqtt_keepalive_s"] * 500
         if ticks_diff(now, self._rx_at) >= half or ticks_diff(now, self._tx_at) >= half:
@@ -446,34 +482,30 @@ class Link:
                 self._acks.append(seq)
             n += 1
 
-    def _status(self, c, app):
-        out = app.out
+    def _status(self, c, snap):
+        cur = self._snap
+        if not snap.read(cur):
+            return  # overlapped the control thread's writes: the next step
         now = ticks_ms()
-        lim = app.charger.limits()
-        key = (out.state, out.duty, out.offer_ma, out.contactor, out.faults, out.session,
-               lim[0], lim[1], lim[2], lim[4], lim[5], lim[6], lim[7])
+        shown = self._shown
         since = None if self._status_at is None else ticks_diff(now, self._status_at)
-        if (since is None or since >= self.cfg["mqtt_status_s"] * 1000
-                or (key != self._status_key and since >= STATUS_MIN_MS)):
-            j = app.journal
-            self._pub(c, self.topics.status, PL.status(
-                out, app.inp.ev_ma, app.energy_wh, lim, PL.codes(out.faults, FAULTS),
-                app.uptime_s, app.boot, VERSION,
-                (len(j.live), j.dropped_events + j.dropped_sessions,
-                 j.errors + app.flash_errors + app.report_errors)), retain=True)
-            self._status_key = key
+        due = since is None or since >= self.cfg["mqtt_status_s"] * 1000
+        if not due and since >= STATUS_MIN_MS:
+            for i in range(KEY_N):
+                if cur[i] != shown[i]:
+                    due = True
+                    break
+        if due:
+            self._pub(c, self.topics.status, PL.status(cur, FAULTS, VERSION), retain=True)
+            for i in range(N_FIELDS):
+                shown[i] = cur[i]
             self._status_at = now
-        connected = out.session is not None or out.state[0] in "BCD"
-        if connected and (self._tele_at is None or ticks_diff(
-                now, self._tele_at) >= self.cfg["mqtt_telemetry_s"] * 1000):
-            m = app.meter
-            self._pub(c, self.topics.telemetry, PL.telemetry(
-                out.session, out.state, getattr(m, "phase_mv", None),
-                getattr(m, "phase_ma", None), getattr(m, "power_w", None),
-                getattr(m, "energy_wh", None) if m is not None and m.ok else None,
-                app.inp.ev_ma, app.inp.temp_dc, app.energy_wh))
-            self._tele_at = now
-        elif not connected:
+        if PL.connected(cur):
+            if self._tele_at is None or ticks_diff(
+                    now, self._tele_at) >= self.cfg["mqtt_telemetry_s"] * 1000:
+                self._pub(c, self.topics.telemetry, PL.telemetry(cur))
+                self._tele_at = now
+        else:
             self._tele_at = None
 
     def _ping(self, c):

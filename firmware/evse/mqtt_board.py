@@ -84,10 +84,12 @@ def boot_reason():
     }.get(machine.reset_cause(), "unknown")
 
 
-def make_link(app, cfg, log=print):
+def make_link(app, cfg, log=print, defer_tls=True):
+    """The Link (evse/link.py); with TLS, `defer_tls` (the board has no
+    hardware CP interlock) puts off connects while the contactor is closed."""
     if cfg["mqtt_host"] is None:
         return None
     from evse.link import Link
 
     return Link(app, cfg, cfg["mqtt_device_id"] or device_id(), ssl=ssl_context(cfg),
-                log=log, sync_time=sync_time, net_ready=net_ready)
+                log=log, sync_time=sync_time, net_ready=net_ready, defer_tls=defer_tls)

@@ -4,6 +4,7 @@ the same values give the same bytes under CPython and MicroPython.
 """
 import json
 
+from evse import bus as B
 from evse.jsonw import dec, obj
 
 MAX_CMD_BYTES = 512  # larger command payloads are refused unread
@@ -92,43 +93,59 @@ def reply(r):
     return obj(pairs).text
 
 
-def status(out, ev_ma, energy_wh, limits, faults, uptime_s, boot, version, journal):
-    """The charger's status (topic .../status, retained). `out`: the
-    charger's Outputs; `limits`: Charger.limits(); `faults`: active codes;
-    `journal`: (records waiting, dropped since boot, failed writes)."""
-    mx, cable, backend, left, fallback, paused, derate, meter_fb = limits
+def _v(x):
+    """A snapshot field as a JSON value: NONE is null."""
+    return None if x == B.NONE else x
+
+
+def status(s, faults_table, version):
+    """The charger's status (topic .../status, retained) from the fields of
+    a status snapshot `s` (evse.bus); `faults_table`: charger.FAULTS, for
+    the fault codes."""
+    err = s[B.S_ERROR]
+    flags = s[B.S_FLAGS]
+    left = _v(s[B.S_LEFT])
     return obj((
-        ("state", out.state), ("duty", dec(out.duty, 100)), ("offer_a", dec(out.offer_ma, 1000)),
-        ("contactor", out.contactor), ("error", out.error), ("session", out.session),
-        ("energy_wh", energy_wh), ("ev_a", amps(ev_ma)),
+        ("state", B.STATES[s[B.S_STATE]]), ("duty", dec(s[B.S_DUTY], 100)),
+        ("offer_a", dec(s[B.S_OFFER], 1000)), ("contactor", s[B.S_CONTACTOR] == 1),
+        ("error", faults_table[err - 1][1] if err else None),
+        ("session", _v(s[B.S_SESSION])),
+        ("energy_wh", s[B.S_ENERGY]), ("ev_a", amps(_v(s[B.S_EV]))),
         ("limits", obj((
-            ("max_a", dec(mx, 1000)), ("cable_a", dec(cable, 1000)),
-            ("backend_a", dec(backend, 1000)),
+            ("max_a", dec(s[B.S_MAX], 1000)), ("cable_a", dec(s[B.S_CABLE], 1000)),
+            ("backend_a", dec(_v(s[B.S_BACKEND]), 1000)),
             ("backend_ttl_s", None if left is None else (left + 999) // 1000),
-            ("fallback_a", dec(fallback, 1000)), ("paused", paused), ("derate", derate),
-            ("meter_fallback", meter_fb),
+            ("fallback_a", dec(s[B.S_FALLBACK], 1000)),
+            ("paused", bool(flags & B.F_PAUSED)), ("derate", bool(flags & B.F_DERATE)),
+            ("meter_fallback", bool(flags & B.F_METER_FB)),
         ))),
-        ("faults", faults), ("uptime_s", uptime_s), ("boot", boot), ("fw", version),
-        ("journal", obj((("pending", journal[0]), ("dropped", journal[1]),
-                         ("errors", journal[2])))),
+        ("faults", codes(s[B.S_FAULTS], faults_table)), ("uptime_s", s[B.S_UPTIME]),
+        ("boot", s[B.S_BOOT]), ("fw", version),
+        ("journal", obj((("pending", s[B.S_PENDING]), ("dropped", s[B.S_DROPPED]),
+                         ("errors", s[B.S_ERRORS])))),
     )).text
 
 
-def _list3(vals, scale):
-    if vals is None:
-        return [None, None, None]
-    return [dec(v, scale) if v is not None else None for v in vals]
+def connected(s):
+    """A vehicle is connected (B, C or D) or a session is under way."""
+    return s[B.S_SESSION] != B.NONE or 1 <= s[B.S_STATE] <= 6
 
 
-def telemetry(session, state, phase_mv, phase_ma, power_w, meter_wh, ev_ma, temp_dc, energy_wh):
-    """Measurements (topic .../telemetry): per-phase V and A (null for a
-    phase the meter does not have), power, the meter's energy register,
-    the largest phase current, the enclosure temperature."""
+def _list3(s, i, scale):
+    return [dec(_v(s[i + k]), scale) for k in range(3)]
+
+
+def telemetry(s):
+    """Measurements (topic .../telemetry) from a status snapshot `s`:
+    per-phase V and A (null for a phase the meter does not have), power,
+    the meter's energy register, the largest phase current, the enclosure
+    temperature."""
     return obj((
-        ("session", session), ("state", state),
-        ("voltage_v", _list3(phase_mv, 1000)), ("current_a", _list3(phase_ma, 1000)),
-        ("power_w", power_w), ("meter_wh", meter_wh), ("ev_a", amps(ev_ma)),
-        ("temp_c", dec(temp_dc, 10)), ("energy_wh", energy_wh),
+        ("session", _v(s[B.S_SESSION])), ("state", B.STATES[s[B.S_STATE]]),
+        ("voltage_v", _list3(s, B.S_V1, 1000)), ("current_a", _list3(s, B.S_A1, 1000)),
+        ("power_w", _v(s[B.S_POWER])), ("meter_wh", _v(s[B.S_METER_WH])),
+        ("ev_a", amps(_v(s[B.S_EV]))), ("temp_c", dec(_v(s[B.S_TEMP]), 10)),
+        ("energy_wh", s[B.S_ENERGY]),
     )).text
 
 

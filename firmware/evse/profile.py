@@ -263,7 +263,7 @@ def validate(d):
         raise ProfileError("profile: must be a JSON object")
     d = _copy(d)
     top = _TEXT + ("port", "adc_vref_mv", "cp", "contactor", "mirror", "rcd", "pe", "pp",
-                   "temp", "led", "button", "rs485")
+                   "temp", "led", "button", "rs485", "cp_interlock")
     _obj("profile", d, top, ("name", "port", "cp", "contactor"))
     for k in _TEXT:
         if k in d and not isinstance(d[k], str):
@@ -286,6 +286,11 @@ def validate(d):
 
     for key in ("mirror", "led", "button", "pp", "temp", "rcd", "pe", "rs485"):
         d.setdefault(key, None)
+    # cp_interlock: the board opens the contactor in hardware when the CP
+    # leaves state C/D (a comparator in the coil's supply), whatever the MCU
+    # does: then a TLS handshake may hold the interpreter while charging.
+    if not isinstance(d.setdefault("cp_interlock", False), bool):
+        _fail("cp_interlock", "must be true or false")
     if d["mirror"] is not None:
         _input("mirror", d["mirror"], pins)
     if d["led"] is not None:

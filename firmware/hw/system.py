@@ -1,13 +1,26 @@
-"""Build the charger on the hardware, and run the control loop.
+"""Build the charger on the hardware, and run it: the board's runtime.
 
-main.py calls `build(...)` once, then `run(ctx)`. This is the seam for the
-runtime of the MQTT issue: `build` makes everything (profile, configuration,
-board adapter, application, watchdog supervisor) and starts nothing; `run`
-is the simple scheduler used until then: one control step every 10 ms, the
-supervisor polled after each step, the WDT started with the loop. A runtime
-that runs the network side by side replaces `run` and keeps the contract:
-call `ctx.step(now)` every TICK_MS, and poll `ctx.supervisor` from its own
-task so that a stalled control step stops the feeding.
+main.py calls `build(...)` once (profile, configuration, board adapter,
+meter, application; nothing starts), `start_network(ctx)` (Wi-Fi and the
+MQTT link, or None without a broker), then `run_all(ctx, link)`:
+
+    control thread  `run`: App.tick every TICK_MS on deadlines (ticks_add);
+                    reads the board, steps the charger, drives the outputs,
+                    writes the journal; the WDT fed after each completed
+                    step, under the policy of hw/watchdog.py; never touches
+                    a socket.
+    network thread  Link.run (evse/link.py): the MQTT client, every socket
+                    call bounded; may block for seconds, which the control
+                    thread does not notice.
+
+On the Pico W (RP2040) the main thread runs on core 0 and `_thread` starts
+the second on core 1: the network (cyw43 and lwIP belong to core 0) stays
+in the main thread and the control loop gets core 1 to itself. On the
+ESP32 both threads share the GIL on one core; a thread waiting in a socket
+call has released the GIL, so the control thread runs on time. They share
+only the App's Bus (evse/bus.py: the status snapshot, lock-free rings) and
+the journal's immutable `live` tuple; all flash I/O is in the control
+thread (MicroPython's VFS is not thread-safe).
 """
 from micropython import const
 
@@ -17,7 +30,7 @@ from evse import meter as evmeter
 from evse.app import App
 from evse.hw_uart import open_meter_uart
 from hw.board import Board
-from hw.watchdog import WDT_TIMEOUT_MS, Supervisor
+from hw.watchdog import NET_STALL_MS, REASONS, WDT_TIMEOUT_MS, Supervisor
 
 TICK_MS = const(10)
 CONTROL_STACK = const(8192)  # the control thread's stack, when the network runs beside it
@@ -45,18 +58,17 @@ class Context:
         self._shown_contactor = None
         self._shown_duty = -1
 
-    def start_watchdog(self):
+    def start_watchdog(self, net_stall_ms=NET_STALL_MS):
         """Start machine.WDT (it cannot be stopped again) and its supervisor."""
         self.wdt = self.machine.WDT(timeout=WDT_TIMEOUT_MS)
-        self.supervisor = Supervisor(self.wdt, self.clock.ticks_diff)
+        self.supervisor = Supervisor(self.wdt, self.clock.ticks_diff, self.clock.ticks_ms(),
+                                     net_stall_ms)
         return self.supervisor
 
     def step(self, now):
-        """One control step; stamps the supervisor when it completed."""
+        """One control step."""
         out = self.app.tick(now)
         self.ticks += 1
-        if self.supervisor is not None:
-            self.supervisor.stamp(now)
         return out
 
     def status_line(self):
@@ -143,36 +155,61 @@ def start_network(ctx, root="", out=print):
     if isinstance(pw, str) and pw and cfg["mqtt_password"] is None:
         cfg = dict(cfg)
         cfg["mqtt_password"] = pw
-    return mqtt_board.make_link(ctx.app, cfg, log=out)
+    return mqtt_board.make_link(ctx.app, cfg, log=out,
+                                defer_tls=not ctx.profile.d["cp_interlock"])
 
 
-def run_all(ctx, link, max_ticks=None, healthy=None, out=print):
-    """Without a link: `run` here. With one: `run` (the control loop, the
-    supervisor, the watchdog) in a second thread and the network in this one
-    (evse/runtime.py says why: on the Pico W the Wi-Fi stack belongs to the
-    main thread's core). A control thread that dies leaves the watchdog
-    unfed: safe state, then the reset comes within WDT_TIMEOUT_MS; its
-    exception is raised here so main.py records it."""
+def run_all(ctx, link, max_ticks=None, healthy=None, out=print, net_stall_ms=NET_STALL_MS,
+            stop=None):
+    """Without a link: `run` here. With one: `run` in a second thread and
+    the network (`link.run`) in this one. The control thread starts first
+    and owns the WDT; the network thread is watched by its supervisor
+    (hw/watchdog.py). A network thread that ends on an exception is
+    reported and left dead: the supervisor lets the board reset once the
+    contactor is open. A control thread that dies leaves the WDT unfed:
+    safe state, then the reset within WDT_TIMEOUT_MS; its exception is
+    raised here so main.py records it. Returns the number of control steps
+    (with max_ticks, or when `stop()` says so: tests)."""
     if link is None:
-        return run(ctx, max_ticks=max_ticks, healthy=healthy, out=out)
+        return run(ctx, max_ticks=max_ticks, healthy=healthy, out=out,
+                   net_stall_ms=net_stall_ms, stop=stop)
     import _thread
 
     died = []
+    done = []
+    started = []
 
     def control():
         try:
-            run(ctx, healthy=healthy, out=out)
+            run(ctx, max_ticks=max_ticks, healthy=healthy, out=out, net_stall_ms=net_stall_ms,
+                started=started, stop=stop)
         except BaseException as e:  # noqa: recorded by the main thread
             ctx.board.safe()
             died.append(e)
+        done.append(True)
 
     try:
         _thread.stack_size(CONTROL_STACK)
     except (AttributeError, ValueError):
         pass
     _thread.start_new_thread(control, ())
-    link.run(ctx.clock.sleep_ms, lambda: ctx.app.reboot_requested or bool(died))
+    sleep = ctx.clock.sleep_ms
+    while not started and not done:
+        sleep(1)
+    if started:
+        started[0].watch(link)
+    app = ctx.app
+    try:
+        link.run(sleep, lambda: app.reboot_requested or bool(done))
+    except Exception as e:  # a bug in the network thread: charging goes on
+        if started:
+            started[0].net_dead = True
+        out("network thread died: %r" % e)
+        while not done:
+            sleep(100)
     link.close()
+    while not done:
+        sleep(1)
     if died:
         raise died[0]
     return ctx.ticks
@@ -192,37 +229,48 @@ def build_meter(machine, prof, cfg):
     return evmeter.from_config(cfg, transport)
 
 
-def run(ctx, max_ticks=None, healthy=None, out=print):
-    """The control loop: a step every TICK_MS, the supervisor after each.
+def run(ctx, max_ticks=None, healthy=None, out=print, net_stall_ms=NET_STALL_MS,
+        started=None, stop=None):
+    """The control loop: a step every TICK_MS, the WDT fed after each one
+    by its supervisor (hw/watchdog.py). Once the supervisor stops feeding,
+    the board stays in its safe state until the WDT resets it.
 
-    `healthy()` is called once after HEALTHY_AFTER_MS of running. Returns
-    only with max_ticks (tests) or raises.
+    `healthy()` is called once after HEALTHY_AFTER_MS of running;
+    `started` (a list) gets the supervisor. Returns only with max_ticks
+    or `stop()` (tests), or raises.
     """
     c = ctx.clock
-    sup = ctx.start_watchdog()
+    sup = ctx.start_watchdog(net_stall_ms)
+    if started is not None:
+        started.append(sup)
     board = ctx.board
     app = ctx.app
     start = c.ticks_ms()
     nxt = start
     n = 0
-    while max_ticks is None or n < max_ticks:
+    while (max_ticks is None or n < max_ticks) and (stop is None or not stop()):
         n += 1
         now = c.ticks_ms()
-        ctx.step(now)
-        sup.poll(now)
-        if board.take_button():
-            out("button: %s" % app.command({"cmd": "reset_error", "id": "button"}, now))
-        if app.reboot_requested:
-            out("reboot requested")
+        if sup.reason:  # feeding has stopped: safe, until the reset
             board.safe()
-            c.sleep_ms(200)
-            ctx.machine.reset()
-        line = ctx.status_line()
-        if line is not None:
-            out(line)
-        if healthy is not None and c.ticks_diff(now, start) >= HEALTHY_AFTER_MS:
-            healthy()
-            healthy = None
+        else:
+            o = ctx.step(now)
+            if not sup.check(now, o.contactor):
+                board.safe()
+                out("watchdog: %s; contactor open: the board resets" % REASONS[sup.reason])
+            if board.take_button():
+                out("button: %s" % app.command({"cmd": "reset_error", "id": "button"}, now))
+            if app.reboot_requested:
+                out("reboot requested")
+                board.safe()
+                c.sleep_ms(200)
+                ctx.machine.reset()
+            line = ctx.status_line()
+            if line is not None:
+                out(line)
+            if healthy is not None and c.ticks_diff(now, start) >= HEALTHY_AFTER_MS:
+                healthy()
+                healthy = None
         nxt = c.ticks_add(nxt, TICK_MS)
         wait = c.ticks_diff(nxt, c.ticks_ms())
         if wait > 0:

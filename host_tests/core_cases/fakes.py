@@ -163,6 +163,14 @@ class FakeSock:
         self.rx = self.rx[n:]
         return out
 
+    def readinto(self, buf, n=None):
+        got = self.read(len(buf) if n is None else n)
+        if got is None:
+            return None
+        for i in range(len(got)):
+            buf[i] = got[i]
+        return len(got)
+
     def write(self, buf, n=None):
         return len(buf)
 

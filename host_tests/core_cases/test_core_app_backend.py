@@ -4,6 +4,7 @@ reboot gets its record at the next boot, commands come through the Bus,
 set_config only when enabled."""
 import json
 
+from evse import bus as B
 from evse import config
 
 from fakes import Clock, Rig, read, write
@@ -200,10 +201,10 @@ def test_limit_with_ttl_after_a_reboot_never_exceeds_the_fallback():
     rig2 = Rig(flash=rig.flash, cfg={"fallback_current_a": 6})
     rig2.charge(1000)
     assert rig2.app.out.offer_ma == 6000
-    lim = rig2.app.charger.limits()
-    assert lim[2] == 6000 and 50000 <= lim[3] <= 60000, lim
+    v = rig2.app.bus.snap.v  # the status snapshot the network thread reads
+    assert v[B.S_BACKEND] == 6000 and 50000 <= v[B.S_LEFT] <= 60000, list(v)
     rig2.run(62000)
-    assert rig2.app.out.offer_ma == 6000 and rig2.app.charger.limits()[3] is None
+    assert rig2.app.out.offer_ma == 6000 and v[B.S_LEFT] == B.NONE
 
 
 def test_a_malformed_backend_state_is_ignored():

@@ -29,6 +29,19 @@ def test_minimal_profile_fills_defaults():
     assert p.d["cp"]["invert"] is False
     assert p.d["rcd"] is None and p.d["pe"] is None and p.d["mirror"] is None
     assert p.d["cp"]["divider"]["vref_mv"] == 3300
+    assert p.d["cp_interlock"] is False  # no hardware interlock unless declared
+
+
+def test_cp_interlock_is_a_boolean():
+    d = _base()
+    d["cp_interlock"] = True
+    assert bp.validate(d).d["cp_interlock"] is True
+    d["cp_interlock"] = 1
+    try:
+        bp.validate(d)
+        assert False
+    except bp.ProfileError as e:
+        assert "cp_interlock" in str(e)
 
 
 def test_errors_name_the_key():

@@ -4,7 +4,7 @@ Runs under CPython and MicroPython (runner.py)."""
 from evse import profile as bp
 from hw.cp import CpSampler
 from hw.temp import FAULT_DC, LinearSensor, NtcTable
-from hw.watchdog import Supervisor
+from hw.watchdog import NET_DEAD, NET_STUCK, OK, Supervisor
 
 
 def _prof():
@@ -129,34 +129,88 @@ def _diff(a, b):
     return a - b
 
 
-def test_supervisor_feeds_only_when_control_step_on_time():
-    w = FakeWdt()
-    s = Supervisor(w, _diff, max_age_ms=500)
-    assert not s.poll(0)  # nothing stamped yet: no feed
-    assert w.feeds == 0
-    s.stamp(1000)
-    assert s.poll(1010) and w.feeds == 1
-    assert s.poll(1500) and w.feeds == 2
-    assert not s.poll(1501)  # the step is late: withhold
-    assert w.feeds == 2 and s.withheld == 2
-    s.stamp(1600)
-    assert s.poll(1605) and w.feeds == 3
+class _Net:
+    def __init__(self, alive):
+        self.alive = alive
 
 
-def test_supervisor_hang_stops_feeding_for_good():
+def test_supervisor_feeds_after_each_step_and_counts_late_steps():
     w = FakeWdt()
-    s = Supervisor(w, _diff, max_age_ms=500)
+    s = Supervisor(w, _diff, 0, net_stall_ms=1000)
     t = 0
-    for _ in range(100):  # healthy: a step every 10 ms
+    for _ in range(50):  # no network thread: every completed step feeds
         t += 10
-        s.stamp(t)
-        s.poll(t)
-    fed = w.feeds
-    for _ in range(300):  # the control step hangs; the poller keeps running
-        t += 10
-        s.poll(t)
-    assert w.feeds - fed == 50  # only while the last stamp was <= 500 ms old
+        assert s.check(t, False)
+    assert w.feeds == 50 and s.late == 0 and s.max_gap_ms == 10
+    t += 150  # one step 150 ms after the last: late (IEC 61851-1: 100 ms)
+    assert s.check(t, True)
+    t += 100  # 100 ms is on time
+    assert s.check(t, True)
+    assert (s.late, s.max_gap_ms, w.feeds) == (1, 150, 52)
     return w.feeds
+
+
+def test_a_stuck_network_thread_resets_only_with_the_contactor_open():
+    w = FakeWdt()
+    s = Supervisor(w, _diff, 0, net_stall_ms=1000)
+    net = _Net(0)
+    s.watch(net)
+    t = 0
+    while t < 5000:  # the network thread shows life every 400 ms
+        t += 10
+        if t % 400 == 0:
+            net.alive = t
+        assert s.check(t, False)
+    net.alive = t
+    fed = w.feeds
+    stuck = t  # from here on it shows none
+    while t < stuck + 1000:  # up to the limit: still fed
+        t += 10
+        assert s.check(t, True)
+    for _ in range(500):  # beyond it, charging: the reset waits (5 s here)
+        t += 10
+        assert s.check(t, True) and s.holding
+    assert w.feeds == fed + 100 + 500 and s.reason == OK
+    t += 10
+    assert not s.check(t, False)  # the contactor is open: stop feeding
+    assert s.reason == NET_STUCK and w.feeds == fed + 600
+    net.alive = t  # too late: feeding never starts again, the reset comes
+    for _ in range(10):
+        t += 10
+        assert not s.check(t, True)
+    assert w.feeds == fed + 600
+    return w.feeds
+
+
+def test_a_dead_network_thread_resets_once_the_contactor_is_open():
+    w = FakeWdt()
+    s = Supervisor(w, _diff, 0)
+    net = _Net(0)
+    s.watch(net)
+    s.net_dead = True
+    assert s.check(10, True) and s.holding  # charging: fed
+    assert not s.check(20, False) and s.reason == NET_DEAD and w.feeds == 1
+    # without a network thread to watch, a dead flag alone still counts
+    s2 = Supervisor(FakeWdt(), _diff, 0)
+    s2.net_dead = True
+    assert not s2.check(10, False)
+
+
+def test_supervisor_ticks_wrap():
+    """ticks_ms wraps at 2**30 on the boards: the stall is measured with
+    ticks_diff, across the wrap."""
+    period = 1 << 30
+
+    def diff(a, b):
+        return ((a - b + (period >> 1)) % period) - (period >> 1)
+
+    w = FakeWdt()
+    start = period - 500
+    s = Supervisor(w, diff, start, net_stall_ms=1000)
+    net = _Net(start)
+    s.watch(net)
+    assert s.check((start + 900) % period, False)  # 900 ms later, across the wrap
+    assert not s.check((start + 1010) % period, False) and s.reason == NET_STUCK
 
 
 def test_ntc_table():

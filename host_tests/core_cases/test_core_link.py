@@ -4,6 +4,7 @@ answered, journal records published at QoS 1 and acknowledged, timeouts
 on every socket, credentials kept out of the log."""
 import json
 
+from evse import bus as B
 from evse import link as L
 
 from fakes import FakeMQTT, Rig
@@ -127,7 +128,7 @@ def test_commands_good_and_bad():
         assert replies[3] == {"id": "g", "ok": True}
         assert replies[4]["id"] == "t" and "amps" in replies[4]["error"]
         assert len(replies) == 5
-        assert rig.app.charger.limits()[2] == 10000
+        assert rig.app.bus.snap.v[B.S_BACKEND] == 10000
         # a flood: the Bus takes 8, the rest are answered "busy"
         mod.inbox = [(b"evse/dev1/cmd", b'{"cmd": "pause", "id": %d}' % i) for i in range(12)]
         link.step()
@@ -230,3 +231,89 @@ def test_a_user_without_a_password_sends_an_empty_one():
         assert mod.clients[0].args[3:5] == ("ch\u00e4rger".encode(), b"")
     finally:
         _restore()
+
+
+class _Poison:
+    """Stands for app.charger, app.meter and app.inp while the link runs:
+    any use of it raises."""
+
+    def __getattr__(self, name):
+        raise RuntimeError("the network thread read %s" % name)
+
+
+def test_the_link_reads_only_the_snapshot_the_bus_and_the_journal():
+    """The one seam between the threads: while the link steps, the charger,
+    the meter and the inputs are out of its reach (any read raises), and it
+    still publishes the status, the telemetry and the journal from the
+    snapshot the control thread wrote."""
+    t, rig, mod, link, logs = _setup({"max_current_a": 16})
+    app = rig.app
+    mine = (app.charger, app.meter, app.inp)
+    try:
+        rig.charge(3000)  # C2, 16 A, the meter answering
+        app.charger = app.meter = app.inp = _Poison()
+        link.step()
+        link.step()
+        assert link.client is not None and link.failures == 0, logs
+        st = json.loads(mod.pubs("/status")[-1][2])
+        assert st["state"] == "C2" and st["contactor"] is True and st["offer_a"] == 16.0, st
+        assert st["session"] == 1 and st["limits"]["max_a"] == 16.0, st
+        tel = json.loads(mod.pubs("/telemetry")[-1][2])
+        assert tel["state"] == "C2" and tel["session"] == 1, tel
+        assert mod.pubs("/event")  # the journal's boot event
+        assert not hasattr(link, "app")
+        # A write under way (the control thread between begin and end): the
+        # link keeps what it had and publishes nothing half-written.
+        app.charger, app.meter, app.inp = mine
+        rig.run(600, "A")  # unplugged
+        n = len(mod.pubs("/status"))
+        app.bus.snap.begin()
+        t.ms += 1000
+        link.step()
+        assert len(mod.pubs("/status")) == n
+        app.bus.snap.end()
+        link.step()
+        assert len(mod.pubs("/status")) == n + 1
+        assert json.loads(mod.pubs("/status")[-1][2])["state"] == "A"
+    finally:
+        app.charger, app.meter, app.inp = mine
+        _restore()
+
+
+class _Ctx:
+    """What the Link is given as `ssl`: an SSLContext's wrap_socket."""
+
+    def wrap_socket(self, sock, server_hostname=None):
+        return sock
+
+
+def test_tls_connects_wait_while_the_contactor_is_closed():
+    """A TLS handshake holds the interpreter for its key exchange: with TLS
+    the link does not (re)connect while the contactor is closed, unless the
+    board opens it in hardware; without TLS it connects at once."""
+    for tls, defer, connects_charging in ((True, True, False), (True, False, True),
+                                          (False, True, True)):
+        t = Time()
+        L.ticks_ms = t
+        try:
+            rig = Rig(cfg={"mqtt_tls": tls, "mqtt_ca": "ca.pem"} if tls else None)
+            rig.charge(2000)
+            assert rig.app.out.contactor
+            mod = FakeMQTT()
+            logs = []
+            link = L.Link(rig.app, rig.cfg, "dev1", mqtt=mod, ssl=_Ctx() if tls else None,
+                          rand=lambda n: 0, log=logs.append, defer_tls=defer)
+            for _ in range(5):
+                link.step()
+                t.ms += 300
+            assert (link.client is not None) == connects_charging, (tls, defer, logs)
+            if not connects_charging:
+                assert not mod.clients and link.deferred == 5
+                assert logs == ["mqtt: TLS connect deferred while the contactor is closed"]
+                rig.run(600, "B")  # the vehicle stops: the contactor opens
+                assert not rig.app.out.contactor
+                link.step()
+                assert link.client is not None and link.deferred == 0
+                assert isinstance(mod.clients[0].args[6], L._TLS)
+        finally:
+            _restore()

@@ -2,9 +2,10 @@
 exact JSON text, the same bytes on CPython and MicroPython."""
 import json
 
+from evse import bus as B
 from evse import hass, jsonw
 from evse import payloads as PL
-from evse.charger import FAULTS, Outputs
+from evse.charger import FAULTS
 
 
 def test_jsonw_decimals_order_and_escapes():
@@ -61,28 +62,54 @@ def test_event_and_reply():
         '{"id": null, "ok": false, "error": "malformed JSON"}')
 
 
+def _snap(**kw):
+    v = B.fields()
+    for k in kw:
+        v[getattr(B, "S_" + k.upper())] = kw[k]
+    return v
+
+
 def test_status_and_telemetry():
-    out = Outputs()
-    out.state, out.duty, out.offer_ma, out.contactor, out.session = "C2", 2666, 16000, True, 4
-    out.faults = FAULTS[9][0]
-    out.error = "meter"
-    lim = (32000, 20000, 16000, 4500, 6000, False, False, True)
-    t = PL.status(out, 15996, 1234, lim, PL.codes(out.faults, FAULTS), 3600, 7, "0.5.0",
-                  (2, 0, 1))
+    s = _snap(state=B.STATES.index("C2"), duty=2666, offer=16000, contactor=1,
+              error=10, faults=FAULTS[9][0], session=4, energy=1234, ev=15996,
+              max=32000, cable=20000, backend=16000, left=4500, fallback=6000,
+              flags=B.F_METER_FB, uptime=3600, boot=7, pending=2, dropped=0, errors=1)
+    assert FAULTS[9][1] == "meter"
+    t = PL.status(s, FAULTS, "0.5.0")
     d = json.loads(t)
     assert t.startswith('{"state": "C2", "duty": 26.66, "offer_a": 16.0, "contactor": true, '
                         '"error": "meter", "session": 4, "energy_wh": 1234, "ev_a": 16.0, '
                         '"limits": {"max_a": 32.0, "cable_a": 20.0, "backend_a": 16.0, '
                         '"backend_ttl_s": 5, '), t
+    assert d["limits"]["paused"] is False and d["limits"]["meter_fallback"] is True
     assert d["faults"] == ["meter"] and d["uptime_s"] == 3600 and d["fw"] == "0.5.0"
     assert d["journal"] == {"pending": 2, "dropped": 0, "errors": 1}
-    tel = PL.telemetry(4, "C2", [230100, 229000, None], [16000, 15990, None], 7360, 1001234,
-                       16000, 251, 1234)
+    idle = PL.status(_snap(state=0, duty=10000, session=B.NONE, ev=B.NONE, backend=B.NONE,
+                           left=B.NONE, flags=B.F_PAUSED), FAULTS, "0.5.0")
+    d = json.loads(idle)
+    assert (d["state"], d["error"], d["session"], d["ev_a"], d["faults"]) == (
+        "A", None, None, None, []), d
+    assert d["limits"]["backend_a"] is None and d["limits"]["backend_ttl_s"] is None
+    assert d["limits"]["paused"] is True and d["contactor"] is False and d["duty"] == 100
+    s[B.S_V1], s[B.S_V1 + 1], s[B.S_V1 + 2] = 230100, 229000, B.NONE
+    s[B.S_A1], s[B.S_A1 + 1], s[B.S_A1 + 2] = 16000, 15990, B.NONE
+    s[B.S_POWER], s[B.S_METER_WH], s[B.S_EV], s[B.S_TEMP] = 7360, 1001234, 16000, 251
+    tel = PL.telemetry(s)
     assert tel == ('{"session": 4, "state": "C2", "voltage_v": [230.1, 229.0, null], '
                    '"current_a": [16.0, 15.99, null], "power_w": 7360, "meter_wh": 1001234, '
                    '"ev_a": 16.0, "temp_c": 25.1, "energy_wh": 1234}'), tel
-    tel = PL.telemetry(None, "B1", None, None, None, None, None, None, 0)
-    assert json.loads(tel)["voltage_v"] == [None, None, None]
+    assert PL.connected(s)
+    b1 = _snap(state=B.STATES.index("B1"), session=B.NONE, ev=B.NONE, power=B.NONE,
+               meter_wh=B.NONE, temp=B.NONE, v1=B.NONE, a1=B.NONE)
+    for i in range(3):
+        b1[B.S_V1 + i] = b1[B.S_A1 + i] = B.NONE
+    tel = json.loads(PL.telemetry(b1))
+    assert tel["voltage_v"] == [None, None, None] and tel["temp_c"] is None
+    assert PL.connected(b1)
+    b1[B.S_STATE] = B.STATES.index("A")
+    assert not PL.connected(b1)
+    b1[B.S_STATE] = B.STATES.index("F")
+    assert not PL.connected(b1)
     return t
 
 
