@@ -29,6 +29,9 @@ from evse.meter import Meter
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "host_tests", "core_cases"))
 from busfake import frame, read_answer  # noqa: E402
+
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+from modbus_tools import describe  # noqa: E402
 TOOL = os.path.join(ROOT, "tools", "meter.py")
 PEER = os.path.join(ROOT, "host_tests", "modbus_peer.py")
 START_S = 10  # bound on every wait for a helper process
@@ -244,7 +247,7 @@ def _tool(*args):
 def test_every_profile_against_pymodbus(pymodbus_line, name):
     p = meter_maps.load(name)
     m, took = _read(pymodbus_line, name, UNITS[name])
-    assert m.last_good, (name, mb.describe(m.error))
+    assert m.last_good, (name, describe(m.error))
     mv, ma, w, wh = _expected(p, _image(p)[1])
     assert (m.phase_mv, m.phase_ma, m.power_w, m.energy_wh) == (mv, ma, w, wh)
     assert m.master.n_ok == len(m.blocks) and m.master.n_crc == m.master.n_frame == 0

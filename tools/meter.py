@@ -32,6 +32,7 @@ for _p in reversed((os.path.join(ROOT, "firmware"), os.path.join(ROOT, "tools", 
 from evse import meter as _meter  # noqa: E402
 from evse import meter_maps as _maps  # noqa: E402
 from evse import modbus as _modbus  # noqa: E402
+from modbus_tools import describe  # noqa: E402
 from evse.config_schema import METER_BAUDS  # noqa: E402
 from evse.meter import Meter  # noqa: E402
 from evse.ticks import ticks_ms  # noqa: E402
@@ -104,13 +105,13 @@ def failure(meter, args):
                 "rate and parity" % where)
     if isinstance(err, _modbus.ExceptionResponse):
         return ("meter.py: %s answered with %s: is %s the right profile?"
-                % (where, _modbus.describe(err), args.profile))
+                % (where, describe(err), args.profile))
     if isinstance(err, (_modbus.CrcError, _modbus.FrameError)):
         return ("meter.py: garbled answer from %s (%s): check baud rate, parity, wiring "
-                "and that only one device has this address" % (where, _modbus.describe(err)))
+                "and that only one device has this address" % (where, describe(err)))
     if err is None:
         return "meter.py: %s answered without an import energy value" % where
-    return "meter.py: reading %s failed: %s" % (where, _modbus.describe(err))
+    return "meter.py: reading %s failed: %s" % (where, describe(err))
 
 
 def list_profiles():

@@ -62,13 +62,13 @@ W = const(6)  # total active power, W (negative: export)
 WH = const(7)  # import active energy, Wh
 ROLES = 8
 
-DEFAULT_POLL_MS = const(1000)
-DEFAULT_FAIL_POLLS = const(3)
+_DEFAULT_POLL_MS = const(1000)
+_DEFAULT_FAIL_POLLS = const(3)
 
 
 class Meter:
     def __init__(self, profile, transport, unit=1, baud=9600, parity="N",
-                 fail_polls=DEFAULT_FAIL_POLLS, poll_ms=DEFAULT_POLL_MS,
+                 fail_polls=_DEFAULT_FAIL_POLLS, poll_ms=_DEFAULT_POLL_MS,
                  stop_bits=1, retries=_mb.DEFAULT_RETRIES,
                  turnaround_ms=_mb.DEFAULT_TURNAROUND_MS):
         if isinstance(profile, str):

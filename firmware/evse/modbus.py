@@ -44,14 +44,13 @@ from micropython import const
 
 from evse.ticks import ticks_add, ticks_diff
 
-FC_READ_HOLDING = const(0x03)
-FC_READ_INPUT = const(0x04)
-FC_WRITE_SINGLE = const(0x06)
-FC_WRITE_MULTIPLE = const(0x10)
+_FC_READ_HOLDING = const(0x03)
+_FC_READ_INPUT = const(0x04)
+_FC_WRITE_SINGLE = const(0x06)  # writes: tools/modbus_tools.py
+_FC_WRITE_MULTIPLE = const(0x10)
 
 MAX_ADU = const(256)  # the largest RTU frame (address + PDU 253 + CRC)
 MAX_READ = const(125)  # registers in one 0x03/0x04 read
-MAX_WRITE = const(123)  # registers in one 0x10 write
 
 # poll() results
 IDLE = const(0)
@@ -105,30 +104,6 @@ class ExceptionResponse(ModbusError):
 
 class TransportError(ModbusError):
     """The transport raised while sending or receiving."""
-
-
-EXCEPTION_NAMES = {
-    1: "illegal function", 2: "illegal data address", 3: "illegal data value",
-    4: "server device failure", 5: "acknowledge", 6: "server device busy",
-    8: "memory parity error", 10: "gateway path unavailable",
-    11: "gateway target device failed to respond",
-}
-
-
-def describe(err):
-    """One line about an error of a failed exchange (allocates: for tools and logs)."""
-    if isinstance(err, ExceptionResponse):
-        return "exception response %d (%s)" % (
-            err.code, EXCEPTION_NAMES.get(err.code, "unknown exception"))
-    if isinstance(err, NoResponse):
-        return "no response"
-    if isinstance(err, CrcError):
-        return "CRC error in the response"
-    if isinstance(err, FrameError):
-        return "malformed or incomplete response"
-    if isinstance(err, TransportError):
-        return "serial port error"
-    return "error" if err is None else str(err)
 
 
 # -------------------------------------------------------------------- CRC
@@ -200,41 +175,11 @@ def crc_ok(buf, n):
 # --------------------------------------------------------------- requests
 def build_read(buf, unit, fc, addr, qty):
     """A 0x03/0x04 request for `qty` registers from `addr`; returns its length (8)."""
-    if fc != FC_READ_HOLDING and fc != FC_READ_INPUT:
+    if fc != _FC_READ_HOLDING and fc != _FC_READ_INPUT:
         raise ValueError("read: function 0x03 or 0x04")
     if not 1 <= qty <= MAX_READ:
         raise ValueError("read: 1..125 registers")
     return _build4(buf, unit, fc, addr, qty)
-
-
-def build_write_single(buf, unit, addr, value):
-    """A 0x06 request writing `value` (0..0xFFFF) to register `addr`; length 8."""
-    if not 0 <= value <= 0xFFFF:
-        raise ValueError("write: value 0..0xFFFF")
-    return _build4(buf, unit, FC_WRITE_SINGLE, addr, value)
-
-
-def build_write_multiple(buf, unit, addr, values):
-    """A 0x10 request writing the registers in `values` from `addr`; returns
-    its length (9 + 2 * len(values))."""
-    n = len(values)
-    if not 1 <= n <= MAX_WRITE:
-        raise ValueError("write: 1..123 registers")
-    _check_unit_addr(unit, addr)
-    buf[0] = unit
-    buf[1] = FC_WRITE_MULTIPLE
-    buf[2] = addr >> 8
-    buf[3] = addr & 0xFF
-    buf[4] = 0
-    buf[5] = n
-    buf[6] = 2 * n
-    for i in range(n):
-        v = values[i]
-        if not 0 <= v <= 0xFFFF:
-            raise ValueError("write: value 0..0xFFFF")
-        buf[7 + 2 * i] = v >> 8
-        buf[8 + 2 * i] = v & 0xFF
-    return put_crc(buf, 7 + 2 * n)
 
 
 def _check_unit_addr(unit, addr):
@@ -258,7 +203,7 @@ def _build4(buf, unit, fc, a, b):
 # -------------------------------------------------------------- responses
 def response_length(fc, qty):
     """Length of the answer to a request of function fc (qty: registers read)."""
-    if fc == FC_READ_HOLDING or fc == FC_READ_INPUT:
+    if fc == _FC_READ_HOLDING or fc == _FC_READ_INPUT:
         return 5 + 2 * qty
     return 8
 
@@ -274,12 +219,12 @@ def frame_length(buf, n):
         return R_FRAME
     if fc & 0x80:  # exception response: function | 0x80, code, CRC
         return 5
-    if fc == FC_READ_HOLDING or fc == FC_READ_INPUT or fc == 1 or fc == 2:
+    if fc == _FC_READ_HOLDING or fc == _FC_READ_INPUT or fc == 1 or fc == 2:
         bc = buf[2]
         if bc == 0:
             return R_FRAME
         return 5 + bc
-    if fc == FC_WRITE_SINGLE or fc == FC_WRITE_MULTIPLE or fc == 5 or fc == 15:
+    if fc == _FC_WRITE_SINGLE or fc == _FC_WRITE_MULTIPLE or fc == 5 or fc == 15:
         return 8
     return R_FRAME
 
@@ -312,14 +257,10 @@ def check_response(buf, n, req):
         return R_EXCEPTION
     if rfc != fc:
         return R_OTHER
-    if fc == FC_READ_HOLDING or fc == FC_READ_INPUT:
+    if fc == _FC_READ_HOLDING or fc == _FC_READ_INPUT:
         if buf[2] != 2 * ((req[4] << 8) | req[5]):
             return R_FRAME
-    elif fc == FC_WRITE_SINGLE:
-        for i in range(2, 6):  # the answer echoes address and value
-            if buf[i] != req[i]:
-                return R_FRAME
-    else:  # 0x10 echoes address and quantity
+    else:  # a write's answer echoes address and value (0x06) or quantity (0x10)
         for i in range(2, 6):
             if buf[i] != req[i]:
                 return R_FRAME
@@ -406,14 +347,6 @@ class Master:
     def start_read(self, unit, fc, addr, qty):
         build_read(self.tx, unit, fc, addr, qty)
         self._arm(self._tx8, response_length(fc, qty))
-
-    def start_write_single(self, unit, addr, value):
-        build_write_single(self.tx, unit, addr, value)
-        self._arm(self._tx8, 8)
-
-    def start_write_multiple(self, unit, addr, values):
-        n = build_write_multiple(self.tx, unit, addr, values)
-        self._arm(memoryview(self.tx)[:n], 8)
 
     def _arm(self, view, rx_len):
         self._txv = view

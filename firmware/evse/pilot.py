@@ -29,29 +29,29 @@ _UPPER = (1500, 4500, 7500, 10500, 100000)  # upper bound of E, D, C, B, A
 # Hysteresis: to leave its class a reading must pass the boundary by this much.
 # With +/-0.6 V of noise around a nominal level a reading stays >= 0.9 V inside
 # its window, so neither the boundary nor the hysteresis band is ever reached.
-HYST_MV = const(400)
+_HYST_MV = const(400)
 
 # Debounce (ms a new class must persist before it is taken). Asymmetric, the
 # safe direction is fast (our choice, after OpenEVSE's J1772EvseController:
 # DELAY_STATE_TRANSITION 250 ms, DELAY_STATE_TRANSITION_A 25 ms):
 # - leaving C or D (the contactor may be closed): counted in readings, not
 #   in ms, and whatever the outside readings are (B, A, E in any mix): each
-#   reading outside C/D adds LEAVE_UP to a bucket, each reading in C/D takes
-#   one away, and the class is left when the bucket reaches LEAVE_AT. Two
+#   reading outside C/D adds _LEAVE_UP to a bucket, each reading in C/D takes
+#   one away, and the class is left when the bucket reaches _LEAVE_AT. Two
 #   outside readings in a row (20 ms at the 10 ms control tick) leave; a
 #   pilot that bounces between C and B every tick leaves after five readings
 #   (50 ms); one that is outside C/D one reading in three never builds up.
 #   IEC 61851-1 Table A.6 sequence 8.1 and unplug allow 100 ms until the
 #   contactor is open.
-# - between C and D: DEBOUNCE_LEAVE_MS (two consecutive readings).
+# - between C and D: _DEBOUNCE_LEAVE_MS (two consecutive readings).
 # - entering A or E from anything else: 25 ms; the readings may mix A and E
 #   (an unplug that scrapes the CP pin) without restarting the time.
 # - entering B, C or D (towards closing the contactor): 250 ms of one class.
-DEBOUNCE_LEAVE_MS = const(5)
-DEBOUNCE_FAST_MS = const(25)
-DEBOUNCE_ENTER_MS = const(250)
-LEAVE_UP = const(2)
-LEAVE_AT = const(4)
+_DEBOUNCE_LEAVE_MS = const(5)
+_DEBOUNCE_FAST_MS = const(25)
+_DEBOUNCE_ENTER_MS = const(250)
+_LEAVE_UP = const(2)
+_LEAVE_AT = const(4)
 MS_CAP = const(0x1FFFFFFF)  # elapsed-ms counters saturate here (a small int)
 
 
@@ -125,10 +125,10 @@ def level(mv):
 
 def _debounce_ms(stable, cand):
     if stable == CP_C or stable == CP_D:
-        return DEBOUNCE_LEAVE_MS
+        return _DEBOUNCE_LEAVE_MS
     if cand == CP_A or cand == CP_E:
-        return DEBOUNCE_FAST_MS
-    return DEBOUNCE_ENTER_MS
+        return _DEBOUNCE_FAST_MS
+    return _DEBOUNCE_ENTER_MS
 
 
 def _fast(c):
@@ -143,7 +143,7 @@ class CpClassifier:
     class. Time is kept as elapsed ms, never as a stored tick value, so the
     classifier behaves the same at any uptime. A candidate class must
     persist for its debounce time before it is taken; leaving C or D is the
-    bucket described at LEAVE_UP above.
+    bucket described at _LEAVE_UP above.
     """
 
     def __init__(self, stable=CP_A):
@@ -159,7 +159,7 @@ class CpClassifier:
     def raw(self, mv):
         """Class of one reading, with hysteresis around the stable class."""
         s = self.stable
-        if s >= 0 and _LOWER[s] - HYST_MV < mv < _UPPER[s] + HYST_MV:
+        if s >= 0 and _LOWER[s] - _HYST_MV < mv < _UPPER[s] + _HYST_MV:
             return s
         return level(mv)
 
@@ -177,8 +177,8 @@ class CpClassifier:
             if c != CP_C and c != CP_D:
                 prev = self.out_last
                 self.out_last = c
-                self.leave += LEAVE_UP
-                if self.leave >= LEAVE_AT:
+                self.leave += _LEAVE_UP
+                if self.leave >= _LEAVE_AT:
                     # The last two outside readings agree: that class. A mix:
                     # B (connected, not ready); the debounce goes on from there.
                     return self._take(c if prev == c else CP_B)
@@ -211,13 +211,13 @@ def diode_missing(low_mv):
 # neighbouring nominal values (148, 387, 1010 Ohm), so a resistor may drift
 # about +/-30 % and still decode right; below 50 Ohm (a short) and above
 # 2.7 kOhm (open) there is no valid cable and nothing is offered.
-PP_SHORT_OHM = const(50)
-PP_OPEN_OHM = const(2700)
+_PP_SHORT_OHM = const(50)
+_PP_OPEN_OHM = const(2700)
 
 
 def pp_rating_ma(ohm, phases):
     """Cable rating in mA for a PP resistance (None = open), 0 for no cable."""
-    if ohm is None or ohm < PP_SHORT_OHM or ohm >= PP_OPEN_OHM:
+    if ohm is None or ohm < _PP_SHORT_OHM or ohm >= _PP_OPEN_OHM:
         return 0
     if ohm < 148:
         return 70000 if phases == 1 else 63000

@@ -33,11 +33,11 @@ from evse.charger import PILOT_HIGH, PILOT_PWM
 from hw.cp import CpSampler
 from hw.temp import sensor
 
-PWM_HZ = const(1000)
-TEMP_EVERY_MS = const(1000)
-PE_PULSE_MS = const(60)  # pulses mode: PE present while edges come this often (3 mains half-waves)
-BUTTON_DEBOUNCE_MS = const(50)
-PP_OPEN_PERMILLE = const(970)  # PP reading above 97 % of the reference: no resistor
+_PWM_HZ = const(1000)
+_TEMP_EVERY_MS = const(1000)
+_PE_PULSE_MS = const(60)  # pulses mode: PE present while edges come this often (3 mains half-waves)
+_BUTTON_DEBOUNCE_MS = const(50)
+_PP_OPEN_PERMILLE = const(970)  # PP reading above 97 % of the reference: no resistor
 
 
 class Board:
@@ -64,12 +64,12 @@ class Board:
         pin = Pin(cp["pwm_pin"], Pin.OUT, value=0 if self._cp_invert else 1)
         if self.port == "esp32":
             try:
-                self._pwm = machine.PWM(pin, freq=PWM_HZ, duty_u16=self._u16(10000, 65536))
+                self._pwm = machine.PWM(pin, freq=_PWM_HZ, duty_u16=self._u16(10000, 65536))
                 self.full = 65536
             except ValueError:  # a port whose duty_u16 stops at 65535
-                self._pwm = machine.PWM(pin, freq=PWM_HZ, duty_u16=self._u16(10000, 65535))
+                self._pwm = machine.PWM(pin, freq=_PWM_HZ, duty_u16=self._u16(10000, 65535))
         else:
-            self._pwm = machine.PWM(pin, freq=PWM_HZ, duty_u16=self._u16(10000, 65535))
+            self._pwm = machine.PWM(pin, freq=_PWM_HZ, duty_u16=self._u16(10000, 65535))
         self._duty = 10000
         # --- ADC inputs.
         adc = self._adc(cp["adc_pin"])
@@ -183,7 +183,7 @@ class Board:
 
     def _isr_button(self, pin):
         now = self._clock.ticks_ms()
-        if self._clock.ticks_diff(now, self._btn_ms) >= BUTTON_DEBOUNCE_MS:
+        if self._clock.ticks_diff(now, self._btn_ms) >= _BUTTON_DEBOUNCE_MS:
             self._btn_count = (self._btn_count + 1) & 0x3FFFFFFF
         self._btn_ms = now
 
@@ -205,7 +205,7 @@ class Board:
         if self._pe is not None:
             if self._pe_pulses:
                 # Edges counted by the handler; their time kept here only, and
-                # never older than PE_PULSE_MS, so that no uptime makes the
+                # never older than _PE_PULSE_MS, so that no uptime makes the
                 # age wrap round to "fresh" (ticks_diff flips past half the period).
                 c = self._clock
                 now = c.ticks_ms()
@@ -215,15 +215,15 @@ class Board:
                     self._pe_at = now
                 else:
                     age = c.ticks_diff(now, self._pe_at)
-                    if age >= PE_PULSE_MS or age < 0:  # < 0: it wrapped, it is old
-                        self._pe_at = c.ticks_add(now, -PE_PULSE_MS)
-                inp.pe_ok = c.ticks_diff(now, self._pe_at) < PE_PULSE_MS
+                    if age >= _PE_PULSE_MS or age < 0:  # < 0: it wrapped, it is old
+                        self._pe_at = c.ticks_add(now, -_PE_PULSE_MS)
+                inp.pe_ok = c.ticks_diff(now, self._pe_at) < _PE_PULSE_MS
             else:
                 inp.pe_ok = self._pe.value() == 1
         if self._temp is not None:
             c = self._clock
             now = c.ticks_ms()
-            if c.ticks_diff(now, self._temp_at) >= TEMP_EVERY_MS:
+            if c.ticks_diff(now, self._temp_at) >= _TEMP_EVERY_MS:
                 self._temp_at = now
                 self._read_temp()
             inp.temp_dc = self._temp_dc
@@ -283,7 +283,7 @@ class Board:
     def _pp_ohm(self, raw):
         v_mv = self.prof.adc_10uv(raw) // 100
         vref = self._pp_vref
-        if v_mv * 1000 >= vref * PP_OPEN_PERMILLE:
+        if v_mv * 1000 >= vref * _PP_OPEN_PERMILLE:
             return None
         return self._pp_rpu * v_mv // (vref - v_mv)
 

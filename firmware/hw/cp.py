@@ -2,7 +2,7 @@
 
 Design (docs/boards.md, "Sampling the pilot"): each control tick reads the
 CP measuring divider `n` times back to back into a preallocated array, the
-burst lasting at least BURST_US (1.2 periods of the 1 kHz PWM), so it always
+burst lasting at least _BURST_US (1.2 periods of the 1 kHz PWM), so it always
 contains both plateaus whatever the phase of the PWM. The high plateau is
 the mean of the samples above the mid level whose neighbours are above it
 too (samples next to an edge may catch the 2-10 us transition and are left
@@ -24,9 +24,9 @@ from micropython import const
 
 from evse.profile import CP_SHIFT
 
-BURST_US = const(1200)  # at least 1.2 PWM periods
-MIN_SAMPLES = const(8)
-STEADY_SPAN_MV = const(2000)  # less than this between min and max: no edge
+_BURST_US = const(1200)  # at least 1.2 PWM periods
+_MIN_SAMPLES = const(8)
+_STEADY_SPAN_MV = const(2000)  # less than this between min and max: no edge
 
 
 class CpSampler:
@@ -52,7 +52,7 @@ class CpSampler:
         self.samples_low = 0
 
     def calibrate(self, ticks_us, ticks_diff):
-        """Time 32 reads; size the burst to cover BURST_US. Returns n."""
+        """Time 32 reads; size the burst to cover _BURST_US. Returns n."""
         buf = self._buf
         rd = self._read
         d = self._div
@@ -62,9 +62,9 @@ class CpSampler:
             buf[i] = rd() // d
         dt = ticks_diff(ticks_us(), t0)
         per = dt // k if dt >= k else 1
-        n = (BURST_US + per - 1) // per
-        if n < MIN_SAMPLES:
-            n = MIN_SAMPLES
+        n = (_BURST_US + per - 1) // per
+        if n < _MIN_SAMPLES:
+            n = _MIN_SAMPLES
         if n > self.size:
             n = self.size
         self.us_per_sample = per
@@ -92,7 +92,7 @@ class CpSampler:
                 hi = v
         lo_mv = self.mv(lo)
         hi_mv = self.mv(hi)
-        if hi_mv - lo_mv < STEADY_SPAN_MV:
+        if hi_mv - lo_mv < _STEADY_SPAN_MV:
             self.high_mv = self.low_mv = self.mv(total // n)
             self.steady = True
             self.samples_high = self.samples_low = n

@@ -16,9 +16,9 @@ stops, which is the safe reaction to a temperature it cannot know.
 from micropython import const
 
 FAULT_DC = const(1500)
-T_MIN_C = const(-40)
-T_MAX_C = const(150)
-T_STEP_C = const(5)
+_T_MIN_C = const(-40)
+_T_MAX_C = const(150)
+_T_STEP_C = const(5)
 
 
 class NtcTable:
@@ -30,8 +30,8 @@ class NtcTable:
         volts = []
         temps = []
         vref = vref_mv * 100  # 10 uV units
-        t = T_MIN_C
-        while t <= T_MAX_C:
+        t = _T_MIN_C
+        while t <= _T_MAX_C:
             r = r25 * math.exp(beta * (1.0 / (t + 273.15) - 1.0 / 298.15))
             if ntc_to == "gnd":  # fixed resistor to vref, NTC to ground
                 v = vref * r / (r + r_fixed)
@@ -39,7 +39,7 @@ class NtcTable:
                 v = vref * r_fixed / (r + r_fixed)
             volts.append(int(v + 0.5))
             temps.append(t * 10)
-            t += T_STEP_C
+            t += _T_STEP_C
         if volts[0] > volts[-1]:  # keep the voltages ascending
             volts.reverse()
             temps.reverse()
@@ -76,7 +76,7 @@ class LinearSensor:
 
     def dc(self, v):
         t = (v * 10 - self.uv0) * 10 // self.uv_per_c
-        if t < T_MIN_C * 10 or t > T_MAX_C * 10:
+        if t < _T_MIN_C * 10 or t > _T_MAX_C * 10:
             return FAULT_DC
         return t
 

@@ -56,12 +56,6 @@ def test_build_requests():
     buf = bytearray(256)
     mb.build_read(buf, 0x11, 3, 0x5B00, 22)
     assert bytes(buf[:6]) == bytes([0x11, 3, 0x5B, 0, 0, 22]) and mb.crc_ok(buf, 8)
-    assert mb.build_write_single(buf, 1, 0x0012, 0xABCD) == 8
-    assert bytes(buf[:6]) == bytes([1, 6, 0, 0x12, 0xAB, 0xCD]) and mb.crc_ok(buf, 8)
-    n = mb.build_write_multiple(buf, 247, 0x0014, [0x4000, 0x0000])
-    assert n == 13
-    assert bytes(buf[:9]) == bytes([247, 0x10, 0, 0x14, 0, 2, 4, 0x40, 0])
-    assert mb.crc_ok(buf, 13)
 
 
 def _refused(fn, *args):
@@ -80,10 +74,6 @@ def test_build_refuses_what_the_protocol_does_not_allow():
     assert _refused(mb.build_read, buf, 248, 4, 0, 1)
     assert _refused(mb.build_read, buf, 1, 6, 0, 1)
     assert _refused(mb.build_read, buf, 1, 4, 0x10000, 1)
-    assert _refused(mb.build_write_single, buf, 1, 0, 0x10000)
-    assert _refused(mb.build_write_multiple, buf, 1, 0, [])
-    assert _refused(mb.build_write_multiple, buf, 1, 0, [0] * 124)
-    assert _refused(mb.build_write_multiple, buf, 1, 0, [1, -1])
 
 
 def test_check_response_classifies_every_kind():
@@ -112,12 +102,11 @@ def test_check_response_classifies_every_kind():
 
 
 def test_check_response_of_writes_compares_the_echo():
-    req = bytearray(256)
-    mb.build_write_single(req, 5, 0x0014, 7)
-    echo = bytes(req[:8])
-    assert mb.check_response(echo, 8, req) == 8
+    # the requests written out (the write path is tools/modbus_tools.py's)
+    req = frame(5, 6, 0, 0x14, 0, 7)
+    assert mb.check_response(req, 8, req) == 8
     assert mb.check_response(frame(5, 6, 0, 0x14, 0, 8), 8, req) == mb.R_FRAME
-    mb.build_write_multiple(req, 5, 0x0014, [1, 2])
+    req = frame(5, 0x10, 0, 0x14, 0, 2, 4, 0, 1, 0, 2)
     assert mb.check_response(frame(5, 0x10, 0, 0x14, 0, 2), 8, req) == 8
     assert mb.check_response(frame(5, 0x10, 0, 0x14, 0, 3), 8, req) == mb.R_FRAME
 
@@ -188,7 +177,6 @@ def test_exception_response_is_typed_and_not_retried():
     r, _ = _run(m, bus)
     assert r == mb.FAILED and isinstance(m.error, mb.ExceptionResponse)
     assert m.error.code == 2 and len(bus.sent) == 1 and m.n_exception == 1
-    assert mb.describe(m.error) == "exception response 2 (illegal data address)"
 
 
 def test_crc_error_is_retried_and_never_yields_a_value():
@@ -262,19 +250,6 @@ def test_inter_frame_silence_before_the_next_request():
     for t in (1000, 1010, 1029):
         assert m.poll(t) == mb.BUSY and len(bus.sent) == 1, t
     assert m.poll(1030) == mb.DONE and len(bus.sent) == 2
-
-
-def test_writes_complete_on_their_echo():
-    buf = bytearray(16)
-    mb.build_write_single(buf, 3, 0x0014, 2)
-    bus = ScriptBus([bytes(buf[:8])])
-    m = mb.Master(bus)
-    m.start_write_single(3, 0x0014, 2)
-    assert _run(m, bus)[0] == mb.DONE
-    bus = ScriptBus([frame(3, 0x10, 0, 0x12, 0, 2)])
-    m = mb.Master(bus)
-    m.start_write_multiple(3, 0x0012, [0x4000, 0])
-    assert _run(m, bus)[0] == mb.DONE and len(bus.sent[0]) == 13
 
 
 def test_a_transport_that_raises_fails_the_exchange_without_raising():
