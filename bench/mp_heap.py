@@ -191,7 +191,7 @@ base = await live_heap()  # noqa: F704  (run.mjs --async: top-level await)
 # main.main() up to hw.system.run, step by step at the top level (so that
 # the collector can run between the steps): safe state from board.json,
 # the emergency exception buffer, crash record, firmware import, build.
-import main  # noqa: E402
+from hw import boot as main  # noqa: E402  (main.py is a stub over hw/boot.py)
 
 raw = main.early_safe(fm, ROOT)
 try:
