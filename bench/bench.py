@@ -276,7 +276,7 @@ def measure_heap(ctx):
     os.makedirs(d, exist_ok=True)
     from bench_meter import _Instant
     from evse import config as fwconfig
-    from evse import profile as fwprofile
+    from hw import profile as fwprofile
 
     with open(os.path.join(ROOT, "boards", "esp32-devkitc.json")) as f:
         raw = json.load(f)

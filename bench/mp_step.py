@@ -23,8 +23,8 @@ import sys
 import time
 
 MODULES = ("evse.ticks", "evse.meters", "evse.modbus", "evse.pilot", "evse.commands",
-           "evse.config", "evse.charger", "evse.meter", "evse.app", "evse.profile",
-           "evse.hw_uart", "hw.temp", "hw.cp", "hw.watchdog", "hw.board", "hw.system",
+           "evse.config", "evse.charger", "evse.meter", "evse.app", "hw.profile",
+           "hw.rs485", "hw.temp", "hw.cp", "hw.watchdog", "hw.board", "hw.system",
            "main")
 
 STEPS = int(sys.argv[1]) if len(sys.argv) > 1 else 10000

@@ -13,7 +13,7 @@ import sys
 import micropython
 
 import fakemachine as fm
-from evse import profile as bp
+from hw import profile as bp
 from evse.charger import PILOT_HIGH, PILOT_LOW, PILOT_PWM, Inputs, Outputs
 from hw.board import Board
 

@@ -11,7 +11,7 @@ import fakemachine as fm  # noqa: E402
 import hwrig  # noqa: E402
 
 from evse.charger import F_METER  # noqa: E402
-from evse.profile import cp_transfer  # noqa: E402
+from hw.profile import cp_transfer  # noqa: E402
 from hw import system  # noqa: E402
 
 

@@ -38,7 +38,7 @@ def make_ctx(tmp_path, config=None):
         raw = json.load(f)
     del raw["pe"]
     w = fm.reset_world(raw["port"])
-    from evse.profile import cp_transfer
+    from hw.profile import cp_transfer
 
     w.cp_zero_uv, w.cp_uv_per_v = cp_transfer(raw["cp"])
     w.cp_adc_pin = raw["cp"]["adc_pin"]

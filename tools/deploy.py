@@ -5,7 +5,7 @@
                     [--secrets secrets.json] [--dry-run] [--source] [--no-mip]
 
 Steps:
- 1. validate boards/<board>.json (evse.profile) and the configuration
+ 1. validate boards/<board>.json (hw/profile.py) and the configuration
     (evse.config), read secrets.json (git ignores it; its values are never
     printed);
  2. ask the board (mpremote exec) for its MicroPython version, .mpy ABI and
@@ -41,7 +41,7 @@ sys.path.insert(0, os.path.join(ROOT, "tools", "host"))
 sys.path.insert(0, FIRMWARE)
 
 from evse import config as fwconfig  # noqa: E402
-from evse import profile as fwprofile  # noqa: E402
+from hw import profile as fwprofile  # noqa: E402
 
 # mpy-cross -march and MicroPython's native architecture code (sys.implementation._mpy >> 10)
 ARCH = {"esp32": ("xtensawin", 10), "rp2": ("armv6m", 4)}

@@ -2,7 +2,7 @@
 """Write package.json, the `mpremote mip install` package, from firmware/.
 
 Every firmware module goes in (the same set tools/deploy.py copies), with
-umqtt.simple as a dependency. Run after adding or removing a firmware module;
+umqtt.simple as a dependency, and the firmware's version (evse/version.py). Run after adding or removing a firmware module;
 host_tests/test_deploy.py checks that package.json is current.
 
     .venv/bin/python tools/mip_package.py
@@ -14,14 +14,22 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from deploy import ROOT, firmware_sources  # noqa: E402
 
-VERSION = "0.1.0"
+
+def firmware_version():
+    """The one version string: VERSION in firmware/evse/version.py (the
+    status, the boot event, Home Assistant's sw_version and package.json)."""
+    with open(os.path.join(ROOT, "firmware", "evse", "version.py")) as f:
+        for line in f:
+            if line.startswith("VERSION = "):
+                return json.loads(line.split("=", 1)[1].strip())
+    raise ValueError("firmware/evse/version.py: no VERSION line")
 
 
 def package():
     return {
         "urls": [[rel, "firmware/" + rel] for rel, _ in firmware_sources()],
         "deps": [["umqtt.simple", "latest"]],
-        "version": VERSION,
+        "version": firmware_version(),
     }
 
 

@@ -2,7 +2,7 @@
 non-blocking request/response exchange driven by `poll(now)`.
 
 Pure logic: nothing from `machine`, no hardware and no I/O at import. The
-bus is a duck-typed transport (`evse.hw_uart.UartTransport` on the board, a
+RS-485 line is a duck-typed transport (`hw.rs485.UartTransport` on the board, a
 virtual UART in the simulator, pyserial in tools/meter.py):
 
   transport.write(buf)        put every byte of buf on the bus (the transport

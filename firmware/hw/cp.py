@@ -22,7 +22,7 @@ from array import array
 
 from micropython import const
 
-from evse.profile import CP_SHIFT
+from hw.profile import CP_SHIFT
 
 _BURST_US = const(1200)  # at least 1.2 PWM periods
 _MIN_SAMPLES = const(8)

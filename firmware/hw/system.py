@@ -25,10 +25,10 @@ thread (MicroPython's VFS is not thread-safe).
 from micropython import const
 
 from evse import config
-from evse import profile as boardprofile
+from hw import profile as boardprofile
 from evse import meter as evmeter
 from evse.app import App
-from evse.hw_uart import open_meter_uart
+from hw.rs485 import open_meter_uart
 from hw.board import Board
 from hw.watchdog import NET_STALL_MS, REASONS, WDT_TIMEOUT_MS, Supervisor
 
@@ -109,7 +109,7 @@ def build(machine, clock, raw_profile, config_path, flash_dir):
 
 
 def _epoch():
-    from evse import mqtt_board
+    from hw import net as mqtt_board
 
     return mqtt_board.clock()
 
@@ -139,7 +139,7 @@ def start_network(ctx, root="", out=print):
     cfg = ctx.cfg
     if cfg["mqtt_host"] is None:
         return None
-    from evse import mqtt_board
+    from hw import net as mqtt_board
 
     try:
         sec = config.read_json(root + SECRETS_FILE)

@@ -3,7 +3,7 @@ to the millivolt in integers; the shipped profiles are valid. Runs under
 CPython and MicroPython (host_tests/core_cases/runner.py)."""
 import json
 
-from evse import profile as bp
+from hw import profile as bp
 
 
 def _base():
@@ -103,6 +103,13 @@ def test_divider_transfer_is_exact():
     return ",".join([str(x) for x in out])
 
 
+
+def _raw_for_cp_mv(p, mv):
+    """The raw sample that reads as about `mv` on CP (the inverse of cp_mv)."""
+    a = p.cp_zero + ((mv - p.cp_trim_mv) << bp.CP_SHIFT) // p.cp_num
+    return (a << p.adc_shift) // p.adc_mul
+
+
 def test_rp2_counts_transfer():
     d = _base()
     d["port"] = "rp2"
@@ -116,7 +123,7 @@ def test_rp2_counts_transfer():
         counts = (z + mv * g // 1000) * 65535 // 3300000
         got = p.cp_mv(counts)
         assert abs(got - mv) <= 10, (mv, got)
-        assert abs(p.cp_mv(p.raw_for_cp_mv(mv)) - mv) <= 10
+        assert abs(p.cp_mv(_raw_for_cp_mv(p, mv)) - mv) <= 10
 
 
 def test_trims_apply():
@@ -125,7 +132,7 @@ def test_trims_apply():
     d["cp"]["trim_ppm"] = 10000  # +1 %
     p0 = bp.validate(_base())
     p1 = bp.validate(d)
-    raw = p0.raw_for_cp_mv(10000)
+    raw = _raw_for_cp_mv(p0, 10000)
     a, b = p0.cp_mv(raw), p1.cp_mv(raw)
     assert abs(b - (a * 101 // 100 + 150)) <= 15, (a, b)
 
@@ -175,3 +182,17 @@ def test_validate_leaves_its_input_alone_and_is_repeatable():
     assert json.dumps(d) == before
     p2 = bp.validate(p1.d)  # the completed dict validates again
     assert p2.cp_num == p1.cp_num and p2.cp_zero == p1.cp_zero
+
+
+def test_profile_checks_are_not_kept():
+    import sys
+
+    import hw
+
+    bp.validate(_base())
+    try:
+        bp.validate({"name": "x"})
+    except bp.ProfileError:
+        pass
+    assert "hw.profile_check" not in sys.modules
+    assert not hasattr(hw, "profile_check")

@@ -1,7 +1,7 @@
 """The hardware-side logic that needs no hardware: the CP burst sampler's
 plateau detection, the watchdog supervisor, the temperature converters.
 Runs under CPython and MicroPython (runner.py)."""
-from evse import profile as bp
+from hw import profile as bp
 from hw.cp import CpSampler
 from hw.temp import FAULT_DC, LinearSensor, NtcTable
 from hw.watchdog import NET_DEAD, NET_STUCK, OK, Supervisor

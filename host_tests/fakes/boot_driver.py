@@ -23,7 +23,7 @@ except (OSError, ValueError):
 w = fm.reset_world(raw.get("port", "esp32"))
 w.watch = WATCH
 try:  # the CP line of an unplugged vehicle (+12 V) through the board's divider
-    from evse.profile import cp_transfer
+    from hw.profile import cp_transfer
 
     w.cp_zero_uv, w.cp_uv_per_v = cp_transfer(raw["cp"])
     w.cp_adc_pin = raw["cp"]["adc_pin"]

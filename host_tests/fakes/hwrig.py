@@ -4,7 +4,7 @@ import os
 
 import fakemachine as fm
 
-from evse import profile as bp
+from hw import profile as bp
 from hw.board import Board
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

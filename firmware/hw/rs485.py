@@ -1,11 +1,11 @@
-"""The meter's RS-485 link on the board: `machine.UART` and the transceiver's
+"""The meter's RS-485 line on the board: `machine.UART` and the transceiver's
 driver-enable (DE) pin, as the transport evse.modbus reads meters through.
 
 A thin adapter: `UartTransport` wraps a UART object and an optional output
 pin and does nothing else; `open_meter_uart` builds both from pin numbers
 (the only place that touches `machine`, imported when it is called, so this
 module imports on the host and tests drive `UartTransport` with a fake UART).
-The full board adapters (issue 6) decide which UART and pins a board uses.
+hw/system.py takes the UART and pins from the board profile's `rs485`.
 
 Direction: a half-duplex RS-485 transceiver must drive the bus only while
 the request goes out and release it before the meter answers (the meter

@@ -1,11 +1,11 @@
-"""The board's RS-485 transport (evse/hw_uart.py) with a UART and a pin
+"""The board's RS-485 transport (hw/rs485.py) with a UART and a pin
 written by hand: the direction pin around each request, the bounded wait
 for the last stop bit, echo removal, and the machine.UART it builds."""
 import sys
 import time
 import types
 
-from evse import hw_uart
+from hw import rs485
 from evse import modbus as mb
 from evse.meter import Meter
 
@@ -68,7 +68,7 @@ def _transport(uart_cls=Uart, de=True, **kw):
     log = []
     uart = uart_cls(log, **kw)
     pin = Pin(log) if de else None
-    return hw_uart.UartTransport(uart, pin, 9600, 10), log, uart, pin
+    return rs485.UartTransport(uart, pin, 9600, 10), log, uart, pin
 
 
 def test_direction_pin_is_high_only_while_the_request_goes_out():
@@ -105,7 +105,7 @@ def test_without_txdone_the_wire_time_is_waited():
 def test_inverted_enable_and_no_pin():
     log = []
     pin = Pin(log)
-    t = hw_uart.UartTransport(Uart(log), pin, 9600, 10, de_active=0)
+    t = rs485.UartTransport(Uart(log), pin, 9600, 10, de_active=0)
     t.write(b"\x00")
     assert [e for e in log if e[0] == "de"] == [("de", 1), ("de", 0), ("de", 1)]
     t, log, uart, _ = _transport(de=False)
@@ -118,7 +118,7 @@ def test_echo_is_removed_and_the_answer_kept():
     answer = b"\x01\x04\x02\x00\x07" + b"\x00\x00"
     log = []
     uart = Uart(log, echo=True, peer=lambda req: answer)
-    t = hw_uart.UartTransport(uart, Pin(log), 9600, 10, echo=True)
+    t = rs485.UartTransport(uart, Pin(log), 9600, 10, echo=True)
     t.write(b"\x01\x04\x00\x00\x00\x01\x31\xca")
     assert t.any() == len(answer)
     buf = bytearray(16)
@@ -142,7 +142,7 @@ def test_a_meter_reads_through_it():
         return body + bytes([c & 0xFF, c >> 8])
 
     log = []
-    t = hw_uart.UartTransport(Uart(log, peer=peer), Pin(log), 9600, 10)
+    t = rs485.UartTransport(Uart(log, peer=peer), Pin(log), 9600, 10)
     m = Meter("sdm630", t)
     now = 0
     while m.polls == 0 and now < 2000:
@@ -174,7 +174,7 @@ def test_open_meter_uart_builds_machine_uart(monkeypatch):
     monkeypatch.setitem(sys.modules, "machine", machine)
     for parity, want in (("N", None), ("E", 0), ("O", 1)):
         made.clear()
-        t = hw_uart.open_meter_uart(1, 17, 16, de=4, baud=19200, parity=parity)
+        t = rs485.open_meter_uart(1, 17, 16, de=4, baud=19200, parity=parity)
         uart_id, kw = made["uart"]
         assert uart_id == 1 and kw["baudrate"] == 19200 and kw["parity"] is want
         assert kw["bits"] == 8 and kw["stop"] == 1 and kw["timeout"] == 0
@@ -183,5 +183,5 @@ def test_open_meter_uart_builds_machine_uart(monkeypatch):
         assert made["de"] == [0]
         assert t.char_us == (573 if parity != "N" else 521)
     made.clear()
-    t = hw_uart.open_meter_uart(2, 8, 9)
+    t = rs485.open_meter_uart(2, 8, 9)
     assert t.de is None and len(made["pins"]) == 2

@@ -1,8 +1,8 @@
 """The board's side of the backend link: MicroPython-only pieces (machine,
 network, ntptime, ssl, umqtt.simple), imported when called, never at import.
 
-    from evse import mqtt_board
-    link = mqtt_board.make_link(app, cfg)     # None without mqtt_host
+    from hw import net
+    link = net.make_link(app, cfg)     # None without mqtt_host
     (main.py does this through hw.system.start_network and run_all)
 
 umqtt.simple is frozen into the ESP32 firmware; on the Pico W install it
@@ -69,19 +69,6 @@ def ssl_context(cfg):
     finally:
         f.close()
     return context(ssl, data)
-
-
-def boot_reason():
-    """machine.reset_cause() as the boot event's reason."""
-    import machine
-
-    return {
-        getattr(machine, "PWRON_RESET", -1): "power_on",
-        getattr(machine, "HARD_RESET", -2): "reset",
-        getattr(machine, "WDT_RESET", -3): "watchdog",
-        getattr(machine, "DEEPSLEEP_RESET", -4): "deepsleep",
-        getattr(machine, "SOFT_RESET", -5): "soft_reset",
-    }.get(machine.reset_cause(), "unknown")
 
 
 def make_link(app, cfg, log=print, defer_tls=True):

@@ -1,36 +1,13 @@
-"""Board profiles: validation and the integer constants the adapter needs.
-
-Pure logic (no `machine`): the board adapter (hw/board.py), main.py and the
-host's deploy tool all call `validate(d)` on the decoded JSON of a file in
-boards/. Every error is a ProfileError whose message starts with the dotted
-key that is wrong, e.g. ``cp.adc_pin: 25 is not an ADC pin on esp32 (allowed:
-32..39)``. Unknown keys are refused (a typo must not silently drop an option).
-
-Profile layout (see docs/boards.md for every key):
-
-    name, port ("esp32" | "rp2"), description, source, notes   (text)
-    cp        pwm_pin, invert, adc_pin, divider | linear, trim_mv, trim_ppm,
-              disconnect {pin, active}
-    contactor [{pin, active}, ...]           one or two coil outputs
-    mirror    {pin, active, pull}            contacts closed = active
-    rcd       {pin, active, pull, test: {pin, active}}
-    pe        {pin, active, pull, mode: "level" | "pulses"}
-    pp        {adc_pin, r_pullup, vref_mv}
-    temp      {type: "ntc", adc_pin, r25, beta, r_fixed, ntc_to, vref_mv}
-              {type: "linear", adc_pin, mv_at_0c, uv_per_c}
-    led       {pin, active}        button {pin, active, pull}
-    rs485     {uart, tx, rx, de}   (the Modbus meter's UART and DE pin)
-
-`validate` returns a Profile: the checked dict (`.d`, options absent = None)
-plus the derived integers of the CP measurement:
-
-    cp_mv = ((adc_10uv - cp_zero) * cp_num >> 14) + cp_trim_mv
-
-where adc_10uv is the ADC input voltage in units of 10 uV, obtained from a raw
-sample as (raw * adc_mul) >> adc_shift (per port: the ESP32 sampler stores
-calibrated millivolts from read_uv(), the RP2040 one read_u16() counts). All
-products stay below 2**30, so the conversion allocates nothing on the board.
+"""Board profile checks, run once at boot (hw.profile.validate imports this
+module and drops it again) and by the host's deploy tool: every key of a
+board JSON checked against the port's pins, defaults filled in, and the
+Profile (hw/profile.py) built from the result. Every error is a
+ProfileError whose message starts with the dotted key that is wrong, e.g.
+``cp.adc_pin: 25 is not an ADC pin on esp32 (allowed: 32..39)``; unknown
+keys are refused (a typo must not silently drop an option).
 """
+from hw.profile import Profile, ProfileError, cp_transfer
+
 
 PORTS = ("esp32", "rp2")
 
@@ -45,68 +22,8 @@ _ESP32_ADC = (32, 33, 34, 35, 36, 37, 38, 39)
 _RP2_ALL = tuple(range(23)) + (26, 27, 28)
 _RP2_ADC = (26, 27, 28)
 
-CP_SHIFT = 14  # cp_num is a fraction of 2**14
-
 # Key schemas. Each entry: key -> (kind, required, extra)
 _TEXT = ("name", "description", "source", "notes")
-
-
-class ProfileError(ValueError):
-    pass
-
-
-class Profile:
-    """A validated profile: `d` (the dict) and the derived integers."""
-
-    def __init__(self, d):
-        self.d = d
-        self.name = d["name"]
-        self.port = d["port"]
-        cp = d["cp"]
-        if self.port == "esp32":
-            # the ESP32 sampler stores read_uv() // 1000: calibrated mV
-            self.adc_mul, self.adc_shift = 100, 0
-        else:
-            # read_u16() counts, 65535 = the ADC reference (3.3 V on a Pico)
-            vref = d.get("adc_vref_mv") or 3300
-            self.adc_mul, self.adc_shift = (vref * 100 * 1024 + 32767) // 65535, 10
-        zero_uv, uv_per_v = cp_transfer(cp)
-        self.cp_zero = (zero_uv + 5) // 10  # ADC input at CP = 0 V, 10 uV units
-        # cp_mv per 10 uV at the ADC = 10_000 / uv_per_v, as a fraction of 2**14,
-        # corrected by trim_ppm.
-        num = 10000 * (1 << CP_SHIFT) * (1000000 + cp.get("trim_ppm", 0))
-        self.cp_num = (num + uv_per_v * 500000) // (uv_per_v * 1000000)
-        self.cp_trim_mv = cp.get("trim_mv", 0)
-
-    def adc_10uv(self, raw):
-        return (raw * self.adc_mul) >> self.adc_shift
-
-    def cp_mv(self, raw):
-        return (((self.adc_10uv(raw) - self.cp_zero) * self.cp_num) >> CP_SHIFT) + self.cp_trim_mv
-
-    def raw_for_cp_mv(self, mv):
-        """The raw sample that reads as about `mv` on CP (for tests and fakes)."""
-        a = self.cp_zero + ((mv - self.cp_trim_mv) << CP_SHIFT) // self.cp_num
-        return (a << self.adc_shift) // self.adc_mul
-
-
-def cp_transfer(cp):
-    """(ADC microvolts at CP = 0 V, ADC microvolts per CP volt) of a CP front-end.
-
-    `divider`: the CP line through r_cp to the ADC node, which has r_vref to
-    the reference (vref_mv) and r_gnd to ground. With T = r_vref*r_gnd +
-    r_cp*r_gnd + r_cp*r_vref:  V_adc = CP * r_vref*r_gnd / T + vref * r_cp*r_gnd / T.
-    `linear`: the two numbers given directly (zero_mv, uv_per_v).
-    """
-    if "divider" in cp:
-        dv = cp["divider"]
-        r1, r2, r3 = dv["r_cp"], dv["r_vref"], dv["r_gnd"]
-        t = r2 * r3 + r1 * r3 + r1 * r2
-        zero_uv = (dv.get("vref_mv", 3300) * 1000 * r1 * r3 + t // 2) // t
-        uv_per_v = (1000000 * r2 * r3 + t // 2) // t
-        return zero_uv, uv_per_v
-    ln = cp["linear"]
-    return ln["zero_mv"] * 1000, ln["uv_per_v"]
 
 
 # ----------------------------------------------------------------- checking
@@ -347,22 +264,3 @@ def _check_temp(t, pins):
         _int("temp.mv_at_0c", t["mv_at_0c"], 0, 3000)
         _int("temp.uv_per_c", t["uv_per_c"], 1000, 100000)
     pins.adc("temp.adc_pin", t["adc_pin"])
-
-
-def load(path):
-    """Read and validate a profile file (JSON)."""
-    import json
-
-    try:
-        f = open(path)
-    except OSError:
-        raise ProfileError("profile: %s not found" % path)
-    try:
-        text = f.read()
-    finally:
-        f.close()
-    try:
-        d = json.loads(text)
-    except ValueError:
-        raise ProfileError("profile: %s is not valid JSON" % path)
-    return validate(d)
