@@ -323,6 +323,7 @@ def test_run_all_with_the_real_client_through_outages_loses_nothing(version, tmp
     reconnect_s = {}
 
     # ---- a session with a command
+    ch.wait_line(_connected, WAIT_S, "the first connection (Wi-Fi up, then the broker)")
     sub.wait_for(lambda t, x: t == pre + "online" and x == "online", WAIT_S, "online")
     ch.send("ev B")
     sub.wait_for(_status(lambda d: d["state"] == "B2"), 10, "B2: plugged in, PWM on")

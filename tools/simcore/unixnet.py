@@ -50,10 +50,16 @@ class UnixNet:
         self._stop_link(graceful)
         app = App(board, cfg, now, meter, flash_dir, backend=True, clock=_epoch)
         ssl = None
-        if cfg["mqtt_tls"]:
-            from evse import mqtt_board
+        if cfg["mqtt_tls"]:  # the port's own ssl module, as the board's
+            import ssl as _ssl
 
-            ssl = mqtt_board.ssl_context(cfg)
+            from evse.tls import context
+
+            f = open(cfg["mqtt_ca"], "rb")
+            try:
+                ssl = context(_ssl, f.read())
+            finally:
+                f.close()
         link = Link(app, cfg, cfg["mqtt_device_id"], ssl=ssl, log=self._link_log)
         state = [False, False]
         self.link = (link, state)
