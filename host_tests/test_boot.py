@@ -153,3 +153,18 @@ def test_healthy_minute_clears_the_crash_count(tmp_path):
     r = boot(tmp_path, files=files, ticks=6100)
     assert r["result"] == "stopped" and r["t_ms"] >= 60000
     assert crash(tmp_path)["n"] == 0
+
+
+def test_an_unreadable_mqtt_ca_never_takes_charging_away(tmp_path):
+    """A backend setting that cannot work (TLS with a CA file that is not on
+    the board) leaves the backend link off, says so, and journals it; the
+    charger boots and runs its control loop with the watchdog, no crash."""
+    cfg = {"mqtt_host": "broker.example", "mqtt_tls": True, "mqtt_ca": "no-such-ca.pem",
+           "mqtt_device_id": "ca-1", "rcd_selftest": True}
+    r = boot(tmp_path, config=cfg, ticks=50)
+    assert r["result"] == "stopped", r["lines"]
+    assert any("backend link off: mqtt_ca no-such-ca.pem unreadable" in l
+               for l in r["lines"]), r["lines"]
+    assert r["feeds"] == 50 and not (tmp_path / "crash.json").exists()
+    journal = (tmp_path / "journal.log").read_text()
+    assert '"type": "link_error", "reason": "mqtt_ca no-such-ca.pem unreadable"' in journal

@@ -31,7 +31,7 @@ import umqtt_host  # noqa: E402
 from test_sim import check_iec_timing, check_rules  # noqa: E402
 
 STATUS_FIELDS = ("state", "duty", "offer_a", "contactor", "error", "session", "energy_wh",
-                 "ev_a", "limits", "faults", "uptime_s", "boot", "fw", "journal")
+                 "ev_a", "limits", "faults", "uptime_s", "boot", "fw", "journal", "link")
 CHARGE = [{"t": 0, "ev": "A"}, {"t": 0.3, "ev": "B"}, {"t": 0.3, "ev_draw": {"max_a": 16}},
           {"t": 0.8, "ev": "C"}]
 
@@ -138,7 +138,9 @@ def test_commands_and_replies_including_malformed_ones(broker, tmp_path):
         (b'{"cmd": "pause", "id": "f", "now": true}', False, "now: unknown field for pause"),
         (BIG, False, "payload too large: %d bytes, at most 512" % len(BIG)),
         (b'{"cmd": "set_config", "key": "mqtt_host", "value": "x", "id": "c1"}', False,
-         "mqtt_host: cannot be changed over MQTT"),
+         "mqtt_host: cannot be changed over MQTT, only on the device (config.json)"),
+        (b'{"cmd": "set_config", "key": "rcd_selftest", "value": false, "id": "c3"}', False,
+         "rcd_selftest: cannot be changed over MQTT, only on the device (config.json)"),
         (b'{"cmd": "set_config", "key": "max_current_a", "value": 500, "id": "c2"}', False,
          "max_current_a: must be a number in 6..80, got 500"),
     ]

@@ -45,25 +45,48 @@ JOURNAL_FILE = "journal.log"
 LOST_WAIT_S = 10  # a lost session's record waits this long for the meter
 STOP_WAIT_S = 10  # a stopped session's record waits at most this long for its reading
 CMDS_PER_TICK = 4
+# What set_config may change remotely. Everything else -- the safety
+# functions (RCD self-test and retries, temperature limits, ventilation),
+# the installation's facts (phases, socket, cable rating) and the link's own
+# keys -- is the installer's, on the device. max_current_a only downwards.
+REMOTE_KEYS = ("max_current_a", "fallback_current_a", "authorization", "meter_loss",
+               "meter", "meter_unit", "meter_baud", "meter_parity")
 
 
 def _int(v, default=0):
     return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else default
 
 
+def boot_nonce():
+    """A random 32-bit number, drawn once per boot: with a record counter it
+    makes each record's `rid`, unique per device across reboots, flash
+    wipes and board swaps (os.urandom: the hardware RNG on the ESP32 and
+    RP2040)."""
+    try:
+        import os
+
+        b = os.urandom(4)
+        return (b[0] << 24) | (b[1] << 16) | (b[2] << 8) | b[3]
+    except (ImportError, AttributeError, NotImplementedError):
+        import random
+
+        return random.getrandbits(32)
+
+
 def _journaled(journal, sid):
     """True when the journal still holds the record of session `sid` (its
     stop was written, but the power went before state.json said so)."""
-    head = '{"id": %d,' % sid
+    head = '{"id": %d,' % sid  # a record from before rids
+    mid = ', "id": %d,' % sid
     for r in journal.live:
-        if r[1] == "s" and r[2].startswith(head):
+        if r[1] == "s" and (r[2].startswith(head) or mid in r[2]):
             return True
     return False
 
 
 class App:
     def __init__(self, board, cfg, now, meter=None, flash_dir=None, backend=False,
-                 clock=None, boot_reason="power_on"):
+                 clock=None, boot_reason="power_on", nonce=None):
         board.safe()  # first: before any flash I/O
         self.board = board
         self.meter = meter
@@ -96,6 +119,8 @@ class App:
         self._sess_closed = False  # the contactor closed during this session
         self._sess_faults = 0  # faults seen during the session
         self._events_n = 0  # events of this boot (their "n")
+        self._nonce = "%08x" % (boot_nonce() if nonce is None else nonce)
+        self._rids = 0  # records journaled this boot (their rid's counter)
         self._reboot = None  # reason of a requested reboot, persisted for the next boot
         lost = state.get("open")
         self._lost = lost if isinstance(lost, dict) and _int(lost.get("id")) > 0 else None
@@ -319,7 +344,8 @@ class App:
                 stop, base = t, "epoch"
             self._record(PL.session_record(
                 sid, self.boot, start, stop, base, self.start_wh, stop_wh, energy,
-                self._peak, reason, PL.codes(self._sess_faults, FAULTS), status, estimate))
+                self._peak, reason, PL.codes(self._sess_faults, FAULTS), status, estimate,
+                self._rid()))
         self.start_wh = None
         self._open = None
         self._save_state()
@@ -347,10 +373,14 @@ class App:
             self._record(PL.session_record(
                 sid, _int(lost.get("boot")), epoch if isinstance(epoch, int) else _int(lost.get("up")),
                 None, "epoch" if isinstance(epoch, int) else "uptime", start_wh, stop_wh,
-                energy, None, self._lost_reason, None, status))
+                energy, None, self._lost_reason, None, status, None, self._rid()))
         self._save_state()
 
     # -------------------------------------------------------------- backend
+    def _rid(self):
+        self._rids += 1
+        return "%s-%d" % (self._nonce, self._rids)
+
     def _record(self, payload):
         try:
             self.journal.add("s", payload)
@@ -364,16 +394,22 @@ class App:
         try:
             self._events_n += 1
             t, base = self._time()
-            self.journal.add("e", PL.event(kind, fields, self.boot, self._events_n, t, base))
+            self.journal.add("e", PL.event(kind, fields, self.boot, self._events_n, t, base,
+                                           self._rid()))
         except Exception:
             self.report_errors += 1
+
+    def report_event(self, kind, fields):
+        """Journal an event from outside the control step (at boot, before
+        the control thread runs)."""
+        self._event(kind, fields)
 
     def _drop_report(self, dropped_events, dropped_sessions):
         self._events_n += 1
         t, base = self._time()
         return PL.event("journal_full", (("dropped_events", dropped_events),
                                          ("dropped_sessions", dropped_sessions)),
-                        self.boot, self._events_n, t, base)
+                        self.boot, self._events_n, t, base, self._rid())
 
     def _snapshot(self):
         """Write the status snapshot the network thread reads (evse.bus):
@@ -457,7 +493,8 @@ class App:
         """{"cmd": "set_config", "key": K, "value": V[, "id": ...]}: change one
         configuration key, validated by evse.config, saved, applied at once
         (keys the charger core does not use, such as `meter`, at the next
-        boot). Only with `mqtt_remote_config`; never the link's own keys."""
+        boot). Only with `mqtt_remote_config`, only REMOTE_KEYS, and
+        max_current_a never above what it is (the installer's limit)."""
         cid = command_id(msg)
 
         def no(text):
@@ -477,14 +514,17 @@ class App:
             return no("value: missing")
         if key not in SCHEMA:
             return no("%s: unknown key" % key[:32])
-        if key.startswith("mqtt_") or key == "journal_kb":
-            return no("%s: cannot be changed over MQTT" % key)
+        if key not in REMOTE_KEYS:
+            return no("%s: cannot be changed over MQTT, only on the device (config.json)" % key)
         new = dict(self.cfg)
         new[key] = msg["value"]
         try:
             new = validate(new)
         except ConfigError as e:
             return no(str(e))
+        if key == "max_current_a" and new[key] > self.cfg[key]:
+            return no("max_current_a: not above %s A over MQTT (the installer's limit: raise "
+                      "it on the device)" % self.cfg[key])
         if self.flash_dir is not None:
             try:
                 write_json_atomic(self._path(CONFIG_FILE), new)

@@ -22,7 +22,7 @@ KEYS = (
     "temp_derate_c", "temp_stop_c", "temp_hyst_c",
     "mqtt_host", "mqtt_port", "mqtt_user", "mqtt_password", "mqtt_tls", "mqtt_ca",
     "mqtt_prefix", "mqtt_device_id", "mqtt_keepalive_s", "mqtt_status_s", "mqtt_telemetry_s",
-    "mqtt_ha_discovery", "mqtt_ha_prefix", "mqtt_remote_config", "journal_kb",
+    "mqtt_ha_discovery", "mqtt_ha_prefix", "mqtt_remote_config", "mqtt_ack", "journal_kb",
 )
 
 

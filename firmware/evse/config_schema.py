@@ -61,6 +61,9 @@ MQTT_SCHEMA = {
     "mqtt_ha_discovery": (False, "bool", None),
     "mqtt_ha_prefix": ("homeassistant", "topic", 32),
     "mqtt_remote_config": (False, "bool", None),  # set_config over MQTT
+    # who confirms a journal record before the charger deletes it: "backend"
+    # (its ack topic, after the commit: end to end) or "broker" (PUBACK)
+    "mqtt_ack": ("backend", "choice", ("backend", "broker")),
     "journal_kb": (8, "int", (2, 64)),
 }
 for _k in MQTT_SCHEMA:

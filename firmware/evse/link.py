@@ -50,6 +50,12 @@ PUB_PER_STEP = 4  # journal records published per step
 CMDS_PER_STEP = 8  # incoming messages taken per step
 MAX_OWN_REPLIES = 16  # error replies waiting to be published
 NTP_EVERY_MS = 6 * 3600 * 1000
+STABLE_MS = 30000  # a connection up this long ends the run of failures (and the backoff)
+SHORT_MS = 10000  # one lost sooner counts as short-lived (SHORT_WARN in a row: a warning)
+SHORT_WARN = 3
+ACK_WAIT_MS = 30000  # a record the backend has not confirmed is sent again after this,
+ACK_WAIT_MAX_MS = 600000  # doubling up to this
+_ACKED = (None, 0, 0)  # _sent's entry for a record confirmed (waiting for its removal)
 
 
 def backoff_ms(failures, rand):
@@ -243,6 +249,8 @@ class Link:
         self.device_id = device_id
         self.topics = PL.Topics(cfg["mqtt_prefix"], device_id)
         self._cmd_topic = self.topics.cmd.encode()
+        self._ack_topic = self.topics.ack.encode()
+        self._e2e = cfg.get("mqtt_ack", "backend") == "backend"
         self.mqtt = mqtt
         self.ssl = ssl
         self.rand = rand if rand is not None else _rand
@@ -260,12 +268,20 @@ class Link:
         self.alive = ticks_ms()  # the thread's last sign of life (hw/watchdog.py)
         self._cls = None  # client_class(self.mqtt.MQTTClient)
         self.stopped = False
-        self.failures = 0  # failed attempts (or lost links) in a row
+        self.failures = 0  # failed attempts (or links lost before STABLE_MS) in a row
         self.connects = 0
+        self.short = 0  # connections in a row lost within SHORT_MS of their CONNACK
+        self._up_at = None  # when the connection came up, until it counts as stable
         self.next_try = ticks_ms()
         self.last_error = None
-        self._sent = {}  # seq -> True: PUBACKed, the App not yet told or not done
-        self._acks = []  # seqs PUBACKed that did not fit into the Bus yet
+        # seq -> [rid, sent at, wait ms] for each record published on this
+        # connection and not confirmed yet; _ACKED once confirmed
+        self._sent = {}
+        self._by_rid = {}  # rid -> seq of the records in _sent
+        self._live = None  # the journal's live tuple when _sent was last tidied
+        self._acks = []  # seqs confirmed that did not fit into the Bus yet
+        self.resent = 0  # records sent again for want of the backend's ack
+        self.bad_acks = 0  # ack messages that could not be read
         self._own = []  # error replies made here (undecodable commands, busy)
         self._snap = fields()  # the snapshot as read this step
         self._shown = fields()  # ... and as the last status published it
@@ -366,6 +382,8 @@ class Link:
             self.alive = ticks_ms()
             c.publish(t.online.encode(), b"online", True, 1)
             c.subscribe(self._cmd_topic, 0)
+            if self._e2e:
+                c.subscribe(self._ack_topic, 0)
             if cfg["mqtt_ha_discovery"]:
                 for topic, payload in hass.discovery(cfg["mqtt_ha_prefix"], t, self.device_id,
                                                      VERSION, int(cfg["max_current_a"])):
@@ -380,8 +398,11 @@ class Link:
             return
         now = ticks_ms()
         self.client = c
+        self._sent = {}  # a new connection: everything not confirmed goes again
+        self._by_rid = {}
+        self._live = None
         self.deferred = 0
-        self.failures = 0
+        self._up_at = now  # failures are forgotten once the link has stayed up
         self.connects += 1
         self.last_error = None
         self._rx_at = self._tx_at = now
@@ -413,14 +434,33 @@ class Link:
         self.client = None
         if c is not None:
             self._close(c)
+        up = self._up_at
+        if up is not None and ticks_diff(ticks_ms(), up) < SHORT_MS:
+            self.short += 1
+            if self.short == SHORT_WARN:
+                self.log("mqtt: the broker closed the connection within %d s of the CONNACK %d "
+                         "times in a row: is another client using device id %s?"
+                         % (SHORT_MS // 1000, SHORT_WARN, self.device_id))
+        else:
+            self.short = 0
+        self._up_at = None
         self.log("mqtt: link lost")
         self._failed(e)
+
+    def _stable(self, now):
+        """The link has stayed up STABLE_MS: the run of failures is over."""
+        if self._up_at is not None and ticks_diff(now, self._up_at) >= STABLE_MS:
+            self._up_at = None
+            self.failures = 0
+            self.short = 0
 
     # ---------------------------------------------------------- service
     def _on_msg(self, topic, msg):
         """Called by the client inside check_msg/wait_msg/publish: queue
         only, never publish from here."""
         if topic != self._cmd_topic:
+            if topic == self._ack_topic:
+                self._on_ack(msg)
             return
         m, err = PL.decode_cmd(msg)
         if err is None and self.bus.cmds.put(m):
@@ -455,32 +495,81 @@ class Link:
         self._journal(c, self.journal, bus)
         self._status(c, bus.snap)
         now = ticks_ms()
+        self._stable(now)
         half = self.cfg["mqtt_keepalive_s"] * 500
         if ticks_diff(now, self._rx_at) >= half or ticks_diff(now, self._tx_at) >= half:
             self._ping(c)
         if self._ntp_at is not None and ticks_diff(now, self._ntp_at) >= NTP_EVERY_MS:
             self._ntp_at = None  # due: forget the time before it ages past half the period
 
+    def _on_ack(self, msg):
+        """The backend has committed these records: {"rids": [...]}."""
+        try:
+            rids = PL.decode_ack(msg)
+        except ValueError:
+            self.bad_acks += 1
+            return
+        for rid in rids:
+            seq = self._by_rid.pop(rid, None)
+            if seq is not None and self._sent.get(seq) is not None:
+                self._sent[seq] = _ACKED
+                self._acks.append(seq)
+
     def _journal(self, c, journal, bus):
-        while self._acks and bus.acks.put(self._acks[0]):
-            self._acks.pop(0)
+        """Publish the journal's records at QoS 1. A record leaves the
+        journal when the backend confirms its rid (mqtt_ack "backend"), or
+        at the PUBACK (mqtt_ack "broker", and records without a rid);
+        one not confirmed within ACK_WAIT_MS is sent again, the wait
+        doubling, and all of them again on a new connection."""
+        acks = self._acks
+        while acks and bus.acks.put(acks[0]):
+            acks.pop(0)
         live = journal.live
-        if self._sent:
-            seqs = [r[0] for r in live]
-            for s in list(self._sent):
-                if s not in seqs:
-                    del self._sent[s]
+        sent = self._sent
+        if live is not self._live:  # records went: forget them
+            self._live = live
+            if sent:
+                seqs = [r[0] for r in live]
+                for s in list(sent):
+                    if s not in seqs:
+                        st = sent.pop(s)
+                        if st[0] is not None:
+                            self._by_rid.pop(st[0], None)
+        now = ticks_ms()
         n = 0
         for seq, kind, data in live:
-            if seq in self._sent:
-                continue
+            st = sent.get(seq)
+            if st is not None and (st[0] is None or ticks_diff(now, st[1]) < st[2]):
+                continue  # confirmed, or not yet due again
             if n >= PUB_PER_STEP:
                 break
             self._pub(c, self.topics.session if kind == "s" else self.topics.event, data, qos=1)
-            self._sent[seq] = True
-            if self._acks or not bus.acks.put(seq):
-                self._acks.append(seq)
             n += 1
+            rid = PL.rid_of(data) if self._e2e else None
+            if rid is None:  # the PUBACK is the confirmation
+                sent[seq] = _ACKED
+                acks.append(seq)
+            elif st is None:
+                sent[seq] = [rid, now, ACK_WAIT_MS]
+                self._by_rid[rid] = seq
+            else:
+                self.resent += 1
+                st[1] = now
+                st[2] = st[2] * 2 if st[2] < ACK_WAIT_MAX_MS // 2 else ACK_WAIT_MAX_MS
+                if self.resent == 1 or self.resent % 100 == 0:
+                    self.log("mqtt: records not confirmed by the backend, sent again (%d); "
+                             "is the backend running, does the broker take our publishes?"
+                             % self.resent)
+        while acks and bus.acks.put(acks[0]):
+            acks.pop(0)
+
+    def unconfirmed(self):
+        """Records published and waiting for the backend's confirmation."""
+        k = 0
+        for st in self._sent.values():
+            if st[0] is not None:
+                k += 1
+        return k
 
     def _status(self, c, snap):
         cur = self._snap
@@ -496,7 +585,10 @@ class Link:
                     due = True
                     break
         if due:
-            self._pub(c, self.topics.status, PL.status(cur, FAULTS, VERSION), retain=True)
+            self._pub(c, self.topics.status, PL.status(
+                cur, FAULTS, VERSION,
+                (self.connects, self.resent, self.unconfirmed(), self.short)),
+                retain=True)
             for i in range(N_FIELDS):
                 shown[i] = cur[i]
             self._status_at = now

@@ -21,6 +21,7 @@ class Topics:
         self.event = base + "event"
         self.cmd = base + "cmd"
         self.reply = base + "reply"
+        self.ack = base + "ack"
 
 
 def amps(ma):
@@ -61,15 +62,22 @@ def energy_status(start_wh, stop_wh, late_start=False, meter=True):
     return stop_wh - start_wh, ENERGY_MEASURED
 
 
+def _rid(rid):
+    return (("rid", rid),) if rid is not None else ()
+
+
 def session_record(sid, boot, start, stop, base, meter_start_wh, meter_stop_wh,
-                   energy_wh, peak_ma, reason, errors, status=ENERGY_MEASURED, estimate_wh=None):
+                   energy_wh, peak_ma, reason, errors, status=ENERGY_MEASURED, estimate_wh=None,
+                   rid=None):
     """One finished session (topic .../session). start/stop are seconds in
     `base` ("epoch": Unix time; "uptime": since boot number `boot`); stop is
     None when it is not known (a session cut by a power loss). `energy_wh`
     is set only when `status` is "measured"; otherwise it is null, the
     status says which reading is missing or wrong, and `estimate_wh` (null
-    when nothing is known) is the least energy the session delivered."""
-    return obj((
+    when nothing is known) is the least energy the session delivered.
+    `rid`, the record's identity for the backend's acknowledgement
+    (docs/mqtt.md), comes first."""
+    return obj(_rid(rid) + (
         ("id", sid), ("boot", boot), ("start", start), ("stop", stop), ("time", base),
         ("meter_start_wh", meter_start_wh), ("meter_stop_wh", meter_stop_wh),
         ("energy_wh", energy_wh), ("energy_status", status), ("estimate_wh", estimate_wh),
@@ -77,11 +85,12 @@ def session_record(sid, boot, start, stop, base, meter_start_wh, meter_stop_wh,
     )).text
 
 
-def event(kind, fields, boot, n, at, base):
+def event(kind, fields, boot, n, at, base, rid=None):
     """One event (topic .../event): `kind` ("fault", "clear", "boot",
     "reboot", "journal_full", "journal_repaired"), its own (key, value)
-    pairs, and (boot, n) which identify it: n counts the events of a boot."""
-    return obj((("type", kind),) + tuple(fields) + (
+    pairs, and (boot, n): n counts the events of a boot. `rid` as for a
+    session record."""
+    return obj(_rid(rid) + (("type", kind),) + tuple(fields) + (
         ("boot", boot), ("n", n), ("at", at), ("time", base))).text
 
 
@@ -98,10 +107,12 @@ def _v(x):
     return None if x == B.NONE else x
 
 
-def status(s, faults_table, version):
+def status(s, faults_table, version, link=None):
     """The charger's status (topic .../status, retained) from the fields of
     a status snapshot `s` (evse.bus); `faults_table`: charger.FAULTS, for
-    the fault codes."""
+    the fault codes; `link`: the link's (connections, records sent again,
+    records waiting for the backend's confirmation, connections in a row
+    the broker closed right after accepting them)."""
     err = s[B.S_ERROR]
     flags = s[B.S_FLAGS]
     left = _v(s[B.S_LEFT])
@@ -123,7 +134,9 @@ def status(s, faults_table, version):
         ("boot", s[B.S_BOOT]), ("fw", version),
         ("journal", obj((("pending", s[B.S_PENDING]), ("dropped", s[B.S_DROPPED]),
                          ("errors", s[B.S_ERRORS])))),
-    )).text
+    ) + ((("link", obj((("connects", link[0]), ("resent", link[1]),
+                        ("unconfirmed", link[2]), ("short_lived", link[3])))),)
+         if link is not None else ())).text
 
 
 def connected(s):
@@ -147,6 +160,32 @@ def telemetry(s):
         ("ev_a", amps(_v(s[B.S_EV]))), ("temp_c", dec(_v(s[B.S_TEMP]), 10)),
         ("energy_wh", s[B.S_ENERGY]),
     )).text
+
+
+_RID_HEAD = '{"rid": "'
+
+
+def rid_of(data):
+    """The rid of a journal record's JSON text (its first field), or None."""
+    if not data.startswith(_RID_HEAD):
+        return None
+    end = data.find('"', len(_RID_HEAD))
+    return data[len(_RID_HEAD):end] if end > 0 else None
+
+
+def decode_ack(payload):
+    """The backend's confirmation {"rids": ["...", ...]} -> the rids (a
+    list of strings); ValueError when it is not that."""
+    if isinstance(payload, int):
+        raise ValueError("ack too large")
+    try:
+        msg = json.loads(payload)
+    except (ValueError, RuntimeError, TypeError):  # RuntimeError: nested too deep
+        raise ValueError("ack: not JSON")
+    rids = msg.get("rids") if isinstance(msg, dict) else None
+    if not isinstance(rids, list):
+        raise ValueError("ack: no rids")
+    return [r for r in rids if isinstance(r, str)]
 
 
 def decode_cmd(payload):

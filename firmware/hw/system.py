@@ -155,8 +155,14 @@ def start_network(ctx, root="", out=print):
     if isinstance(pw, str) and pw and cfg["mqtt_password"] is None:
         cfg = dict(cfg)
         cfg["mqtt_password"] = pw
-    return mqtt_board.make_link(ctx.app, cfg, log=out,
-                                defer_tls=not ctx.profile.d["cp_interlock"])
+    try:
+        return mqtt_board.make_link(ctx.app, cfg, log=out,
+                                    defer_tls=not ctx.profile.d["cp_interlock"])
+    except Exception as e:  # e.g. mqtt_ca missing: a backend setting never stops charging
+        why = "mqtt_ca %s unreadable" % cfg["mqtt_ca"] if isinstance(e, OSError) else repr(e)
+        out("evse: backend link off: %s; charging goes on without it" % why)
+        ctx.app.report_event("link_error", (("reason", why[:96]),))
+        return None
 
 
 def run_all(ctx, link, max_ticks=None, healthy=None, out=print, net_stall_ms=NET_STALL_MS,

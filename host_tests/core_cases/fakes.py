@@ -3,6 +3,7 @@ a meter, a folder for the flash, a clock, and an MQTT client module with
 umqtt.simple's API that records what it is asked to do. Plain Python for
 CPython and MicroPython alike.
 """
+import json
 import os
 
 from evse import config
@@ -104,6 +105,9 @@ class Clock:
         return self.t
 
 
+NONCE = 0x5EED0000  # the Rig's boot nonce, plus the boot number
+
+
 class Rig:
     """An App with its backend on the fake board, ticked in 10 ms steps."""
 
@@ -119,8 +123,17 @@ class Rig:
         self.clock = clock
         self.now = now
         self.t = 0  # ms run
+        if "nonce" not in kw:
+            kw["nonce"] = NONCE + self.boots()  # deterministic rids: the same on every Python
         self.app = App(self.board, self.cfg, now, self.meter, self.flash, backend=True,
                        clock=clock, **kw)
+
+    def boots(self):
+        """The boot number the App is about to take (state.json's + 1)."""
+        try:
+            return json.loads(read(self.flash + "/state.json")).get("boots", 0) + 1
+        except (TypeError, ValueError, AttributeError):
+            return 1
 
     def run(self, ms, ev=None):
         if ev is not None:

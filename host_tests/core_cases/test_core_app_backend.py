@@ -11,7 +11,16 @@ from fakes import Clock, Rig, read, write
 
 
 def _payloads(rig, kind):
-    return [json.loads(r[2]) for r in rig.live(kind)]
+    """The journal's records of `kind`, each without its rid once that is
+    checked: first, "<the boot's nonce in 8 hex digits>-<n>"."""
+    out = []
+    for r in rig.live(kind):
+        d = json.loads(r[2])
+        assert r[2].startswith('{"rid": "'), r[2]
+        nonce, n = d.pop("rid").split("-")
+        assert len(nonce) == 8 and int(nonce, 16) >= 0 and int(n) >= 1, r[2]
+        out.append(d)
+    return out
 
 
 def test_boot_event_and_session_record():
@@ -138,6 +147,35 @@ def test_set_config_only_when_enabled():
         assert r["ok"] is False and needle in r["error"], (msg, r)
     assert rig.app.cfg["max_current_a"] == 16 and rig.app.charger.max_ma == 16000
     assert config.load(rig.flash + "/config.json")["max_current_a"] == 16
+
+
+def test_set_config_never_weakens_a_safety_function_nor_raises_the_limit():
+    """Whoever can publish on the command topic cannot turn off the RCD
+    self-test, move the temperature limits, claim a bigger cable or raise
+    the installer's current limit: those are changed on the device."""
+    rig = Rig(cfg={"mqtt_remote_config": True, "max_current_a": 20})
+    cmd = rig.app.command
+    before = dict(rig.app.cfg)
+    for key, value in (("rcd_selftest", False), ("rcd_retry_max", 10), ("rcd_retry_s", 10),
+                       ("temp_stop_c", 110), ("temp_derate_c", 100), ("temp_hyst_c", 1),
+                       ("ventilation", False), ("cable_a", 80), ("socket", True),
+                       ("phases", 1), ("meter_fail_polls", 20), ("meter_poll_s", 60),
+                       ("journal_kb", 64), ("mqtt_remote_config", False),
+                       ("max_current_a", 32), ("max_current_a", 20.5)):
+        r = cmd({"cmd": "set_config", "key": key, "value": value, "id": key}, rig.now)
+        assert r["ok"] is False, (key, value, r)
+        assert "on the device" in r["error"], r
+    assert rig.app.cfg == before and rig.app.charger.max_ma == 20000
+    assert config.load(rig.flash + "/config.json") is None or (
+        config.load(rig.flash + "/config.json")["rcd_selftest"] is True)
+    # lowering the limit, the fallback, the meter's settings: the backend's to change
+    for key, value in (("max_current_a", 10), ("max_current_a", 10), ("fallback_current_a", 8),
+                       ("authorization", "backend"), ("meter_loss", "stop")):
+        r = cmd({"cmd": "set_config", "key": key, "value": value, "id": 1}, rig.now)
+        assert r == {"id": 1, "ok": True}, (key, r)
+    assert rig.app.charger.max_ma == 10000 and rig.app.cfg["meter_loss"] == "stop"
+    r = cmd({"cmd": "set_config", "key": "max_current_a", "value": 16, "id": 2}, rig.now)
+    assert r["ok"] is False and "not above 10 A" in r["error"], r
 
 
 def test_without_backend_nothing_is_journaled():

@@ -50,7 +50,8 @@ def test_connect_will_online_subscribe_and_bounded_socket():
             ("will", b"evse/dev1/online", b"offline", True, 1),
             ("connect", True, L.SOCK_TIMEOUT_S),  # the timeout, before the TCP connect
             ("pub", b"evse/dev1/online", b"online", True, 1),
-            ("sub", b"evse/dev1/cmd", 0)], mod.log
+            ("sub", b"evse/dev1/cmd", 0),
+            ("sub", b"evse/dev1/ack", 0)], mod.log
         c = mod.clients[0]
         assert c.args[0] == b"evse-dev1" and c.args[2] == 1883 and c.args[5] == 30
         raw = c.sock
@@ -98,9 +99,38 @@ def test_failures_back_off_and_never_raise():
         mod.fail = None
         t.ms = link.next_try
         link.step()
+        assert link.client is not None and link.failures == 10  # not yet: up, not stable
+        t.ms += L.STABLE_MS
+        link.step()
         assert link.client is not None and link.failures == 0
         assert mod.clients[-1].args[3:5] == (b"u", b"hunter2")
         assert not [x for x in logs if "hunter2" in x], logs
+    finally:
+        _restore()
+
+
+def test_a_broker_that_drops_every_connection_at_once_gets_the_backoff():
+    """Accepted, then closed right away (a broker that kicks us, or another
+    charger with the same device id): the failures are not forgotten at
+    the CONNACK, so the attempts back off to a minute instead of coming
+    every second, and a warning names the device id."""
+    t, rig, mod, link, logs = _setup()
+    try:
+        waits = []
+        for _ in range(8):
+            link.step()
+            assert link.client is not None
+            mod.fail_publish = OSError(104)  # the broker closes the connection
+            rig.run(10)
+            link.step()
+            mod.fail_publish = None
+            assert link.client is None
+            waits.append(L.ticks_diff(link.next_try, t.ms))
+            t.ms = link.next_try
+        assert waits == [500, 1000, 2000, 4000, 8000, 16000, 30000, 30000], waits
+        assert link.short == 8
+        warn = [x for x in logs if "another client using device id dev1" in x]
+        assert len(warn) == 1, logs
     finally:
         _restore()
 
@@ -139,21 +169,99 @@ def test_commands_good_and_bad():
         _restore()
 
 
-def test_journal_records_published_at_qos1_then_removed():
+def _ack(*rids):
+    return (b"evse/dev1/ack", json.dumps({"rids": list(rids)}).encode())
+
+
+def _rids(mod, topic_end):
+    return [json.loads(p[2])["rid"] for p in mod.pubs(topic_end)]
+
+
+def test_journal_records_leave_only_when_the_backend_confirms_them():
+    """QoS 1, and the broker's PUBACK is not enough: a record leaves the
+    journal when the backend names its rid on the ack topic (after its
+    commit). A malformed ack, or one naming other rids, removes nothing."""
     t, rig, mod, link, logs = _setup()
     try:
         link.step()
         link.step()
+        boot = _rids(mod, "/event")
+        assert boot == ["5eed0001-1"] and mod.pubs("/event")[0][4] == 1
         rig.charge(1000)
         rig.run(50, "A")
-        assert [r[1] for r in rig.live()] == ["s"]  # the boot event is acknowledged
+        assert [r[1] for r in rig.live()] == ["e", "s"]  # PUBACKed, not confirmed
         link.step()
         sess = mod.pubs("/session")
         assert len(sess) == 1 and sess[0][4] == 1 and json.loads(sess[0][2])["id"] == 1
+        rid = json.loads(sess[0][2])["rid"]
+        assert rid == "5eed0001-2", rid
         link.step()
-        assert len(mod.pubs("/session")) == 1  # not again while the App has not removed it
+        assert len(mod.pubs("/session")) == 1  # not again while it waits for the ack
+        mod.inbox = [(b"evse/dev1/ack", b"{not json"), (b"evse/dev1/ack", b'{"rids": 5}'),
+                     _ack("5eed0001-99", "ffffffff-2"), (b"evse/dev1/ack", 2000)]
+        link.step()
+        rig.run(10)
+        assert [r[1] for r in rig.live()] == ["e", "s"] and link.bad_acks == 3
+        mod.inbox = [_ack(rid, boot[0])]
+        link.step()
+        rig.run(10)
+        assert rig.live() == [] and link.unconfirmed() == 0
+        link.step()
+        assert len(mod.pubs("/session")) == 1 and len(mod.pubs("/event")) == 1
+    finally:
+        _restore()
+
+
+def test_unconfirmed_records_go_again_after_a_timeout_and_on_a_new_connection():
+    t, rig, mod, link, logs = _setup()
+    try:
+        link.step()
+        link.step()
+        assert _rids(mod, "/event") == ["5eed0001-1"]
+        for wait in (L.ACK_WAIT_MS, 2 * L.ACK_WAIT_MS, 4 * L.ACK_WAIT_MS):
+            t.ms += wait - 1
+            link.step()
+            assert len(mod.pubs("/event")) == 1 + link.resent  # not yet
+            t.ms += 1
+            link.step()  # due: sent again, the same payload, the wait doubled
+        assert _rids(mod, "/event") == ["5eed0001-1"] * 4 and link.resent == 3
+        st = json.loads(mod.pubs("/status")[-1][2])
+        assert st["link"] == {"connects": 1, "resent": 2, "unconfirmed": 1,
+                              "short_lived": 0}, st["link"]
+        assert any("not confirmed by the backend" in x for x in logs), logs
+        # the link is lost and comes back: everything unconfirmed goes again at once
+        mod.fail_publish = OSError(104)
+        rig.board.rcd = True  # a fault: a new event
+        rig.run(20)
+        link.step()
+        assert link.client is None
+        mod.fail_publish = None
+        t.ms = link.next_try
+        link.step()
+        link.step()
+        assert _rids(mod, "/event")[-2:] == ["5eed0001-1", "5eed0001-2"], _rids(mod, "/event")
+        mod.inbox = [_ack("5eed0001-1", "5eed0001-2")]
+        link.step()
         rig.run(10)
         assert rig.live() == []
+    finally:
+        _restore()
+
+
+def test_with_mqtt_ack_broker_the_puback_confirms():
+    """mqtt_ack "broker" (no reference backend, e.g. Home Assistant alone):
+    the broker's PUBACK removes the record, and no ack topic is read."""
+    t, rig, mod, link, logs = _setup({"mqtt_ack": "broker"})
+    try:
+        link.step()
+        assert ("sub", b"evse/dev1/ack", 0) not in mod.log
+        link.step()
+        rig.charge(1000)
+        rig.run(50, "A")
+        assert [r[1] for r in rig.live()] == ["s"]  # the boot event: PUBACKed, removed
+        link.step()
+        rig.run(10)
+        assert rig.live() == [] and len(mod.pubs("/session")) == 1
     finally:
         _restore()
 
@@ -172,6 +280,8 @@ def test_publish_error_drops_the_link_and_keeps_the_record():
         mod.fail_publish = None
         t.ms = link.next_try
         link.step()
+        link.step()
+        mod.inbox = [_ack(*(_rids(mod, "/event") + _rids(mod, "/session")))]
         link.step()
         rig.run(10)
         assert rig.live() == []
