@@ -8,7 +8,14 @@
 # (pyexec_file_if_exists looks at frozen modules first). board.json,
 # config.json and secrets.json stay files on the board's filesystem
 # (tools/deploy.py uploads them; see docs/boards.md).
-include("$(PORT_DIR)/boards/manifest.py")
+#
+# `port_manifest` names the port's own manifest to keep (default: the
+# boards' one of esp32 and rp2); None keeps none. The unix port has no
+# boards/manifest.py: the Makefile's 32-bit build (`make mp32`) includes
+# this file with port_manifest=None after the unix variant's manifest.
+options.defaults(port_manifest="$(PORT_DIR)/boards/manifest.py")
+if options.port_manifest:
+    include(options.port_manifest)
 require("umqtt.simple")
 package("evse")
 package("hw")

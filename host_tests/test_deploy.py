@@ -154,12 +154,38 @@ def test_mip_package_json_lists_every_firmware_module():
     assert pkg["version"] == VERSION  # one version string (tools/mip_package.py reads it)
 
 
-def test_manifest_freezes_the_packages_and_main():
+def _run_manifest(**kwargs):
+    """firmware/manifest.py executed with the calls of MicroPython's
+    tools/manifestfile.py recorded (include's kwargs become `options`, with
+    its defaults())."""
+    calls = []
+
+    class Options:
+        def __init__(self, kw):
+            self._kw = kw
+            self._defaults = {}
+
+        def defaults(self, **kw):
+            self._defaults = kw
+
+        def __getattr__(self, name):
+            return self._kw.get(name, self._defaults.get(name))
+
+    g = {"options": Options(kwargs)}
+    for name in ("include", "require", "package", "module"):
+        g[name] = (lambda n: lambda *a, **kw: calls.append((n,) + a))(name)
     with open(os.path.join(ROOT, "firmware", "manifest.py")) as f:
-        text = f.read()
-    for line in ('package("evse")', 'package("hw")', 'module("main.py")',
-                 'require("umqtt.simple")', 'include("$(PORT_DIR)/boards/manifest.py")'):
-        assert line in text
+        exec(f.read(), g)
+    return calls
+
+
+def test_manifest_freezes_the_packages_and_main():
+    body = [("require", "umqtt.simple"), ("package", "evse"), ("package", "hw"),
+            ("module", "main.py")]
+    # esp32 and rp2: the port's own frozen modules stay
+    assert _run_manifest() == [("include", "$(PORT_DIR)/boards/manifest.py")] + body
+    # the unix port (make mp32): no port line
+    assert _run_manifest(port_manifest=None) == body
     tops = {p.split("/")[0] for p in firmware_py()}
     assert tops == {"evse", "hw", "main.py"}
 
