@@ -22,7 +22,7 @@ import gc
 import sys
 import time
 
-MODULES = ("evse.ticks", "evse.meters", "evse.modbus", "evse.pilot", "evse.commands",
+MODULES = ("evse.ticks", "evse.meter_maps", "evse.modbus", "evse.pilot", "evse.commands",
            "evse.config", "evse.charger", "evse.meter", "evse.app", "hw.profile",
            "hw.rs485", "hw.temp", "hw.cp", "hw.watchdog", "hw.board", "hw.system",
            "main")

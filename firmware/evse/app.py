@@ -140,8 +140,11 @@ class App:
         self._save_state()
         self._event("boot", (("reason", "reboot" if state.get("reboot") else boot_reason),
                              ("fw", VERSION)))
-        if self.journal is not None and self.journal.skipped:
-            self._event("journal_repaired", (("skipped_bytes", self.journal.skipped),))
+        j = self.journal
+        if j is not None and j.skipped:
+            self._event("journal_repaired", (("skipped_bytes", j.skipped),))
+        if j is not None and j.unread is not None:  # kept on flash, for a person to look at
+            self._event("journal_unreadable", (("file", j.unread),))
         if self.bus is not None:
             self._snapshot()
 

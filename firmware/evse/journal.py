@@ -23,9 +23,19 @@ Bounded: the live records take at most `max_bytes` (as written) and
 then the oldest sessions; what was dropped is reported by an event record
 (built by the `report` function the owner gives), merged into one while it
 is not yet published. The file is compacted (rewritten with the live records
-to FILE.tmp, then renamed over FILE) when it grows past 1.5 x max_bytes, and
-removed when no record is live. As with config.json, a FILE.tmp is read only
-when FILE is missing (FAT removes the target before the rename).
+to FILE.tmp, then renamed over FILE) whenever an append or a removal takes
+it past 1.5 x max_bytes, so it stays bounded however long nothing is
+acknowledged, and removed when no record is live. As with config.json, a
+FILE.tmp is read only when FILE is missing (FAT removes the target before
+the rename).
+
+`load` reads the file in chunks (a board has no RAM for a large file) and
+keeps the live records within the same bounds as it goes. A file it cannot
+read to the end (an error, MemoryError) is never deleted: it is renamed to
+FILE.unread (`unread` says so; the App reports it) and the journal starts
+empty beside it. Records that could not be written (flash full) stay in RAM
+and are published; the next append or removal rewrites the whole journal,
+so they reach the flash once there is room again.
 
 Threads: one thread (the control thread) calls load/add/ack and does all the
 file I/O; `live` is a tuple that is replaced, never changed in place, so the
@@ -37,6 +47,7 @@ from binascii import crc32
 HEADER = 14  # "@" + 4 + 8 hex digits + " "
 MAX_BODY = 0xFFFF
 REPORT_RESERVE = 256  # bytes kept free for the drop report
+CHUNK = 512  # bytes read at a time by load()
 
 
 def encode(kind, seq, data):
@@ -62,17 +73,24 @@ def _hex(buf, i, n):
     return v
 
 
-def _parse_at(buf, i):
-    """((kind, seq, data), next index) for a valid record at buf[i], or None."""
-    n = len(buf)
-    if i + HEADER > n or buf[i + HEADER - 1] != 0x20:
+def _parse_at(buf, i, n=None, more=False):
+    """((kind, seq, data), next index) for a valid record at buf[i], or None;
+    with `more` (more bytes may follow buf[:n]), 0 when the record may be
+    valid but is not complete in buf[:n]."""
+    if n is None:
+        n = len(buf)
+    if i + HEADER > n:
+        return 0 if more else None
+    if buf[i + HEADER - 1] != 0x20:
         return None
     length = _hex(buf, i + 1, 4)
     crc = _hex(buf, i + 5, 8)
     if length < 0 or crc < 0:
         return None
     end = i + HEADER + length
-    if end >= n or buf[end] != 0x0A:
+    if end >= n:
+        return 0 if more else None
+    if buf[end] != 0x0A:
         return None
     body = buf[i + HEADER:end]
     if crc32(body) & 0xFFFFFFFF != crc:
@@ -115,6 +133,52 @@ def scan(buf):
     return out, skipped
 
 
+def stream(f, stats, limit=MAX_BODY):
+    """The valid records of file `f`, read CHUNK bytes at a time, as scan()
+    finds them in the whole: yields (kind, seq, data); stats[0] counts the
+    bytes skipped. A record claiming a body over `limit` bytes is garbage.
+    At most limit + HEADER + CHUNK bytes are held at once."""
+    buf = b""
+    eof = False
+    while True:
+        if not eof and len(buf) < limit + HEADER + 1:
+            part = f.read(CHUNK)
+            if part:
+                buf += part
+            else:
+                eof = True
+        n = len(buf)
+        i = 0
+        while i < n:
+            if buf[i] != 0x40:  # "@"
+                j = buf.find(b"@", i)
+                if j < 0:
+                    stats[0] += n - i
+                    i = n
+                    break
+                stats[0] += j - i
+                i = j
+            if i + 5 <= n and _hex(buf, i + 1, 4) > limit:
+                stats[0] += 1
+                i += 1
+                continue
+            r = _parse_at(buf, i, n, not eof)
+            if r == 0:
+                break  # incomplete: wait for the next chunk
+            if r is None:
+                stats[0] += 1
+                i += 1
+            else:
+                yield r[0]
+                i = r[1]
+        buf = buf[i:]
+        if eof and not buf:
+            return
+        if eof and i == 0:  # nothing more will come and nothing parsed: garbage
+            stats[0] += len(buf)
+            return
+
+
 def replay(records):
     """The live records [(seq, kind, data)], oldest first, after the removals."""
     live = {}
@@ -155,6 +219,10 @@ class Journal:
         self.file_bytes = 0
         self.next_seq = 1
         self.skipped = 0  # garbage bytes found by load()
+        self.unread = None  # where an unreadable journal was set aside
+        self._stuck = False  # that file could not be moved: leave it alone
+        self.dirty = False  # a write failed: records in RAM not on flash
+        self._wrote = True
         self.errors = 0  # failed flash writes
         self.dropped_events = 0  # since boot
         self.dropped_sessions = 0
@@ -164,36 +232,96 @@ class Journal:
     # ------------------------------------------------------------ read
     def load(self):
         """Read the journal back (at boot). Returns the live records."""
-        buf = None
+        f = None
         from_tmp = False
         for p in (self.path, self.tmp):
             try:
                 f = open(p, "rb")
             except OSError:
                 continue
-            try:
-                buf = f.read()
-            finally:
-                f.close()
             from_tmp = p == self.tmp
             break
-        if buf is None:
+        if f is None:
             return self.live
-        records, self.skipped = scan(buf)
-        top = 0
-        for r in records:
-            if r[1] > top:
-                top = r[1]
-        self.next_seq = top + 1
-        live = replay(records)
-        self.live = tuple(live)
+        stats = [0]
         self.live_bytes = 0
-        for r in live:
-            self.live_bytes += len(encode(r[1], r[0], r[2]))
-        self.file_bytes = len(buf)
-        if from_tmp or self.skipped or _exists(self.tmp):
-            self._compact()  # a clean file, and no stale .tmp
+        try:
+            try:
+                live, order, size = self._replay(stream(f, stats, self.max_bytes))
+            finally:
+                f.close()
+        except Exception:  # MemoryError, OSError: keep the file, start empty
+            self._set_aside(self.tmp if from_tmp else self.path)
+            return self.live
+        self.skipped = stats[0]
+        self.live = tuple([live[s] for s in order if s in live])
+        self.file_bytes = size
+        if from_tmp or self.skipped or self.dropped_events or self.dropped_sessions or (
+                self.file_bytes > self.max_bytes + self.max_bytes // 2) or _exists(self.tmp):
+            self._compact()  # a clean, bounded file, and no stale .tmp
         return self.live
+
+    def _replay(self, records):
+        """The live records of a stream, within the journal's bounds (the
+        oldest events dropped first, as add() does), and the file's size."""
+        live = {}
+        order = []
+        size = 0
+        room = self.max_bytes - REPORT_RESERVE
+        top = 0
+        for kind, seq, data in records:
+            line = len(encode(kind, seq, data))
+            size += line
+            if seq > top:
+                top = seq
+            if kind == "a":
+                for x in data.split():
+                    try:
+                        r = live.pop(int(x), None)
+                    except ValueError:
+                        r = None
+                    if r is not None:
+                        self.live_bytes -= len(encode(r[1], r[0], r[2]))
+                continue
+            old = live.get(seq)
+            if old is not None:
+                self.live_bytes -= len(encode(old[1], old[0], old[2]))
+            else:
+                order.append(seq)
+            live[seq] = (seq, kind, data)
+            self.live_bytes += line
+            while self.live_bytes > room or len(live) > self.max_records - 2:
+                v = self._victim([live[x] for x in order if x in live])
+                if v < 0:
+                    break
+                r = [live[x] for x in order if x in live][v]
+                del live[r[0]]
+                self.live_bytes -= len(encode(r[1], r[0], r[2]))
+                if r[1] == "e":
+                    self.dropped_events += 1
+                else:
+                    self.dropped_sessions += 1
+            if len(order) > 4 * self.max_records:
+                order = [x for x in order if x in live]
+        self.next_seq = top + 1
+        return live, order, size
+
+    def _set_aside(self, path):
+        """Rename an unreadable journal to PATH.unread (never delete it)."""
+        self.live = ()
+        self.live_bytes = 0
+        name = self.path + ".unread"
+        k = 1
+        while _exists(name):
+            k += 1
+            name = "%s.unread%d" % (self.path, k)
+        try:
+            os.rename(path, name)
+            self.unread = name
+        except OSError:
+            self.errors += 1
+            self.unread = path
+            self._stuck = True  # the file is still in the way: never remove it
 
     # ----------------------------------------------------------- write
     def _write(self, lines):
@@ -209,17 +337,28 @@ class Journal:
                 f.close()
         except OSError:
             self.errors += 1  # the record stays in RAM and is still published
-            return
+            self.dirty = True  # rewritten whole at the next write that works
+            return False
         for line in lines:
             self.file_bytes += len(line)
+        return True
+
+    def _tidy(self):
+        """After an append or a removal: a rewrite when the file outgrew its
+        bound or records are missing from it."""
+        if self.dirty or self.file_bytes > self.max_bytes + self.max_bytes // 2:
+            self._compact()
 
     def _compact(self):
+        if self._stuck:
+            return  # an unreadable journal is still at our path: append only
         try:
             if not self.live:
                 for p in (self.path, self.tmp):
                     if _exists(p):
                         os.remove(p)
                 self.file_bytes = 0
+                self.dirty = False
                 return
             f = open(self.tmp, "wb")
             size = 0
@@ -235,6 +374,7 @@ class Journal:
                 f.close()
             os.rename(self.tmp, self.path)
             self.file_bytes = size
+            self.dirty = False
         except OSError:
             self.errors += 1
 
@@ -279,12 +419,14 @@ class Journal:
         if gone:
             lines.append(encode("a", 0, " ".join([str(s) for s in gone])))
         lines.append(line)
-        self._write(lines)
+        wrote = self._write(lines)
         live.append((seq, kind, data))
         self.live = tuple(live)
         self.live_bytes += len(line)
         if de or ds:
             self._dropped(de, ds)
+        if wrote:
+            self._tidy()
         return seq
 
     def _dropped(self, de, ds):
@@ -319,13 +461,15 @@ class Journal:
                 keep.append(r)
         if len(keep) == len(self.live):
             return False
-        self._write((encode("a", 0, " ".join([str(s) for s in seqs])),))
+        self._wrote = self._write((encode("a", 0, " ".join([str(s) for s in seqs])),))
         self.live = tuple(keep)
         return True
 
     def ack(self, seqs):
-        """The broker has these records (PUBACK): remove them."""
+        """The backend (or the broker) has these records: remove them."""
         if not self._remove(seqs):
             return
-        if not self.live or self.file_bytes > self.max_bytes + self.max_bytes // 2:
+        if not self.live:
             self._compact()
+        elif self._wrote:
+            self._tidy()

@@ -164,3 +164,107 @@ def test_write_errors_keep_the_record_in_ram():
     assert j.errors == 1 and [r[0] for r in j.live] == [1]
     j.ack([1])
     assert j.live == ()
+
+
+def test_bounded_on_flash_however_long_nothing_is_acknowledged():
+    """No acknowledgement for 1,500 records (a backend down for days, a
+    meter flapping): the file never grows past 1.5 x its bound plus one
+    record, the live records stay within theirs, and what went is counted
+    and reported."""
+    d = tmpdir("jb")
+    path = d + "/journal.log"
+    j = J.Journal(path, 2048, report=lambda de, ds: '{"dropped": [%d, %d]}' % (de, ds))
+    biggest = 0
+    for i in range(1500):
+        j.add("e" if i % 5 else "s", '{"n": %d, "pad": "%s"}' % (i, "x" * (i % 40)))
+        size = len(read(path) or b"")
+        biggest = max(biggest, size)
+    line = len(J.encode("s", 9999, '{"n": 9999, "pad": "%s"}' % ("x" * 39)))
+    assert biggest <= 2048 + 1024 + line + 256, biggest
+    assert j.live_bytes <= 2048 and j.dropped_events > 0
+    back = J.Journal(path, 2048)
+    assert [r[0] for r in back.load()] == [r[0] for r in j.live]
+    return biggest
+
+
+def test_a_large_legacy_file_loads_within_the_bounds():
+    """A file far larger than the journal's bound (written by a firmware
+    that compacted only on acknowledgement) is read in chunks, keeps the
+    newest records within the bound, says what it dropped, and is
+    rewritten bounded."""
+    d = tmpdir("jl")
+    path = d + "/journal.log"
+    f = open(path, "wb")
+    for i in range(1, 4001):
+        f.write(J.encode("e", i, '{"n": %d}' % i))
+    f.write(J.encode("s", 4001, '{"id": 1}'))
+    f.close()
+    j = J.Journal(path, 2048)
+    live = j.load()
+    assert live[-1] == (4001, "s", '{"id": 1}')  # the session is kept, old events went
+    assert j.live_bytes <= 2048 and j.dropped_events >= 3900 and j.dropped_sessions == 0
+    assert len(read(path)) <= 2048 and j.next_seq == 4002
+    assert [r[0] for r in J.Journal(path, 2048).load()] == [r[0] for r in live]
+
+
+def test_stream_reads_what_scan_reads_chunk_by_chunk():
+    import io
+
+    recs = b"".join([J.encode("s", i, '{"n": %d, "t": "r\\u00e9cord"}' % i) for i in range(1, 60)])
+    for tail in (b"", b"@", b"@00", b"junk", b"@0030abcdef12 s 9 {", b"@ffff00000000 "):
+        for head in (b"", b"garbage@", b"@@"):
+            buf = head + recs[:len(recs) // 2] + b"\x00torn" + recs[len(recs) // 2:] + tail
+            st = [0]
+            assert (list(J.stream(io.BytesIO(buf), st, 4096)), st[0]) == J.scan(buf), (head, tail)
+
+
+def test_an_unreadable_journal_is_set_aside_never_deleted():
+    d = tmpdir("ju")
+    path = d + "/journal.log"
+    j = J.Journal(path, 4096)
+    j.add("s", '{"id": 7}')
+    image = read(path)
+    j2 = J.Journal(path, 4096)
+
+    def fail(*a, **k):
+        raise MemoryError()
+
+    saved = J.stream
+    J.stream = fail
+    try:
+        assert j2.load() == ()
+    finally:
+        J.stream = saved
+    assert j2.unread == path + ".unread" and read(path + ".unread") == image
+    j2.add("e", '{"n": 1}')
+    j2.ack([r[0] for r in j2.live])  # the new journal empties: the old file stays
+    assert read(path + ".unread") == image and read(path) is None
+
+
+def test_records_written_while_the_flash_was_full_reach_it_when_there_is_room():
+    d = tmpdir("jf")
+    path = d + "/journal.log"
+    j = J.Journal(path, 4096)
+    j.add("s", '{"id": 1}')
+    real = J.__dict__.get("open")
+
+    def full(p, mode="r"):
+        if "a" in mode or "w" in mode:
+            raise OSError(28)  # ENOSPC
+        return open(p, mode)
+
+    J.open = full
+    try:
+        j.add("s", '{"id": 2}')
+        j.add("e", '{"n": 3}')
+    finally:
+        if real is None:
+            del J.open
+        else:
+            J.open = real
+    assert j.errors == 2 and j.dirty and [r[0] for r in j.live] == [1, 2, 3]
+    assert [r[0] for r in J.Journal(path, 4096).load()] == [1]  # a reboot now loses 2 and 3
+    j.add("e", '{"n": 4}')  # room again: the whole journal is rewritten
+    assert not j.dirty
+    assert [r[2] for r in J.Journal(path, 4096).load()] == [
+        '{"id": 1}', '{"id": 2}', '{"n": 3}', '{"n": 4}']
