@@ -482,7 +482,9 @@ class App:
             except Exception:
                 self.report_errors += 1
         for _ in range(CMDS_PER_TICK):
-            msg = bus.cmds.get()
+            msg = bus.urgent.get()  # stop and pause first
+            if msg is None:
+                msg = bus.cmds.get()
             if msg is None:
                 break
             try:

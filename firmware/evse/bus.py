@@ -130,12 +130,14 @@ class Bus:
     replies: reply objects, control -> network;
     acks: seqs of journal records the broker has, network -> control."""
 
-    def __init__(self, cmds=8, replies=16, acks=16):
+    def __init__(self, cmds=8, replies=16, acks=16, urgent=2):
         self.snap = Snapshot()
+        self.urgent = Ring(urgent)  # stop and pause, served first, never behind a flood
         self.cmds = Ring(cmds)
         self.replies = Ring(replies)
         self.acks = Ring(acks)
 
     def for_control(self):
         """True when the control thread has something to take (no allocation)."""
-        return self.cmds.head != self.cmds.tail or self.acks.head != self.acks.tail
+        return (self.cmds.head != self.cmds.tail or self.acks.head != self.acks.tail
+                or self.urgent.head != self.urgent.tail)

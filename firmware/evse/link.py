@@ -47,8 +47,11 @@ STATUS_MIN_MS = 500  # status changes are published at most this often
 POLL_MS = 50  # pause between two steps while connected
 IDLE_MS = 250  # longest pause while waiting to reconnect
 PUB_PER_STEP = 4  # journal records published per step
-CMDS_PER_STEP = 8  # incoming messages taken per step
-MAX_OWN_REPLIES = 16  # error replies waiting to be published
+CMDS_PER_STEP = 32  # incoming messages taken per step
+MAX_OWN_REPLIES = 16  # error replies waiting to be published (beyond: the oldest go)
+REFUSALS_PER_S = 4  # replies to refused payloads, at most this many a second,
+REFUSALS_BURST = 8  # after a burst of this many; the rest are counted, not answered
+_URGENT = ("stop", "pause")  # commands that never wait behind a flood
 NTP_EVERY_MS = 6 * 3600 * 1000
 STABLE_MS = 30000  # a connection up this long ends the run of failures (and the backoff)
 SHORT_MS = 10000  # one lost sooner counts as short-lived (SHORT_WARN in a row: a warning)
@@ -283,6 +286,9 @@ class Link:
         self.resent = 0  # records sent again for want of the backend's ack
         self.bad_acks = 0  # ack messages that could not be read
         self._own = []  # error replies made here (undecodable commands, busy)
+        self._refusals = REFUSALS_BURST  # replies to refused payloads still allowed now
+        self._refusals_at = ticks_ms()
+        self.unanswered = 0  # refused payloads not answered (a flood)
         self._snap = fields()  # the snapshot as read this step
         self._shown = fields()  # ... and as the last status published it
         self._status_at = None  # None: publish the status at the next step
@@ -463,12 +469,26 @@ class Link:
                 self._on_ack(msg)
             return
         m, err = PL.decode_cmd(msg)
-        if err is None and self.bus.cmds.put(m):
-            return
         if err is None:
+            bus = self.bus
+            if bus.cmds.put(m):
+                return
+            if m.get("cmd") in _URGENT and bus.urgent.put(m):
+                return  # the queue is full of others: stop and pause jump it
             err = "busy: too many commands, try again"
-        if len(self._own) < MAX_OWN_REPLIES:
-            self._own.append({"id": command_id(m), "ok": False, "error": err})
+        now = ticks_ms()
+        gain = ticks_diff(now, self._refusals_at) * REFUSALS_PER_S // 1000
+        if gain > 0:
+            self._refusals = min(REFUSALS_BURST, self._refusals + gain)
+            self._refusals_at = now
+        if self._refusals <= 0:
+            self.unanswered += 1  # a flood: not every payload earns a reply
+            return
+        self._refusals -= 1
+        if len(self._own) >= MAX_OWN_REPLIES:
+            self._own.pop(0)
+            self.unanswered += 1
+        self._own.append({"id": command_id(m), "ok": False, "error": err})
 
     def _pub(self, c, topic, payload, retain=False, qos=0):
         c.publish(topic.encode(), payload.encode(), retain, qos)

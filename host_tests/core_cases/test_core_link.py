@@ -159,12 +159,13 @@ def test_commands_good_and_bad():
         assert replies[4]["id"] == "t" and "amps" in replies[4]["error"]
         assert len(replies) == 5
         assert rig.app.bus.snap.v[B.S_BACKEND] == 10000
-        # a flood: the Bus takes 8, the rest are answered "busy"
+        # too many at once: the Bus takes 8 and 2 more pauses (stop and pause
+        # jump the queue), the rest are answered "busy"
         mod.inbox = [(b"evse/dev1/cmd", b'{"cmd": "pause", "id": %d}' % i) for i in range(12)]
         link.step()
         link.step()
         busy = [json.loads(p[2]) for p in mod.pubs("/reply")][5:]
-        assert [r["id"] for r in busy] == [8, 9, 10, 11] and "busy" in busy[0]["error"], busy
+        assert [r["id"] for r in busy] == [10, 11] and "busy" in busy[0]["error"], busy
     finally:
         _restore()
 
@@ -427,3 +428,37 @@ def test_tls_connects_wait_while_the_contactor_is_closed():
                 assert isinstance(mod.clients[0].args[6], L._TLS)
         finally:
             _restore()
+
+
+def test_a_flood_of_junk_neither_delays_a_stop_nor_earns_a_reply_each():
+    """600 malformed payloads a second with a stop among them: the stop is
+    done at the next control tick after it is read, the junk gets at most
+    a burst of 8 replies and then 4 a second, and the valid commands that
+    fit are all answered."""
+    t, rig, mod, link, logs = _setup()
+    try:
+        rig.charge(1000)
+        link.step()
+        link.step()
+        n0 = len(mod.pubs("/reply"))
+        junk = [(b"evse/dev1/cmd", b"{junk %d" % i) for i in range(600)]
+        junk[300] = (b"evse/dev1/cmd", b'{"cmd": "stop", "id": "halt"}')
+        mod.inbox = junk
+        steps = 0
+        while mod.inbox and steps < 100:
+            link.step()
+            rig.run(10)
+            t.ms += 50  # one step every 50 ms: 600 payloads in about a second
+            steps += 1
+        assert not mod.inbox and steps <= 25, steps  # read at the pace they come
+        link.step()
+        replies = [json.loads(p[2]) for p in mod.pubs("/reply")][n0:]
+        assert {"id": "halt", "ok": True} in replies, replies[-5:]
+        # stopped: the session ended and the PWM is off (the contactor then
+        # opens when the vehicle follows, Table A.6 sequence 10.2)
+        assert rig.app.out.session is None and rig.app.out.offer_ma == 0
+        refused = [r for r in replies if r["id"] is None]
+        assert 8 <= len(refused) <= 8 + 4 * (steps * 50 // 1000 + 1), len(refused)
+        assert link.unanswered == 599 - len(refused)
+    finally:
+        _restore()
