@@ -22,10 +22,11 @@ def device_id():
 
 def clock():
     """Unix time once NTP has set the RTC, else None (session and event
-    times are then given as uptime)."""
+    times are then given as uptime): whole seconds, as the boards' RTC
+    gives them (the unix port's time.time() is a float)."""
     import time
 
-    t = time.time()
+    t = int(time.time())
     if time.gmtime(t)[0] < 2024:
         return None
     if time.gmtime(0)[0] == 2000:
