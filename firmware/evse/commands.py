@@ -1,4 +1,4 @@
-"""Backend commands (shared/scenarios/FORMAT.md): validation only.
+"""Backend commands (docs/scenarios.md, "Commands"): validation only.
 
 `parse(msg)` takes a decoded JSON object and returns a `Command`, or raises
 CommandError with a message for the reply. Nothing here changes the charger:
