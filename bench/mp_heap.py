@@ -11,10 +11,10 @@ holds board.json (esp32-devkitc), config.json (the defaults: an SDM630 at
 poll's request, made on the host with tools/bench_meter.py's canned peer)
 and rig.json (the CP front-end's transfer, from evse.profile).
 
-The test rig (the fake `machine` of host_tests/fakes/fakemachine.py, the
-canned meter behind the fake UART, the vehicle's physics in the fake
-clock) is built first and its heap is the baseline. Then what main.main()
-does, step by step: safe state from board.json, the emergency exception
+The test rig (host_tests/fakes/heaprig.py: the fake `machine` of
+host_tests/fakes/fakemachine.py, the canned meter behind the fake UART,
+the vehicle's physics in the fake clock) is built first and its heap is
+the baseline. Then what main.main() does, step by step: safe state from board.json, the emergency exception
 buffer, the crash record, the firmware's import, profile and configuration
 validation, board adapter, Modbus meter, App (hw/system.build); then the
 control loop (hw/system.run) for MINUTES of fake time. The vehicle plugs
@@ -32,143 +32,23 @@ gc.collect() until control is back at the JavaScript top level
 stack), so the script runs with top-level await (run.mjs --async) and
 awaits before each reading.
 
-The fake ADC takes 100 us per read here (25 us on an ESP32), so the CP
-burst is 12 samples instead of 48: only to save wall time; the burst's
-buffer is preallocated at 160 samples whatever its length.
+bench/mp_heap_unix.py measures the same in the 32-bit unix port, where the
+collector runs at once, with and without the backend link.
 """
 import asyncio
 import gc
-import json
 import sys
 
 import micropython
 
 import fakemachine as fm
+import heaprig
 
 MINUTES = int(sys.argv[1]) if len(sys.argv) > 1 else 10
 END_MS = MINUTES * 60000
 ROOT = "/flash/"
 
-
-def _load(name):
-    f = open(ROOT + name)
-    try:
-        return json.loads(f.read())
-    finally:
-        f.close()
-
-
-PROFILE = _load("board.json")
-RIG = _load("rig.json")  # the CP front-end's transfer, from evse.profile on the host
-_canned = _load("meter.json")  # request hex -> answer hex
-REQ = []
-ANS = []
-for _k in _canned:
-    REQ.append(bytes(bytearray([int(_k[i:i + 2], 16) for i in range(0, len(_k), 2)])))
-    _v = _canned[_k]
-    ANS.append(bytes(bytearray([int(_v[i:i + 2], 16) for i in range(0, len(_v), 2)])))
-del _canned, _k, _v
-CHAR_US = 1042  # 10 bits at 9600 baud
-SILENCE_US = 3646
-REACT_US = 2000
-
-
-class CannedMeter:
-    """The meter on the RS-485 bus, on the fake clock: after a request its
-    answer arrives byte by byte at 9600 baud (3.5 characters of silence
-    plus 2 ms after the request's last byte)."""
-
-    def __init__(self):
-        self.cur = None
-        self.t_req = 0
-        self.pos = 0
-        self.polls = 0
-
-    def write(self, buf):
-        self.cur = None
-        for i in range(len(REQ)):
-            if REQ[i] == buf:
-                self.cur = ANS[i]
-        self.t_req = fm.WORLD.t_us + len(buf) * CHAR_US + SILENCE_US + REACT_US
-        self.pos = 0
-        self.polls += 1
-        return len(buf)
-
-    def txdone(self):
-        return True
-
-    def any(self):
-        a = self.cur
-        if a is None:
-            return 0
-        n = (fm.WORLD.t_us - self.t_req) // CHAR_US
-        if n > len(a):
-            n = len(a)
-        return n - self.pos if n > self.pos else 0
-
-    def readinto(self, buf, n=None):
-        a = self.cur
-        p = self.pos
-        for i in range(n):
-            buf[i] = a[p + i]
-        self.pos = p + n
-        return n
-
-
-METER = CannedMeter()
-
-
-def _uart(uart_id, **kw):
-    return METER
-
-
-fm.UART = _uart
-
-w = fm.reset_world(PROFILE["port"])
-w.record = False
-w.us_per_read = 100
-w.cp_adc_pin = PROFILE["cp"]["adc_pin"]
-w.cp_zero_uv = RIG["cp_zero_uv"]
-w.cp_uv_per_v = RIG["cp_uv_per_v"]
-w.noise_uv = 3000
-PP = PROFILE.get("pp")
-TEMP = PROFILE.get("temp")
-if PP:
-    w.adc_uv[PP["adc_pin"]] = 3300000  # no PP resistor (a tethered cable)
-if TEMP:
-    w.adc_uv[TEMP["adc_pin"]] = 900000 if TEMP["type"] == "linear" else 1650000
-if PROFILE.get("pe"):
-    w.mains = (PROFILE["pe"]["pin"],)
-_K = PROFILE["contactor"][0]
-_K_ON = 0 if _K["active"] == "low" else 1
-_MIRROR = PROFILE.get("mirror")
-_RCD = PROFILE.get("rcd")
-_RT = _RCD.get("test") if _RCD else None
-
-class BenchClock(fm.Clock):
-    """The fake clock, plus the physics between two ticks: the mirror
-    contact follows the contactor, the RCD test winding trips the RCD, and
-    the vehicle follows its plan."""
-
-    def sleep_ms(self, ms):
-        fm.Clock.sleep_ms(self, ms)
-        w = fm.WORLD
-        closed = w.levels.get(_K["pin"], 1 - _K_ON) == _K_ON
-        if _MIRROR:
-            w.inputs[_MIRROR["pin"]] = (0 if closed else 1) if _MIRROR["active"] == "low" \
-                else (1 if closed else 0)
-        if _RT:
-            on = w.levels.get(_RT["pin"], 0) == (0 if _RT["active"] == "low" else 1)
-            w.inputs[_RCD["pin"]] = (1 if on else 0) if _RCD["active"] == "high" else \
-                (0 if on else 1)
-        t = w.t_us // 1000
-        if t < 5000 or t >= END_MS - 30000:
-            w.cp_hi_mv = 12000
-        elif t < 10000 or t >= END_MS - 35000:
-            w.cp_hi_mv = 9000
-        else:
-            w.cp_hi_mv = 6000
-
+clock, METER = heaprig.setup(ROOT, END_MS)  # host_tests/fakes/heaprig.py
 
 lines = [0]
 
@@ -201,7 +81,6 @@ except AttributeError:  # not in this port (main.py ignores it likewise)
 crash = main._read_json(ROOT + main.CRASH_FILE)
 from hw import system  # noqa: E402
 
-clock = BenchClock()
 ctx = system.build(fm, clock, raw, ROOT + main.CONFIG_FILE, ROOT[:-1])
 out("evse: board %s (%s), pwm full scale %d, cp burst %d samples x %d us"
     % (ctx.profile.name, ctx.profile.port, ctx.board.full, ctx.board.cp.n,
@@ -218,7 +97,7 @@ session = await live_heap()  # noqa: F704
 
 st = {}
 try:
-    st = _load("state.json")
+    st = heaprig.load(ROOT + "state.json")
 except OSError:
     pass
 print("RESULT heap_base %d" % base)

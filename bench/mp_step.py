@@ -2,7 +2,7 @@
 MicroPython WebAssembly port (bench/bench.py starts it):
 
     run.mjs --async --mount FWDIR=/fw --mount bench=/bench --path /fw --path /bench
-            bench/mp_step.py STEPS
+            bench/mp_step.py STEPS MODULE...
 
 In a fresh interpreter, first the heap each firmware module takes when
 imported (gc.collect(); gc.mem_alloc() around each import, in dependency
@@ -22,12 +22,9 @@ import gc
 import sys
 import time
 
-MODULES = ("evse.ticks", "evse.meter_maps", "evse.modbus", "evse.pilot", "evse.commands",
-           "evse.config", "evse.charger", "evse.meter", "evse.app", "hw.profile",
-           "hw.rs485", "hw.temp", "hw.cp", "hw.watchdog", "hw.board", "hw.system",
-           "main")
-
 STEPS = int(sys.argv[1]) if len(sys.argv) > 1 else 10000
+# the firmware's modules in dependency order (bench/bench.py import_order())
+MODULES = sys.argv[2:]
 
 gc.collect()
 await asyncio.sleep(0)  # noqa: F704  (run.mjs --async: top-level await)

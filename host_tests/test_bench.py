@@ -21,14 +21,16 @@ IDS = {"step_wasm_median_us", "step_wasm_p99_us", "step_cpython_median_us",
        "session_alloc_total", "heap_start_mpy", "heap_session_mpy", "heap_start_py",
        "heap_session_py", "mpy_total_bytes", "sim_speed_cpython", "sim_speed_micropython",
        "meter_poll_bytes", "meter_poll_ratio", "step_gap_no_broker_ms",
-       "step_gap_broker_ms"}
+       "step_gap_broker_ms", "step_ratio_wasm_cpython", "sim_speed_ratio"} | set(
+    "heap32_%s_%s%s" % (when, kind, link) for when in ("start", "session")
+    for kind in ("mpy", "frozen", "romfs") for link in ("", "_link"))
 
 pytestmark = pytest.mark.skipif(not available(), reason="MicroPython WebAssembly port missing")
 
 
 def _bench(*args):
     return subprocess.run([sys.executable, BENCH, "--quick"] + list(args), cwd=ROOT,
-                          capture_output=True, text=True, timeout=300,
+                          capture_output=True, text=True, timeout=900,
                           env=dict(os.environ, BENCH_STRICT="0"))
 
 
@@ -53,8 +55,8 @@ def quick_run(tmp_path_factory):
 
 def test_quick_run_writes_every_figure(quick_run):
     res, md, stdout = quick_run
-    assert res["quick"] is True and res["groups"] == ["step", "alloc", "heap", "mpy", "sim",
-                                                      "meter", "gap"]
+    assert res["quick"] is True and res["groups"] == ["step", "alloc", "heap", "heap32", "mpy",
+                                                      "sim", "meter", "gap"]
     figs = dict((f["id"], f) for f in res["figures"])
     assert IDS <= set(figs), sorted(IDS - set(figs))
     for f in res["figures"]:
@@ -69,6 +71,13 @@ def test_quick_run_writes_every_figure(quick_run):
     assert figs["session_alloc_steady"]["value"] == 0
     assert figs["meter_poll_bytes"]["value"] == 161
     assert figs["heap_start_mpy"]["value"] > 0 and figs["mpy_total_bytes"]["value"] > 0
+    h32 = figs["heap32_start_mpy_link"]
+    if os.path.isdir(os.path.join(ROOT, "..", "shared", "vendor")) or h32["value"] is not None:
+        # measured: with the link, more than without; frozen less than .mpy files
+        assert h32["value"] > figs["heap32_start_mpy"]["value"] > 0
+        assert figs["heap32_start_frozen_link"]["value"] < h32["value"]
+    else:  # a clone without ../shared: said, not measured
+        assert "MICROPYTHON_SRC" in h32["not_measured"]
     gap = figs["step_gap_broker_ms"]
     if gap["value"] is None:  # until the MQTT link (issue 5)
         assert "issue 5" in gap["not_measured"] and gap["status"] == "not measured"
@@ -94,14 +103,17 @@ def test_comparison_flags_a_fabricated_regression(quick_run, tmp_path):
     old = dict((f["id"], f) for f in base["figures"])
     old["heap_start_mpy"]["value"] -= 4096  # we were 4 KB smaller
     old["step_alloc_bytes"]["value"] = 0
-    old["sim_speed_cpython"]["value"] *= 3  # and three times faster
+    old["sim_speed_cpython"]["value"] *= 3  # three times faster: a timing, not flagged
+    old["sim_speed_ratio"]["value"] *= 2  # but the same run's ratio was twice as good
     now = copy.deepcopy(res)
     for f in now["figures"]:
         if f["id"] == "step_alloc_bytes":
             f["value"] = 0.5  # now the step allocates
     regressed = bench.compare(now, base)
-    assert set(regressed) == {"heap_start_mpy", "step_alloc_bytes", "sim_speed_cpython"}
+    assert set(regressed) == {"heap_start_mpy", "step_alloc_bytes", "sim_speed_ratio"}
     figs = dict((f["id"], f) for f in now["figures"])
+    assert not figs["sim_speed_cpython"]["regression"]
+    assert "not compared across runs" in figs["sim_speed_cpython"]["change"]
     assert figs["heap_start_mpy"]["regression"] and "REGRESSION" in figs["heap_start_mpy"]["change"]
     assert not figs["mpy_total_bytes"]["regression"]
     md = bench.markdown(now)
@@ -154,3 +166,17 @@ def test_board_bench_runs_under_micropython(tmp_path):
         assert k in got, (k, out)
     assert got["step_alloc_bytes"] == "0"
     assert "GC: total" in out  # micropython.mem_info()
+
+
+def test_default_output_is_outside_the_tracked_tree(tmp_path):
+    # make bench writes build/bench/; the committed record changes only with --record
+    tracked = [os.path.join(ROOT, "bench", n) for n in ("results.json", "results.md",
+                                                         "baseline.json")]
+    before = [open(p, "rb").read() if os.path.exists(p) else None for p in tracked]
+    out = os.path.join(ROOT, "build", "bench", "results.json")
+    if os.path.exists(out):
+        os.remove(out)
+    p = _bench("--only", "mpy", "--baseline", str(tmp_path / "none.json"))
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert os.path.exists(out) and "build/bench/results.json" in p.stdout
+    assert before == [open(p, "rb").read() if os.path.exists(p) else None for p in tracked]
