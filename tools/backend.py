@@ -1,40 +1,43 @@
-#!/usr/bin/env python3
-"""Reference backend for the chargers' MQTT link (docs/mqtt.md).
+#!/bin/sh
+''''exec "$(dirname "$0")/../.venv/bin/python" "$0" "$@" #'''
+# The two lines above: run by a shell (`tools/backend.py ...`), this file
+# starts itself again with the project's virtualenv, where paho-mqtt and
+# psycopg are (make setup); to Python the second line is a string.
+"""Reference backend for the chargers' MQTT link (docs/mqtt.md, "Reference backend").
 
-    tools/backend.py [OPTIONS] run [--share GROUP] [--client-id ID]
+    tools/backend.py [OPTIONS] run [--share GROUP] [--client-id ID] [--batch N]
+                                   [--status-flush-s S] [--quiet]
     tools/backend.py [OPTIONS] sessions [--device ID] [--json]
     tools/backend.py [OPTIONS] events [--device ID] [--json]
-    tools/backend.py [OPTIONS] cmd DEVICE COMMAND [ARGS...] [--timeout S]
+    tools/backend.py [OPTIONS] quarantine [--device ID] [--json]
+    tools/backend.py [OPTIONS] cmd DEVICE COMMAND [ARGS...] [--ttl S] [--timeout S]
     tools/backend.py [OPTIONS] cmd DEVICE --payload TEXT
 
 OPTIONS: --broker HOST:PORT (127.0.0.1:1883), --user, --password (or the
 environment variable EVSE_MQTT_PASSWORD), --ca FILE (TLS, verifying the
-broker), --prefix (evse), --db URL (sqlite:///evse-backend.db).
+broker), --prefix (evse), --db URL (sqlite:///PATH or postgresql://...;
+default $EVSE_BACKEND_DB, else ~/.local/share/evse/backend.db).
 
-`run` subscribes with a persistent session (clean_session false, a fixed
-client id) at QoS 1 to PREFIX/+/# and stores session records and events;
-each message is acknowledged (PUBACK) only once it is committed, so the
-broker keeps it while the backend is down, and a record delivered twice
-(the charger publishes again when a PUBACK was lost) is stored once: the
-tables' keys are (device, session id) and (device, boot, event n). Status
-and online messages keep the latest per charger. With --share GROUP it
-subscribes to $share/GROUP/PREFIX/+/# so that several instances (each
-with its own --client-id) split the messages between them.
-
-`sessions` and `events` list what is stored. `cmd` sends one command
-(`set_current 10 [TTL_S]`, `pause`, `resume`, `authorize`, `stop`,
-`reset_error`, `reboot`, `set_config KEY VALUE`; or a raw --payload) and
-waits for the charger's reply: exit 0 when it is ok, 1 when refused,
-3 without a reply in time.
-
-Databases: SQLite (default, `sqlite:///PATH`) or PostgreSQL
-(`postgresql://USER@HOST/DB`, needs the psycopg (3) or psycopg2 package
-and an existing database); the SQL is the same for both.
+`run`: a persistent session (clean_session false) at QoS 1 on PREFIX/+/#.
+paho's network thread only hands messages to a queue; one database thread
+takes them in batches, validates each against the schema of its kind,
+stores a batch in one transaction, and only after the commit sends the
+PUBACKs (so the broker keeps what is not stored) and, for records that
+carry a "rid", the end-to-end acknowledgement PREFIX/<device>/ack
+{"rids": [...]} (at most 32 per message) after which the charger removes
+them from its journal. Records are stored once per (device, rid), or, from
+firmware without rids, per (device, session id) and (device, boot, n).
+A message that fails its schema goes to the quarantine table (and is
+acknowledged), never into the tables and never fatal. The latest status and
+online value of each charger are kept in memory and written in batches.
 """
 import argparse
 import json
 import os
+import queue
+import re
 import signal
+import socket
 import sqlite3
 import ssl
 import sys
@@ -49,94 +52,472 @@ import paho.mqtt.client as paho  # noqa: E402
 
 from evse.tls import context as tls_context  # noqa: E402
 
+DEFAULT_DB = os.path.join(os.path.expanduser("~"), ".local", "share", "evse", "backend.db")
+ACK_RIDS_MAX = 32  # rids per acknowledgement message
+MAX_RECORD_BYTES = 4096  # a session record or event is under 600 bytes
+MAX_STATUS_BYTES = 4096
+QUARANTINE_KEEP = 1024  # characters of a quarantined payload kept (escaped)
+
+# ------------------------------------------------------------------ logs
+
+
+def safe(v, limit=240):
+    """Text for one log line: JSON string escapes (no newline, no control
+    character, no non-ASCII), cut to `limit` characters."""
+    if isinstance(v, bytes):
+        v = v.decode("utf-8", "replace")
+    s = (v if isinstance(v, str) else str(v)).replace("\\", "\\\\")
+    s = _CONTROL.sub(lambda m: "\\x%02x" % ord(m.group()), s)
+    s = s.encode("ascii", "backslashreplace").decode("ascii")
+    return s if len(s) <= limit else s[:limit] + "...(%d chars)" % len(s)
+
+
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+
+
+_out_lock = threading.Lock()
+
+
+def log(text):
+    with _out_lock:
+        sys.stdout.write("%s %s\n" % (time.strftime("%H:%M:%S"), text))
+        sys.stdout.flush()
+
+
+def fail(text, code=1):
+    """One clear line on stderr, no traceback."""
+    sys.stderr.write("backend.py: %s\n" % text)
+    sys.stderr.flush()
+    return code
+
+
+def first_line(e):
+    s = str(e).strip().splitlines()
+    return safe(s[0] if s else type(e).__name__, 300)
+
+
+# ------------------------------------------------------------ validation
+RID_RE = re.compile(r"[0-9a-f]{8}-[1-9][0-9]{0,17}\Z")
+DEVICE_RE = re.compile(r"[A-Za-z0-9_-]{1,32}\Z")
+WORD_RE = re.compile(r"[a-z][a-z0-9_]{0,31}\Z")
+PRINTABLE_RE = re.compile(r"[\x20-\x7e]{0,64}\Z")
+I64 = 2 ** 63 - 1
+STATES = {"A", "B1", "B2", "C1", "C2", "D1", "D2", "E", "F"}
+TIME_BASES = ("epoch", "uptime")
+ENERGY_STATUSES = ("measured", "late_start", "no_start_reading", "no_stop_reading",
+                   "meter_reset", "no_meter")
+UNKNOWN_KEYS_MAX = 8
+
+
+class Bad(Exception):
+    """A message that fails its schema; the text says why (safe to log)."""
+
+
+def _what(v):
+    if v is None:
+        return "null"
+    if v is True or v is False:
+        return "true" if v else "false"
+    return {int: "an integer", float: "a number", str: "a string", list: "an array",
+            dict: "an object"}.get(type(v), type(v).__name__)
+
+
+def _int(d, key, lo=0, hi=I64, null=False, required=True):
+    if key not in d:
+        if required:
+            raise Bad("%s: missing" % key)
+        return None
+    v = d[key]
+    if v is None and null:
+        return None
+    if type(v) is not int:  # bool is not an int here
+        raise Bad("%s: an integer expected, got %s" % (key, _what(v)))
+    if not lo <= v <= hi:
+        raise Bad("%s: out of range %d..%d" % (key, lo, hi))
+    return v
+
+
+def _choice(d, key, allowed, null=False, required=True):
+    if key not in d:
+        if required:
+            raise Bad("%s: missing" % key)
+        return None
+    v = d[key]
+    if v is None and null:
+        return None
+    if type(v) is not str or v not in allowed:
+        raise Bad("%s: one of %s expected" % (key, ", ".join(allowed)))
+    return v
+
+
+def _word(d, key, null=False, required=True):
+    if key not in d:
+        if required:
+            raise Bad("%s: missing" % key)
+        return None
+    v = d[key]
+    if v is None and null:
+        return None
+    if type(v) is not str or not WORD_RE.match(v):
+        raise Bad("%s: a word of [a-z0-9_] expected, got %s" % (key, _what(v)))
+    return v
+
+
+def _number(d, key, lo, hi, null=True):
+    v = d.get(key)
+    if v is None and null:
+        return None
+    if type(v) not in (int, float) or not lo <= v <= hi:  # NaN fails both
+        raise Bad("%s: a number %s..%s expected, got %s" % (key, lo, hi, _what(v)))
+    return float(v)
+
+
+def _scalars(d, known):
+    """Keys this backend does not know (a newer firmware's): at most a few,
+    each a plain scalar, so that nothing nested or huge is stored."""
+    extra = [k for k in d if k not in known]
+    if len(extra) > UNKNOWN_KEYS_MAX:
+        raise Bad("%d unknown fields" % len(extra))
+    for k in extra:
+        v = d[k]
+        if not PRINTABLE_RE.match(k) or not k:
+            raise Bad("a field name that is not printable ASCII")
+        if v is None or v is True or v is False:
+            continue
+        if type(v) is int and -I64 - 1 <= v <= I64:
+            continue
+        if type(v) is float and v == v and abs(v) != float("inf"):
+            continue
+        if type(v) is str and PRINTABLE_RE.match(v):
+            continue
+        raise Bad("%s: unknown field with %s" % (safe(k, 40), _what(v)))
+
+
+def _pairs(pairs):
+    d = {}
+    for k, v in pairs:
+        if k in d:
+            raise Bad("duplicate field %s" % safe(k, 40))
+        d[k] = v
+    return d
+
+
+def _no_constant(name):
+    raise Bad("%s is not JSON" % name)
+
+
+def load_object(payload, limit):
+    """bytes -> dict, or Bad: size first (a 16 MB payload is not parsed),
+    strict UTF-8, strict JSON (no NaN, no duplicate field), an object."""
+    if len(payload) > limit:
+        raise Bad("payload too large: %d bytes, at most %d" % (len(payload), limit))
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        raise Bad("payload is not UTF-8 text")
+    try:
+        d = json.loads(text, object_pairs_hook=_pairs, parse_constant=_no_constant)
+    except RecursionError:
+        raise Bad("nested too deeply")
+    except ValueError:
+        raise Bad("malformed JSON")
+    if not isinstance(d, dict):
+        raise Bad("a JSON object expected, got %s" % _what(d))
+    return d, text
+
+
+def readable_rid(d):
+    """The record's rid when it is well formed (so it can be acknowledged)."""
+    v = d.get("rid") if isinstance(d, dict) else None
+    return v if type(v) is str and RID_RE.match(v) else None
+
+
+SESSION_KEYS = ("rid", "id", "boot", "start", "stop", "time", "meter_start_wh", "meter_stop_wh",
+                "energy_wh", "energy_status", "estimate_wh", "peak_a", "reason", "errors")
+EVENT_KEYS = ("rid", "type", "boot", "n", "at", "time", "code", "reason", "fw",
+              "dropped_events", "dropped_sessions", "skipped_bytes")
+
+
+def check_rid(d):
+    if "rid" not in d:
+        return None
+    rid = readable_rid(d)
+    if rid is None:
+        raise Bad("rid: \"<8 hex digits>-<n>\" expected")
+    return rid
+
+
+def check_session(d):
+    """A session record (payloads.session_record) -> the row's values."""
+    rid = check_rid(d)
+    r = {"rid": rid, "id": _int(d, "id"), "boot": _int(d, "boot"),
+         "start": _int(d, "start", -I64, I64, null=True, required=False),
+         "stop": _int(d, "stop", -I64, I64, null=True, required=False),
+         "time": _choice(d, "time", TIME_BASES),
+         "meter_start_wh": _int(d, "meter_start_wh", null=True, required=False),
+         "meter_stop_wh": _int(d, "meter_stop_wh", null=True, required=False),
+         "energy_wh": _int(d, "energy_wh", null=True, required=False),
+         "energy_status": _choice(d, "energy_status", ENERGY_STATUSES, null=True,
+                                  required=False),
+         "estimate_wh": _int(d, "estimate_wh", null=True, required=False),
+         "peak_a": _number(d, "peak_a", 0, 10000),
+         "reason": _word(d, "reason")}
+    errors = d.get("errors")
+    if errors is not None:
+        if type(errors) is not list or len(errors) > 32:
+            raise Bad("errors: an array of at most 32 fault codes expected")
+        for e in errors:
+            if type(e) is not str or not WORD_RE.match(e):
+                raise Bad("errors: fault codes (words) expected")
+    r["errors"] = errors
+    _scalars(d, SESSION_KEYS)
+    return r
+
+
+def check_event(d):
+    """An event (payloads.event) -> the row's values."""
+    rid = check_rid(d)
+    r = {"rid": rid, "type": _word(d, "type"), "boot": _int(d, "boot"), "n": _int(d, "n"),
+         "at": _int(d, "at", -I64, I64, null=True, required=False),
+         "time": _choice(d, "time", TIME_BASES, null=True, required=False)}
+    for k in ("code", "reason"):
+        _word(d, k, null=True, required=False)
+    if "fw" in d and (type(d["fw"]) is not str or not PRINTABLE_RE.match(d["fw"])):
+        raise Bad("fw: printable text of at most 64 characters expected")
+    for k in ("dropped_events", "dropped_sessions", "skipped_bytes"):
+        _int(d, k, null=True, required=False)
+    _scalars(d, EVENT_KEYS)
+    return r
+
+
+def check_status(d):
+    if type(d.get("state")) is not str or d["state"] not in STATES:
+        raise Bad("state: one of %s expected" % ", ".join(sorted(STATES)))
+
+
+# ------------------------------------------------------------- database
 SCHEMA = (
+    # rkey: the record's rid, or for records without one (older firmware)
+    # "id:<session id>" / "bn:<boot>:<n>", the keys used before rids
     """CREATE TABLE IF NOT EXISTS sessions (
-        device TEXT NOT NULL, id BIGINT NOT NULL, boot BIGINT,
+        device TEXT NOT NULL, rkey TEXT NOT NULL, rid TEXT, id BIGINT NOT NULL, boot BIGINT,
         start_time BIGINT, stop_time BIGINT, time_base TEXT,
-        meter_start_wh BIGINT, meter_stop_wh BIGINT, energy_wh BIGINT,
-        peak_a DOUBLE PRECISION, reason TEXT, errors TEXT,
+        meter_start_wh BIGINT, meter_stop_wh BIGINT, energy_wh BIGINT, energy_status TEXT,
+        estimate_wh BIGINT, peak_a DOUBLE PRECISION, reason TEXT, errors TEXT,
         received_at DOUBLE PRECISION NOT NULL, payload TEXT NOT NULL,
-        PRIMARY KEY (device, id))""",
+        PRIMARY KEY (device, rkey))""",
     """CREATE TABLE IF NOT EXISTS events (
-        device TEXT NOT NULL, boot BIGINT NOT NULL, n BIGINT NOT NULL,
+        device TEXT NOT NULL, rkey TEXT NOT NULL, rid TEXT, boot BIGINT, n BIGINT,
         kind TEXT, at_time BIGINT, time_base TEXT,
         received_at DOUBLE PRECISION NOT NULL, payload TEXT NOT NULL,
-        PRIMARY KEY (device, boot, n))""",
+        PRIMARY KEY (device, rkey))""",
     """CREATE TABLE IF NOT EXISTS chargers (
         device TEXT PRIMARY KEY, online TEXT, status TEXT,
         updated_at DOUBLE PRECISION)""",
+    """CREATE TABLE IF NOT EXISTS quarantine (
+        received_at DOUBLE PRECISION NOT NULL, device TEXT NOT NULL, kind TEXT NOT NULL,
+        rid TEXT, reason TEXT NOT NULL, size BIGINT NOT NULL, payload TEXT NOT NULL)""",
+)
+SESSION_COLS = ("device", "rkey", "rid", "id", "boot", "start_time", "stop_time", "time_base",
+                "meter_start_wh", "meter_stop_wh", "energy_wh", "energy_status", "estimate_wh",
+                "peak_a", "reason", "errors", "received_at", "payload")
+EVENT_COLS = ("device", "rkey", "rid", "boot", "n", "kind", "at_time", "time_base",
+              "received_at", "payload")
+QUARANTINE_COLS = ("received_at", "device", "kind", "rid", "reason", "size", "payload")
+# Tables written before rids (keys (device, id) and (device, boot, n)):
+# renamed *_v1 and copied into the new ones with the old keys as rkey.
+MIGRATE = (
+    ("sessions", "INSERT INTO sessions (device, rkey, id, boot, start_time, stop_time, "
+     "time_base, meter_start_wh, meter_stop_wh, energy_wh, peak_a, reason, errors, "
+     "received_at, payload) SELECT device, 'id:' || CAST(id AS TEXT), id, boot, start_time, "
+     "stop_time, time_base, meter_start_wh, meter_stop_wh, energy_wh, peak_a, reason, errors, "
+     "received_at, payload FROM sessions_v1"),
+    ("events", "INSERT INTO events (device, rkey, boot, n, kind, at_time, time_base, "
+     "received_at, payload) SELECT device, 'bn:' || CAST(boot AS TEXT) || ':' || "
+     "CAST(n AS TEXT), boot, n, kind, at_time, time_base, received_at, payload FROM events_v1"),
 )
 
 
-class DB:
-    """The same SQL on SQLite and PostgreSQL (ON CONFLICT needs SQLite
-    3.24+ / PostgreSQL 9.5+); `?` placeholders become `%s` for psycopg."""
+def mask_url(url):
+    """The URL without its password, for messages."""
+    return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
+
+
+class DBError(Exception):
+    """The database cannot be reached or refuses everything (fatal)."""
+
+
+class Store:
+    """SQLite (WAL, one transaction per batch) or PostgreSQL (psycopg 3, COPY
+    into a temporary table and one INSERT .. SELECT .. ON CONFLICT DO NOTHING
+    RETURNING per batch). `write` is the only writer; it returns the keys of
+    the rows that were new."""
 
     def __init__(self, url):
         self.url = url
         if url.startswith("sqlite:///") or "://" not in url:
+            self.kind = "sqlite"
             path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else url
-            self.conn = sqlite3.connect(path, timeout=30, check_same_thread=False)
-            self.ph = "?"
-        elif url.startswith(("postgresql://", "postgres://")):
+            folder = os.path.dirname(os.path.abspath(path))
+            if path == DEFAULT_DB:
+                os.makedirs(folder, exist_ok=True)
+            if not os.path.isdir(folder):
+                raise DBError("no folder %s" % folder)
             try:
-                import psycopg as pg
+                self.conn = sqlite3.connect(path, timeout=30, isolation_level=None,
+                                            check_same_thread=False)
+                # WAL: readers (the listing commands) never block the writer;
+                # synchronous FULL: a committed batch survives a power cut,
+                # which the acknowledgement after it promises.
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                self.conn.execute("PRAGMA synchronous=FULL")
+            except sqlite3.Error as e:
+                raise DBError(first_line(e))
+            self.ph = "?"
+            self.errors = (sqlite3.Error,)
+            self.fatal = (sqlite3.OperationalError,)
+        elif url.startswith(("postgresql://", "postgres://")):
+            self.kind = "pg"
+            try:
+                import psycopg
             except ImportError:
-                try:
-                    import psycopg2 as pg
-                except ImportError:
-                    raise SystemExit("backend.py: PostgreSQL needs the psycopg (or psycopg2) "
-                                     "package: pip install 'psycopg[binary]'")
-            self.conn = pg.connect(url)
+                raise DBError("PostgreSQL needs the psycopg package (make setup installs it "
+                              "into .venv: run tools/backend.py with .venv/bin/python)")
+            try:
+                self.conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
+            except psycopg.Error as e:
+                raise DBError(first_line(e))
             self.ph = "%s"
+            self.errors = (psycopg.Error,)
+            self.fatal = (psycopg.OperationalError, psycopg.InterfaceError)
         else:
-            raise SystemExit("backend.py: --db: sqlite:///PATH or postgresql://... expected")
-        self.lock = threading.Lock()
-        for sql in SCHEMA:
-            self.run(sql)
-        self.conn.commit()
+            raise DBError("--db: sqlite:///PATH or postgresql://... expected")
+        try:
+            self._schema()
+        except self.errors as e:
+            raise DBError(first_line(e))
 
-    def run(self, sql, params=()):
+    def _begin(self):
+        if self.kind == "sqlite":
+            self.conn.execute("BEGIN IMMEDIATE")
+        else:
+            self.conn.execute("BEGIN")
+
+    def _commit(self):
+        self.conn.execute("COMMIT")
+
+    def _rollback(self):
+        try:
+            self.conn.execute("ROLLBACK")
+        except self.errors:
+            pass
+
+    def _columns(self, table):
+        try:
+            cur = self.conn.execute("SELECT * FROM %s WHERE 1 = 0" % table)
+            return [c[0] for c in cur.description]
+        except self.errors:
+            self._rollback_if_pg()
+            return None
+
+    def _rollback_if_pg(self):
+        if self.kind == "pg" and self.conn.info.transaction_status != 0:
+            self._rollback()
+
+    def _schema(self):
+        old = []
+        for t, _ in MIGRATE:
+            cols = self._columns(t)
+            if cols is not None and "rkey" not in cols:
+                old.append(t)
+        self._begin()
+        try:
+            for t in old:
+                self.conn.execute("ALTER TABLE %s RENAME TO %s_v1" % (t, t))
+                if self.kind == "pg":  # its primary key's index keeps the old name
+                    self.conn.execute("ALTER INDEX %s_pkey RENAME TO %s_v1_pkey" % (t, t))
+            for sql in SCHEMA:
+                self.conn.execute(sql)
+            for t, sql in MIGRATE:
+                if t in old:
+                    self.conn.execute(sql)
+            self._commit()
+        except BaseException:
+            self._rollback()
+            raise
+        if self.kind == "pg":
+            for t in ("sessions", "events"):
+                self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS %s_in (LIKE %s) "
+                                  "ON COMMIT DELETE ROWS" % (t, t))
+        self.migrated = old
+
+    def sql(self, text):
+        return text.replace("?", self.ph)
+
+    def _insert(self, table, cols, rows):
+        """Insert rows, skipping keys already there; the (device, rkey) of
+        the rows that were new."""
+        if not rows:
+            return set()
+        if self.kind == "pg":
+            cur = self.conn.cursor()
+            with cur.copy("COPY %s_in (%s) FROM STDIN" % (table, ", ".join(cols))) as cp:
+                for r in rows:
+                    cp.write_row(r)
+            cur.execute("INSERT INTO %s SELECT * FROM %s_in ON CONFLICT (device, rkey) "
+                        "DO NOTHING RETURNING device, rkey" % (table, table))
+            return set(cur.fetchall())
+        sql = "INSERT INTO %s (%s) VALUES (%s) ON CONFLICT (device, rkey) DO NOTHING" % (
+            table, ", ".join(cols), ", ".join("?" * len(cols)))
+        new = set()
         cur = self.conn.cursor()
-        cur.execute(sql.replace("?", self.ph), params)
-        return cur
+        for r in rows:
+            cur.execute(sql, r)
+            if cur.rowcount == 1:
+                new.add((r[0], r[1]))
+        return new
 
-    def store_session(self, device, r, payload):
-        """True when new, False when this session was already stored."""
-        with self.lock:
-            cur = self.run(
-                "INSERT INTO sessions (device, id, boot, start_time, stop_time, time_base, "
-                "meter_start_wh, meter_stop_wh, energy_wh, peak_a, reason, errors, received_at, "
-                "payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (device, id) DO NOTHING",
-                (device, r["id"], r.get("boot"), r.get("start"), r.get("stop"), r.get("time"),
-                 r.get("meter_start_wh"), r.get("meter_stop_wh"), r.get("energy_wh"),
-                 r.get("peak_a"), r.get("reason"), json.dumps(r.get("errors")), time.time(),
-                 payload))
-            self.conn.commit()
-            return cur.rowcount == 1
+    def write(self, sessions, events, quarantine, chargers):
+        """One transaction; raises the driver's error (rolled back)."""
+        self._begin()
+        try:
+            new_s = self._insert("sessions", SESSION_COLS, sessions)
+            new_e = self._insert("events", EVENT_COLS, events)
+            cur = self.conn.cursor()
+            if quarantine:
+                cur.executemany(self.sql("INSERT INTO quarantine (%s) VALUES (%s)" % (
+                    ", ".join(QUARANTINE_COLS), ", ".join("?" * len(QUARANTINE_COLS)))),
+                    quarantine)
+            if chargers:
+                cur.executemany(self.sql(
+                    "INSERT INTO chargers (device, online, status, updated_at) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (device) DO UPDATE SET "
+                    "online = COALESCE(excluded.online, chargers.online), "
+                    "status = COALESCE(excluded.status, chargers.status), "
+                    "updated_at = excluded.updated_at"), chargers)
+            self._commit()
+        except BaseException:
+            self._rollback()
+            raise
+        return new_s, new_e
 
-    def store_event(self, device, e, payload):
-        with self.lock:
-            cur = self.run(
-                "INSERT INTO events (device, boot, n, kind, at_time, time_base, received_at, "
-                "payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device, boot, n) DO NOTHING",
-                (device, e["boot"], e["n"], e.get("type"), e.get("at"), e.get("time"),
-                 time.time(), payload))
-            self.conn.commit()
-            return cur.rowcount == 1
-
-    def store_charger(self, device, column, value):
-        with self.lock:
-            self.run("INSERT INTO chargers (device, %s, updated_at) VALUES (?, ?, ?) "
-                     "ON CONFLICT (device) DO UPDATE SET %s = excluded.%s, "
-                     "updated_at = excluded.updated_at" % (column, column, column),
-                     (device, value, time.time()))
-            self.conn.commit()
+    def alive(self):
+        try:
+            self.conn.execute("SELECT 1").fetchall()
+            return True
+        except self.errors:
+            return False
 
     def rows(self, sql, params=()):
-        with self.lock:
-            return self.run(sql, params).fetchall()
+        return self.conn.execute(self.sql(sql), params).fetchall()
+
+
+def open_store(url):
+    """A Store, or SystemExit with one line."""
+    try:
+        return Store(url)
+    except DBError as e:
+        raise SystemExit(fail("cannot open the database %s: %s" % (mask_url(url), e)))
 
 
 # ------------------------------------------------------------------ MQTT
@@ -146,92 +527,371 @@ def mqtt_client(a, client_id, clean):
     if a.user:
         c.username_pw_set(a.user, a.password)
     if a.ca:
-        with open(a.ca, "rb") as f:
-            c.tls_set_context(tls_context(ssl, f.read()))
+        try:
+            with open(a.ca, "rb") as f:
+                c.tls_set_context(tls_context(ssl, f.read()))
+        except (OSError, ValueError, ssl.SSLError) as e:
+            raise SystemExit(fail("--ca %s: %s" % (a.ca, first_line(e))))
     return c
 
 
-def log(text):
-    sys.stdout.write("%s %s\n" % (time.strftime("%H:%M:%S"), text))
-    sys.stdout.flush()
+def connect_or_exit(c, a):
+    host, port = a.broker
+    try:
+        c.connect(host, port, keepalive=30)
+    except (OSError, ssl.SSLError) as e:
+        raise SystemExit(fail("cannot reach the broker %s:%d: %s" % (host, port, first_line(e))))
+    nodelay(c)
+
+
+def nodelay(c):
+    """TCP_NODELAY: an acknowledgement leaves at once, not after Nagle's wait."""
+    try:
+        c.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (OSError, AttributeError):
+        pass
+
+
+class Msg:
+    __slots__ = ("device", "kind", "payload", "mid", "qos", "gen", "t")
+
+    def __init__(self, device, kind, payload, mid, qos, gen, t):
+        self.device, self.kind, self.payload = device, kind, payload
+        self.mid, self.qos, self.gen, self.t = mid, qos, gen, t
+
+
+class Backend:
+    """paho's thread: on_message -> self.q (never the database). The DB
+    thread (`writer`): batches -> validate -> one transaction -> PUBACKs and
+    acknowledgements."""
+
+    def __init__(self, a, store, client):
+        self.a, self.db, self.c = a, store, client
+        self.q = queue.SimpleQueue()
+        self.gen = 0  # connection count: a PUBACK goes only to the connection that delivered
+        self.latest = {}  # device -> [online, status] not yet written
+        self.latest_lock = threading.Lock()
+        self.closing = threading.Event()
+        self.done = threading.Event()
+        self.fatal = None
+        self.counts = {"sessions": 0, "duplicates": 0, "events": 0, "quarantined": 0,
+                       "acks": 0, "batches": 0}
+        self.dropped_seen = None
+        self.quiet = a.quiet
+        self.last_ack = None
+        self._flushed = 0
+        self.last_summary = time.monotonic()
+
+    # ---- network thread
+    def on_message(self, client, userdata, msg):
+        t = time.time()
+        topic = msg.topic
+        if topic.startswith("$SYS/"):
+            self._sys(topic, msg.payload)
+            return
+        if self.closing.is_set():
+            return  # not acknowledged: the broker delivers it again next time
+        parts = topic.split("/")
+        ours = len(parts) >= 3 and "/".join(parts[:-2]) == self.a.prefix
+        device, kind = (parts[-2], parts[-1]) if ours else ("", "")
+        if msg.qos == 0 and kind in ("status", "online"):
+            self._latest(device, kind, msg.payload, t)
+            return
+        if msg.qos == 0 and kind == "reply" and not self.quiet:
+            log("reply %s: %s" % (safe(device, 40), safe(msg.payload)))
+        if msg.qos or kind in ("session", "event"):
+            self.q.put(Msg(device, kind if ours else None, msg.payload, msg.mid, msg.qos,
+                           self.gen, t))
+
+    def _latest(self, device, kind, payload, t):
+        with self.latest_lock:
+            self.latest.setdefault(device, [None, None, t])
+            e = self.latest[device]
+            e[0 if kind == "online" else 1] = payload
+            e[2] = t
+
+    def _sys(self, topic, payload):
+        if topic.endswith("/publish/messages/dropped"):
+            try:
+                n = int(payload)
+            except ValueError:
+                return
+            if self.dropped_seen is not None and n > self.dropped_seen:
+                log("broker: %d messages dropped since it started (its queue limits); "
+                    "chargers re-send what is not acknowledged" % n)
+            self.dropped_seen = n
+
+    def on_connect(self, client, userdata, flags, rc, props=None):
+        if rc.is_failure:
+            log("connection refused: %s" % rc)
+            if self.gen == 0:
+                self.fatal = "the broker refused the connection: %s" % rc
+                self.done.set()
+            return
+        self.gen += 1
+        nodelay(client)
+        log("connected as %s (session present: %s)" % (self.client_id, flags.session_present))
+        subs = [(self.topic, 1)]
+        if not self.a.no_sys:
+            subs.append(("$SYS/broker/publish/messages/dropped", 0))
+        client.subscribe(subs)
+
+    def on_subscribe(self, client, userdata, mid, rcs, props=None):
+        if any(rc.is_failure for rc in rcs[:1]):
+            log("subscription to %s refused (the ACL?)" % self.topic)
+            self.fatal = "the broker refused the subscription to %s" % self.topic
+            self.done.set()
+            return
+        log("subscribed to %s" % self.topic)
+
+    # ---- database thread
+    def writer(self):
+        try:
+            while True:
+                items = self._take()
+                if items is None:
+                    break
+                self._batch(items)
+            self._flushed = 0
+            self._batch([])  # the last statuses
+        except DBError as e:
+            self.fatal = "database error: %s; stopping, unacknowledged (the broker and the " \
+                         "chargers keep the records)" % e
+        except Exception as e:  # a bug: say it in one line, the broker keeps the records
+            self.fatal = "internal error: %s: %s" % (type(e).__name__, first_line(e))
+        self.done.set()
+
+    def _take(self):
+        """Up to --batch messages: waits for the first (or the status flush),
+        takes what else is queued without waiting."""
+        flush_s = self.a.status_flush_s
+        items = []
+        try:
+            items.append(self.q.get(timeout=flush_s))
+        except queue.Empty:
+            if self.closing.is_set():
+                return None
+        while len(items) < self.a.batch:
+            try:
+                items.append(self.q.get_nowait())
+            except queue.Empty:
+                break
+        return items
+
+    def _status_rows(self):
+        with self.latest_lock:
+            latest, self.latest = self.latest, {}
+        rows, bad = [], []
+        for device, (online, status, t) in latest.items():
+            if not DEVICE_RE.match(device):
+                continue
+            text = {}
+            for name, v in (("online", online), ("status", status)):
+                if v is None:
+                    continue
+                try:
+                    if name == "status":
+                        d, text[name] = load_object(v, MAX_STATUS_BYTES)
+                        check_status(d)
+                    else:
+                        s = v.decode("utf-8")
+                        if s not in ("online", "offline"):
+                            raise Bad("online or offline expected")
+                        text[name] = s
+                except (Bad, UnicodeDecodeError) as e:
+                    text.pop(name, None)
+                    bad.append(self._q_row(t, device, name, None, str(e), v))
+            if text:
+                rows.append((device, text.get("online"), text.get("status"), t))
+        return rows, bad
+
+    def _q_row(self, t, device, kind, rid, reason, payload):
+        return (t, safe(device, 64), kind or "?", rid, reason, len(payload),
+                safe(payload, QUARANTINE_KEEP))
+
+    def _batch(self, items):
+        sessions, events, quarantine, acks, seen = [], [], [], [], {}
+        info = []  # (msg, what, key, rid, detail) in order, for logs and acks
+        for m in items:
+            if m.kind in ("status", "online"):  # at QoS 1 (online is): kept as at QoS 0
+                self._latest(m.device, m.kind, m.payload, m.t)
+            what, key, rid, row, detail = self._classify(m)
+            if what in ("session", "event"):
+                if key in seen:  # twice in one batch: the second is a duplicate
+                    what = "dup-" + what
+                else:
+                    seen[key] = True
+                    (sessions if what == "session" else events).append(row)
+            elif what == "quarantine":
+                quarantine.append(row)
+            info.append((m, what, key, rid, detail))
+        now = time.monotonic()
+        chargers, bad_status = [], []
+        if now - self._flushed >= self.a.status_flush_s:
+            self._flushed = now
+            chargers, bad_status = self._status_rows()
+        quarantine += bad_status
+        if not (sessions or events or quarantine or chargers):
+            self._after_commit(info, set(), set())
+            return
+        try:
+            new_s, new_e = self.db.write(sessions, events, quarantine, chargers)
+        except self.db.errors as e:
+            if isinstance(e, self.db.fatal) or not self.db.alive():
+                raise DBError(first_line(e))
+            # something in this batch the database refuses: one by one, and
+            # quarantine what it refuses alone
+            new_s, new_e = self._one_by_one(sessions, events, quarantine, chargers, info, e)
+        self.counts["batches"] += 1
+        self.counts["quarantined"] += len(quarantine)
+        self._after_commit(info, new_s, new_e)
+
+    def _one_by_one(self, sessions, events, quarantine, chargers, info, first_error):
+        log("the database refused a batch (%s); storing its records one by one" %
+            first_line(first_error))
+        new_s, new_e = set(), set()
+        refused = {}
+        for kind, rows in (("session", sessions), ("event", events)):
+            for r in rows:
+                try:
+                    s, e = self.db.write([r] if kind == "session" else [],
+                                         [r] if kind == "event" else [], [], [])
+                    new_s |= s
+                    new_e |= e
+                except self.db.errors as e:
+                    if isinstance(e, self.db.fatal) or not self.db.alive():
+                        raise DBError(first_line(e))
+                    refused[(r[0], r[1])] = first_line(e)
+        q = list(quarantine)
+        for i, (m, what, key, rid, detail) in enumerate(info):
+            if what in ("session", "event") and key in refused:
+                reason = "refused by the database: %s" % refused[key]
+                q.append(self._q_row(m.t, m.device, m.kind, rid, reason, m.payload))
+                info[i] = (m, "quarantine", None, rid, reason)
+        try:
+            self.db.write([], [], q, chargers)
+        except self.db.errors as e:
+            raise DBError(first_line(e))
+        self.counts["quarantined"] += len(q) - len(quarantine)
+        return new_s, new_e
+
+    def _classify(self, m):
+        """-> (what, key, rid, row, detail); what: session, event, quarantine
+        or ignore (other topics, acknowledged and not stored)."""
+        kind = m.kind
+        if kind not in ("session", "event"):
+            return "ignore", None, None, None, None
+        rid = None
+        try:
+            if not DEVICE_RE.match(m.device):
+                raise Bad("device id: 1 to 32 of [A-Za-z0-9_-] expected")
+            d, text = load_object(m.payload, MAX_RECORD_BYTES)
+            rid = readable_rid(d)
+            if kind == "session":
+                r = check_session(d)
+                rkey = rid if rid else "id:%d" % r["id"]
+                row = (m.device, rkey, rid, r["id"], r["boot"], r["start"], r["stop"], r["time"],
+                       r["meter_start_wh"], r["meter_stop_wh"], r["energy_wh"],
+                       r["energy_status"], r["estimate_wh"], r["peak_a"], r["reason"],
+                       json.dumps(r["errors"]), m.t, text)
+                return "session", (m.device, rkey), rid, row, r
+            r = check_event(d)
+            rkey = rid if rid else "bn:%d:%d" % (r["boot"], r["n"])
+            row = (m.device, rkey, rid, r["boot"], r["n"], r["type"], r["at"], r["time"], m.t,
+                   text)
+            return "event", (m.device, rkey), rid, row, text
+        except Bad as e:
+            return ("quarantine", None, rid,
+                    self._q_row(m.t, m.device, kind, rid, str(e), m.payload), str(e))
+
+    def _after_commit(self, info, new_s, new_e):
+        c, counts, quiet = self.c, self.counts, self.quiet
+        acks = {}
+        for m, what, key, rid, detail in info:
+            if m.qos and m.gen == self.gen:
+                c.ack(m.mid, m.qos)  # after the commit: at least once
+            if what == "ignore":
+                continue
+            if rid is not None:
+                acks.setdefault(m.device, []).append(rid)
+            dev = safe(m.device, 40)
+            if what == "quarantine":
+                log("quarantined %s from %s: %s (%d bytes)" % (m.kind, dev, detail,
+                                                               len(m.payload)))
+            elif what.endswith("session"):
+                tail = " (rid %s)" % rid if rid else ""
+                if what == "session" and key in new_s:
+                    counts["sessions"] += 1
+                    if not quiet:
+                        log("session %s/%d: %s Wh, %s%s" % (dev, detail["id"], detail["energy_wh"],
+                                                             detail["reason"], tail))
+                else:
+                    counts["duplicates"] += 1
+                    if not quiet:
+                        log("session %s/%d again: already stored%s" % (dev, detail["id"], tail))
+            elif what.endswith("event"):
+                if what == "event" and key in new_e:
+                    counts["events"] += 1
+                    if not quiet:
+                        log("event %s: %s" % (dev, safe(detail)))
+                else:
+                    counts["duplicates"] += 1
+        for device, rids in acks.items():
+            topic = "%s/%s/ack" % (self.a.prefix, device)
+            for i in range(0, len(rids), ACK_RIDS_MAX):
+                self.last_ack = c.publish(topic, json.dumps({"rids": rids[i:i + ACK_RIDS_MAX]}),
+                                          qos=1)
+                counts["acks"] += 1
+        if quiet and time.monotonic() - self.last_summary >= 10:
+            self.last_summary = time.monotonic()
+            log("%(sessions)d sessions, %(duplicates)d duplicates, %(events)d events, "
+                "%(quarantined)d quarantined, %(acks)d acks, %(batches)d batches" % counts)
+
+    def run(self):
+        a = self.a
+        self.topic = "%s/+/#" % a.prefix
+        if a.share:
+            self.topic = "$share/%s/%s" % (a.share, self.topic)
+        self.client_id = a.client_id or "evse-backend" + ("-" + a.share if a.share else "")
+        c = self.c
+        c.max_inflight_messages_set(1000)  # our acknowledgements in flight
+        c.max_queued_messages_set(0)
+        c.reconnect_delay_set(1, 8)
+        c.on_connect = self.on_connect
+        c.on_subscribe = self.on_subscribe
+        c.on_message = self.on_message
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.closing.set())
+        connect_or_exit(c, a)
+        c.loop_start()
+        w = threading.Thread(target=self.writer, name="db", daemon=True)
+        w.start()
+        while not self.closing.is_set() and not self.done.is_set():
+            self.closing.wait(0.2)
+        self.closing.set()  # the writer stores what is queued, then stops
+        w.join(30)
+        if self.last_ack is not None:  # our last acknowledgements out
+            try:
+                self.last_ack.wait_for_publish(5)
+            except (RuntimeError, ValueError):
+                pass
+        c.disconnect()
+        c.loop_stop()
+        log("stopped: %(sessions)d sessions, %(duplicates)d duplicates, %(events)d events, "
+            "%(quarantined)d quarantined" % self.counts)
+        if self.fatal:
+            return fail(self.fatal)
+        return 0
 
 
 def cmd_run(a):
-    db = DB(a.db)
-    topic = "%s/+/#" % a.prefix
-    if a.share:
-        topic = "$share/%s/%s" % (a.share, topic)
+    store = open_store(a.db)
+    if store.migrated:
+        log("database: tables %s from before rids kept as *_v1, their rows copied"
+            % ", ".join(store.migrated))
     client_id = a.client_id or "evse-backend" + ("-" + a.share if a.share else "")
-    c = mqtt_client(a, client_id, clean=False)
-    counts = {"sessions": 0, "duplicates": 0, "events": 0}
-    stop = threading.Event()
-    failed = []
-
-    def on_connect(client, userdata, flags, rc, props=None):
-        if rc.is_failure:
-            log("connection refused: %s" % rc)
-            return
-        log("connected as %s (session present: %s)" % (client_id, flags.session_present))
-        client.subscribe(topic, 1)
-
-    def on_subscribe(client, userdata, mid, rcs, props=None):
-        log("subscribed to %s" % topic)
-
-    def on_message(client, userdata, msg):
-        if stop.is_set():
-            return
-        parts = msg.topic.split("/")
-        try:
-            if len(parts) >= 3 and "/".join(parts[:-2]) == a.prefix:
-                handle(parts[-2], parts[-1], msg.payload)
-        except Exception as e:  # the database: stop unacknowledged, the broker keeps it
-            log("cannot store %s: %s: %s; stopping" % (msg.topic, type(e).__name__, e))
-            failed.append(e)
-            stop.set()
-            return
-        if msg.qos:
-            client.ack(msg.mid, msg.qos)  # after the commit: at least once
-
-    def handle(device, kind, payload):
-        text = payload.decode("utf-8", "replace")
-        try:
-            if kind == "session":
-                r = json.loads(text)
-                if db.store_session(device, r, text):
-                    counts["sessions"] += 1
-                    log("session %s/%s: %s Wh, %s" % (device, r["id"], r.get("energy_wh"),
-                                                       r.get("reason")))
-                else:
-                    counts["duplicates"] += 1
-                    log("session %s/%s again: already stored" % (device, r["id"]))
-            elif kind == "event":
-                e = json.loads(text)
-                if db.store_event(device, e, text):
-                    counts["events"] += 1
-                    log("event %s: %s" % (device, text))
-            elif kind == "status":
-                db.store_charger(device, "status", text)
-            elif kind == "online":
-                db.store_charger(device, "online", text)
-                log("%s %s" % (device, text))
-            elif kind == "reply":
-                log("reply %s: %s" % (device, text))
-        except (ValueError, KeyError, TypeError) as e:
-            log("bad %s message from %s dropped: %s" % (kind, device, e))
-
-    c.on_connect = on_connect
-    c.on_subscribe = on_subscribe
-    c.on_message = on_message
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    host, port = a.broker
-    c.connect_async(host, port, keepalive=30)
-    c.loop_start()
-    stop.wait()
-    c.loop_stop()
-    c.disconnect()
-    log("stopped: %(sessions)d sessions, %(duplicates)d duplicates, %(events)d events" % counts)
-    return 1 if failed else 0
+    b = Backend(a, store, mqtt_client(a, client_id, clean=False))
+    return b.run()
 
 
 def _fmt_time(v, base):
@@ -242,17 +902,18 @@ def _fmt_time(v, base):
     return "+%ss" % v
 
 
+def _where(a):
+    return (" WHERE device = ?", (a.device,)) if a.device else ("", ())
+
+
 def cmd_sessions(a):
-    db = DB(a.db)
-    sql = ("SELECT device, id, boot, start_time, stop_time, time_base, meter_start_wh, "
-           "meter_stop_wh, energy_wh, peak_a, reason, errors FROM sessions")
-    params = ()
-    if a.device:
-        sql += " WHERE device = ?"
-        params = (a.device,)
-    rows = db.rows(sql + " ORDER BY device, id", params)
+    db = open_store(a.db)
+    w, params = _where(a)
+    rows = db.rows("SELECT device, id, boot, start_time, stop_time, time_base, meter_start_wh, "
+                   "meter_stop_wh, energy_wh, peak_a, reason, errors, rid, energy_status "
+                   "FROM sessions" + w + " ORDER BY device, received_at, id", params)
     cols = ("device", "id", "boot", "start", "stop", "time", "meter_start_wh", "meter_stop_wh",
-            "energy_wh", "peak_a", "reason", "errors")
+            "energy_wh", "peak_a", "reason", "errors", "rid", "energy_status")
     if a.json:
         for r in rows:
             d = dict(zip(cols, r))
@@ -270,21 +931,35 @@ def cmd_sessions(a):
 
 
 def cmd_events(a):
-    db = DB(a.db)
-    sql = "SELECT device, boot, n, kind, payload FROM events"
-    params = ()
-    if a.device:
-        sql += " WHERE device = ?"
-        params = (a.device,)
-    for r in db.rows(sql + " ORDER BY device, boot, n", params):
+    db = open_store(a.db)
+    w, params = _where(a)
+    for r in db.rows("SELECT device, boot, n, kind, payload FROM events" + w +
+                     " ORDER BY device, received_at, boot, n", params):
         print(r[4] if a.json else "%-20s boot %s #%s  %-16s %s" % (r[0], r[1], r[2], r[3], r[4]))
     return 0
 
 
-def build_command(words):
-    """['set_current', '10', '60'] -> {"cmd": "set_current", "amps": 10, "ttl_s": 60}."""
+def cmd_quarantine(a):
+    db = open_store(a.db)
+    w, params = _where(a)
+    rows = db.rows("SELECT received_at, device, kind, rid, reason, size, payload FROM quarantine"
+                   + w + " ORDER BY received_at", params)
+    for r in rows:
+        if a.json:
+            print(json.dumps(dict(zip(QUARANTINE_COLS, r))))
+        else:
+            print("%s %-20s %-8s %s (%d bytes): %s" % (
+                time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(r[0])), r[1], r[2], r[4], r[5],
+                r[6][:120]))
+    if not a.json:
+        print("%d quarantined message(s)" % len(rows))
+    return 0
+
+
+def build_command(words, ttl=None):
+    """['set_current', '10'], ttl 60 -> {"cmd": "set_current", "amps": 10, "ttl_s": 60}."""
     if not words:
-        raise ValueError("a command is needed (set_current AMPS [TTL_S], pause, resume, "
+        raise ValueError("a command is needed (set_current AMPS [--ttl S], pause, resume, "
                          "authorize, stop, reset_error, reboot, set_config KEY VALUE)")
     name, args = words[0], words[1:]
 
@@ -292,12 +967,17 @@ def build_command(words):
         v = float(s)
         return int(v) if v == int(v) else v
 
+    if ttl is not None and name != "set_current":
+        raise ValueError("--ttl is for set_current")
     if name == "set_current":
-        if not 1 <= len(args) <= 2:
-            raise ValueError("set_current AMPS [TTL_S]")
-        msg = {"cmd": name, "amps": num(args[0])}
-        if len(args) == 2:
-            msg["ttl_s"] = num(args[1])
+        if len(args) != 1:
+            raise ValueError("set_current AMPS [--ttl S] (the TTL as the option --ttl)")
+        try:
+            msg = {"cmd": name, "amps": num(args[0])}
+        except ValueError:
+            raise ValueError("set_current AMPS: a number expected")
+        if ttl is not None:
+            msg["ttl_s"] = num(ttl)
         return msg
     if name == "set_config":
         if len(args) != 2:
@@ -323,7 +1003,7 @@ def cmd_cmd(a):
             pass
     else:
         try:
-            msg = build_command(a.words)
+            msg = build_command(a.words, a.ttl)
         except ValueError as e:
             sys.stderr.write("backend.py cmd: %s\n" % e)
             return 2
@@ -335,8 +1015,13 @@ def cmd_cmd(a):
     ready = threading.Event()
     got = []
     done = threading.Event()
+    refused = []
 
     def on_connect(client, userdata, flags, rc, props=None):
+        if rc.is_failure:
+            refused.append(str(rc))
+            ready.set()
+            return
         client.subscribe(base + "reply", 1)
 
     def on_subscribe(client, userdata, mid, rcs, props=None):
@@ -354,17 +1039,15 @@ def cmd_cmd(a):
     c.on_connect = on_connect
     c.on_subscribe = on_subscribe
     c.on_message = on_message
-    host, port = a.broker
     try:
-        c.connect(host, port, keepalive=30)
-    except OSError as e:
-        sys.stderr.write("backend.py cmd: cannot reach the broker %s:%d: %s\n" % (host, port, e))
+        connect_or_exit(c, a)
+    except SystemExit:
         return 3
     c.loop_start()
     try:
-        if not ready.wait(a.timeout):
-            sys.stderr.write("backend.py cmd: no subscription to %sreply\n" % base)
-            return 3
+        if not ready.wait(a.timeout) or refused:
+            return fail("cmd: %s" % ("the broker refused the connection: %s" % refused[0]
+                                      if refused else "no subscription to %sreply" % base), 3)
         c.publish(base + "cmd", payload, qos=1).wait_for_publish(a.timeout)
         if not done.wait(a.timeout):
             sys.stderr.write("backend.py cmd: no reply from %s within %s s (offline?)\n"
@@ -384,6 +1067,18 @@ def hostport(text):
     return host, int(port)
 
 
+def positive(kind):
+    def f(text):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError("a number expected")
+        if v <= 0:
+            raise argparse.ArgumentTypeError("above 0 expected")
+        return v
+    return f
+
+
 def parse_args(argv):
     p = argparse.ArgumentParser(prog="backend.py", description="Reference backend for the "
                                 "chargers' MQTT link: stores sessions and events, sends commands.")
@@ -393,19 +1088,29 @@ def parse_args(argv):
                    help="(default: $EVSE_MQTT_PASSWORD)")
     p.add_argument("--ca", metavar="FILE", help="TLS: the CA that signed the broker's certificate")
     p.add_argument("--prefix", default="evse")
-    p.add_argument("--db", default=os.environ.get("EVSE_BACKEND_DB", "sqlite:///evse-backend.db"),
-                   metavar="URL", help="sqlite:///PATH (default) or postgresql://...")
+    p.add_argument("--db", default=os.environ.get("EVSE_BACKEND_DB") or "sqlite:///" + DEFAULT_DB,
+                   metavar="URL", help="sqlite:///PATH or postgresql://USER:PASSWORD@HOST/DB "
+                   "(default: $EVSE_BACKEND_DB, else sqlite:///%s)" % DEFAULT_DB)
     sub = p.add_subparsers(dest="what", required=True)
     r = sub.add_parser("run", help="subscribe and store sessions and events")
     r.add_argument("--share", metavar="GROUP", help="shared subscription group")
     r.add_argument("--client-id", help="MQTT client id (stable: the session persists)")
-    for name in ("sessions", "events"):
+    r.add_argument("--batch", type=positive(int), default=2000, metavar="N",
+                   help="at most N messages per transaction (2000)")
+    r.add_argument("--status-flush-s", type=positive(float), default=1.0, metavar="S",
+                   help="write the latest status of the chargers every S seconds (1)")
+    r.add_argument("--quiet", action="store_true",
+                   help="no line per record: a summary every 10 s")
+    r.add_argument("--no-sys", action="store_true",
+                   help="do not watch the broker's $SYS drop counter (brokers without it)")
+    for name in ("sessions", "events", "quarantine"):
         s = sub.add_parser(name, help="list stored %s" % name)
         s.add_argument("--device")
         s.add_argument("--json", action="store_true")
     c = sub.add_parser("cmd", help="send a command and wait for the reply")
     c.add_argument("device")
     c.add_argument("words", nargs="*", metavar="COMMAND")
+    c.add_argument("--ttl", metavar="S", help="set_current: seconds the limit holds")
     c.add_argument("--payload", help="send this text as it is")
     c.add_argument("--timeout", type=float, default=10.0)
     return p.parse_args(argv)
@@ -413,8 +1118,11 @@ def parse_args(argv):
 
 def main(argv=None):
     a = parse_args(argv)
-    return {"run": cmd_run, "sessions": cmd_sessions, "events": cmd_events,
-            "cmd": cmd_cmd}[a.what](a)
+    try:
+        return {"run": cmd_run, "sessions": cmd_sessions, "events": cmd_events,
+                "quarantine": cmd_quarantine, "cmd": cmd_cmd}[a.what](a)
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":
