@@ -11,8 +11,10 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 
 # Debian packages wanted by the simulator and tests: command -> package
-# (openssl: the MQTT tests make a CA and a broker certificate for TLS).
-APT_NEEDS := mosquitto:mosquitto socat:socat openssl:openssl node:nodejs npm:npm
+# (openssl: the MQTT tests make a CA and a broker certificate for TLS;
+# postgresql: the backend tests and tools/fleet.py run a cluster of their own).
+APT_NEEDS := mosquitto:mosquitto socat:socat openssl:openssl node:nodejs npm:npm \
+  pg_ctlcluster:postgresql
 # With a MicroPython source (MICROPYTHON_SRC, below): what the 32-bit unix
 # port's build needs, and gcc-multilib when `gcc -m32` cannot link.
 APT_NEEDS_MP32 := gcc:gcc make:make xz:xz-utils
