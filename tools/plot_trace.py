@@ -1,13 +1,19 @@
 #!/usr/bin/env python3
 """Draw a simulator trace as a timeline.
 
-    tools/plot_trace.py TRACE.jsonl OUT.png [--title TEXT]
+    tools/plot_trace.py TRACE.jsonl OUT.png [--scenario SCENARIO.json] [--title TEXT]
 
 Stacked panels sharing the time axis: the charger's IEC 61851-1 state (with
 the error shown, and the scenario's inputs and faults marked), the PWM duty
 and the offered current, the contactor, the measured current, the session
-energy. Uses matplotlib's Agg backend (no display needed).
+energy. The title is the scenario's name and description (--scenario), else
+the trace's file name. Labels that would overlap (inputs and errors close in
+time, as around a fault and state F) go on separate lanes. The measured
+current while the contactor is open is drawn apart, grey and dotted: it is
+the meter's last reading (the meter is polled about once a second), not
+current flowing. Uses matplotlib's Agg backend (no display needed).
 """
+import os
 import argparse
 import json
 import sys
@@ -64,6 +70,54 @@ def _label(e):
     return "%s=%s" % (k, json.dumps(v))
 
 
+def lanes(xs, min_gap, n_lanes):
+    """A lane (0..n_lanes-1) for each label at position xs[i] (in order), so
+    that two labels in one lane are at least min_gap apart; when every lane
+    is taken, the one whose last label came first."""
+    last = [None] * n_lanes  # (x, order) of each lane's last label
+    out = []
+    for i, x in enumerate(xs):
+        pick = None
+        for k in range(n_lanes):
+            if last[k] is None or x - last[k][0] >= min_gap:
+                pick = k
+                break
+        if pick is None:  # all taken: the lane used longest ago
+            pick = min(range(n_lanes), key=lambda k: last[k])
+        last[pick] = (x, i)
+        out.append(pick)
+    return out
+
+
+def meter_lag(rows):
+    """Split the measured current into (flowing, lagging) step series: while
+    the contactor is closed the reading is current flowing; while it is open
+    a non-zero reading is the meter's last answer from before the opening."""
+    fx, fy, lx, ly = [], [], [], []
+    for d in rows:
+        v = d.get("ev_a")
+        v = float("nan") if v is None else v
+        closed = bool(d.get("contactor"))
+        fx.append(d["t"])
+        lx.append(d["t"])
+        fy.append(v if closed else (0.0 if v == v else v))
+        ly.append(v if not closed and v == v and v > 0 else float("nan"))
+    return (fx, fy), (lx, ly)
+
+
+def title_for(trace_path, scenario_path=None):
+    """The scenario's name and description, else the trace file's name."""
+    if scenario_path:
+        with open(scenario_path) as f:
+            d = json.load(f)
+        name = d.get("name") or os.path.basename(scenario_path)
+        desc = d.get("description")
+        if isinstance(desc, str) and desc:
+            return "%s: %s" % (name, desc if len(desc) <= 90 else desc[:87] + "...")
+        return str(name)
+    return os.path.splitext(os.path.basename(trace_path))[0]
+
+
 def plot(rows, out, title=None):
     t_end = rows[-1]["t"]
     hours = t_end > 3 * 3600
@@ -85,26 +139,32 @@ def plot(rows, out, title=None):
                 seg = [d["t"], d["state"]]
     ax_s.set_yticks(range(len(STATES)))
     ax_s.set_yticklabels(STATES)
-    ax_s.set_ylim(-0.7, len(STATES) - 0.3)
+    ax_s.set_ylim(-0.7, len(STATES) + 1.8)  # room above F for the input labels
     ax_s.set_ylabel("state")
     ax_s.grid(axis="y", alpha=0.3)
+    gap = t_end / scale / 9.0  # about one label's width on the axis
+    errs = []
     last_err = None
     for d in rows:
         if d["error"] is not None and d["error"] != last_err:
-            ax_s.annotate(d["error"], (d["t"] / scale, idx[d["state"]]), xytext=(3, 7),
-                          textcoords="offset points", color="#b71c1c", fontsize=8,
-                          fontweight="bold")
+            errs.append(d)
         last_err = d["error"]
-    # scenario inputs as thin vertical lines with a label
-    n = 0
+    for d, lane in zip(errs, lanes([d["t"] / scale for d in errs], gap, 3)):
+        ax_s.annotate(d["error"], (d["t"] / scale, idx[d["state"]]),
+                      xytext=(3, -12 - 10 * lane if d["state"] in ("E", "F") else 7 + 10 * lane),
+                      textcoords="offset points", color="#b71c1c", fontsize=8,
+                      fontweight="bold")
+    # scenario inputs as thin vertical lines with a label, on lanes at the top
+    marks = []
     for d in rows:
         labels = [s for s in (_label(e) for e in d.get("input", ())) if s]
         if labels and d["t"] > 0:
-            for ax in axes:
-                ax.axvline(d["t"] / scale, color="#555555", lw=0.6, ls=":", alpha=0.7)
-            ax_s.text(d["t"] / scale, len(STATES) - 0.45 - 0.9 * (n % 3), " " + ", ".join(labels),
-                      fontsize=7, va="top", color="#333333")
-            n += 1
+            marks.append((d["t"] / scale, ", ".join(labels)))
+    for (x, text), lane in zip(marks, lanes([m[0] for m in marks], gap, 4)):
+        for ax in axes:
+            ax.axvline(x, color="#555555", lw=0.6, ls=":", alpha=0.7)
+        ax_s.text(x, len(STATES) + 1.6 - 0.75 * lane, " " + text, fontsize=7, va="top",
+                  color="#333333", clip_on=False)
 
     # duty and offer
     x, y = steps(rows, "duty")
@@ -129,10 +189,13 @@ def plot(rows, out, title=None):
     ax_c.set_ylim(-0.1, 1.2)
     ax_c.set_ylabel("contactor")
 
-    # measured current
-    x, y = steps(rows, "ev_a")
+    # measured current: flowing while closed; the meter's last reading while open
+    (x, y), (lx, ly) = meter_lag(rows)
     ax_i.step([v / scale for v in x], y, where="post", color="#1565c0", lw=1.3,
               label="measured (largest phase)")
+    if any(v == v for v in ly):
+        ax_i.step([v / scale for v in lx], ly, where="post", color="#9e9e9e", lw=1.2, ls=":",
+                  label="meter's last reading, contactor open")
     x, y = steps(rows, "offer_a")
     ax_i.step([v / scale for v in x], y, where="post", color="#ef6c00", lw=0.8, ls="--",
               alpha=0.7, label="offer")
@@ -160,10 +223,11 @@ def main(argv=None):
     p = argparse.ArgumentParser(description="Draw a simulator trace (JSON lines) as a timeline.")
     p.add_argument("trace")
     p.add_argument("out", help="output image (PNG)")
+    p.add_argument("--scenario", help="the scenario the trace comes from (for the title)")
     p.add_argument("--title")
     a = p.parse_args(argv)
     rows = load(a.trace)
-    plot(rows, a.out, a.title or a.trace)
+    plot(rows, a.out, a.title or title_for(a.trace, a.scenario))
     print(a.out)
     return 0
 
