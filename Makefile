@@ -31,7 +31,7 @@ UMQTT_VERSIONS := 1.7.0 1.8.0
 PY_STAMP := $(VENV)/.requirements.stamp
 NODE_STAMP := $(WASM_DIR)/node_modules/.npm-ci.stamp
 
-.PHONY: setup system-packages umqtt mp32 mp32-plain mp32-frozen test sim bench \
+.PHONY: setup system-packages umqtt mp32 mp32-plain mp32-frozen test sim bench bench-fleet \
   bench-baseline deploy clean distclean
 
 # MicroPython's unix port built 32-bit with the GIL (as on the ESP32), for the
@@ -192,6 +192,22 @@ sim: setup
 # runs it). See README, "Benchmarks".
 bench: setup
 	$(VPY) bench/bench.py $(BENCH_ARGS)
+	$(MAKE) --no-print-directory bench-fleet
+
+# The fleet benchmark (tools/fleet.py, docs/mqtt.md "Fleet benchmark"): the
+# shipped broker, the backend on PostgreSQL, FLEET_N chargers; figures
+# appended to build/bench/fleet.jsonl. Several minutes at FLEET_N=1000.
+FLEET_N ?= 1000
+bench-fleet: setup
+	@mkdir -p build/bench
+	$(VPY) tools/fleet.py --scenario steady --n $(FLEET_N) --rate $(FLEET_N) --duration 20 \
+	  --db postgres --json build/bench/fleet.jsonl
+	$(VPY) tools/fleet.py --scenario storm --n $(FLEET_N) --records 30 --db postgres \
+	  --drain-s 300 --json build/bench/fleet.jsonl
+	$(VPY) tools/fleet.py --scenario broker-kill --n $(FLEET_N) --rate $$(( $(FLEET_N) / 2 )) \
+	  --duration 20 --db postgres --json build/bench/fleet.jsonl
+	$(VPY) tools/fleet.py --scenario backend-kill --n $(FLEET_N) --rate $$(( $(FLEET_N) / 2 )) \
+	  --duration 20 --db postgres --json build/bench/fleet.jsonl
 
 # Accept the current figures as the new baseline and record them in
 # bench/results.json and bench/results.md (commit the three files).
