@@ -18,7 +18,7 @@ from firmware/evse/payloads.py, session_record and event, each with its
 "rid") published one at a time at QoS 1, each waiting for its PUBACK; a
 record leaves the charger's journal only when its rid comes back in an ack;
 what is not acknowledged is sent again after a reconnect and after
---resend-s.
+--resend-s (doubling at each re-send up to 600 s, as the firmware).
 
 Scenarios: `steady` (each charger one record every N/--rate seconds for
 --duration), `storm` (every charger arrives with --records records
@@ -534,7 +534,8 @@ class Charger(asyncio.Protocol):
             now = time.monotonic()
             todo = None
             for rid, r in self.journal.items():
-                if r[3] is None or now - r[3] >= resend:
+                # as the firmware: the wait doubles at each re-send, up to 600 s
+                if r[3] is None or now - r[3] >= min(resend * 2 ** max(r[4] - 1, 0), 600):
                     todo = (rid, r)
                     break
             if todo is None:
