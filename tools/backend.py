@@ -62,8 +62,8 @@ QUARANTINE_KEEP = 1024  # characters of a quarantined payload kept (escaped)
 
 
 def safe(v, limit=240):
-    """Text for one log line: backslash, control characters and non-ASCII
-    escaped (\\, \xNN, \uNNNN: no newline can get in), cut to `limit`."""
+    """Text for one log line: backslashes doubled, control characters and
+    non-ASCII as backslash escapes (no newline can get in), cut to `limit`."""
     if isinstance(v, bytes):
         v = v.decode("utf-8", "replace")
     s = (v if isinstance(v, str) else str(v)).replace("\\", "\\\\")
