@@ -45,7 +45,8 @@ def test_network_thread_allocates_nothing_at_idle(broker, version):
         f = line.split()
         if f and f[0] == "ALLOC":
             got[f[1]] = int(f[2])
-    assert set(got) == {"idle", "ping", "status", "charging_idle"}, p.stdout
+    assert set(got) == {"waiting_ack", "idle", "ping", "status", "charging_idle"}, p.stdout
+    assert got["waiting_ack"] == 0, got
     assert got["idle"] == 0, got
     assert got["charging_idle"] == 0, got
     assert got["ping"] == 0, got
