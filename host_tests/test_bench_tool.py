@@ -1,4 +1,4 @@
-"""tools/bench.py end to end: against a real mosquitto (mqtt_env) with
+"""tools/bench_check.py end to end: against a real mosquitto (mqtt_env) with
 --sim (the firmware's real MQTT link in tools/sim.py --realtime), and the
 one-line errors when no device or no broker answers."""
 import importlib.util
@@ -12,8 +12,8 @@ import pytest
 
 from mqtt_env import ROOT, Mosquitto, Watcher, free_port
 
-BENCH = os.path.join(ROOT, "tools", "bench.py")
-# tools/bench.py under its own name: `bench` is bench/bench.py (test_bench.py)
+BENCH = os.path.join(ROOT, "tools", "bench_check.py")
+# tools/bench_check.py under its own name: `bench` is bench/bench.py (test_bench.py)
 _spec = importlib.util.spec_from_file_location("bench_tool", BENCH)
 bench = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(bench)
@@ -91,7 +91,7 @@ def test_no_broker_fails_with_one_line(tmp_path):
                   "--report", str(tmp_path / "r"), "--sim", timeout=30)
     assert r.returncode == 1
     assert r.stderr.strip().count("\n") == 0 and "Traceback" not in r.stderr
-    assert r.stderr.startswith("bench.py: cannot reach the broker at 127.0.0.1:"), r.stderr
+    assert r.stderr.startswith("bench_check.py: cannot reach the broker at 127.0.0.1:"), r.stderr
 
 
 def test_interactive_mode_without_an_operator_says_so(broker, tmp_path):
@@ -111,5 +111,5 @@ def test_interactive_mode_without_an_operator_says_so(broker, tmp_path):
         w.close()
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert "Step 1/13" in r.stdout
-    assert r.stderr.strip() == ("bench.py: stdin closed: the interactive mode needs an "
+    assert r.stderr.strip() == ("bench_check.py: stdin closed: the interactive mode needs an "
                                 "operator (or use --sim)"), r.stderr

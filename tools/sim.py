@@ -511,7 +511,7 @@ def main(argv=None):
             f.write(text)
             f.write("\n")
             if a.realtime:
-                f.flush()  # followable while it runs (tail -f, tools/bench.py --sim)
+                f.flush()  # followable while it runs (tail -f, tools/bench_check.py --sim)
             d = json.loads(text)
             rows.append(d)
             if view is not None:

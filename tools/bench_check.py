@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Bench check of a real charger over MQTT (issue 6, "Bench tool").
 
-    tools/bench.py --broker HOST:PORT --device ID [--prefix evse] --report DIR [--sim]
+    tools/bench_check.py --broker HOST:PORT --device ID [--prefix evse] --report DIR [--sim]
 
 Follows `P/ID/status` and `P/ID/event` and walks the operator through an
 IEC 61851-1 sequence with a vehicle simulator box: A, B, C, B, A; a diode
@@ -284,7 +284,7 @@ def build_scenario(sequence, device, prefix, lead_s):
             events.append(ev)
         t += st["dwell_s"]
     events.sort(key=lambda e: e["t"])
-    return {"name": "bench", "description": "tools/bench.py --sim: the bench sequence",
+    return {"name": "bench", "description": "tools/bench_check.py --sim: the bench sequence",
             "duration_s": round(t + 0.5, 3), "seed": 0,
             "config": {"mqtt_device_id": device, "mqtt_prefix": prefix},
             "events": events}, times
@@ -457,7 +457,7 @@ def hostport(text):
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="bench.py", description="Check a charger on the bench "
+    p = argparse.ArgumentParser(prog="bench_check.py", description="Check a charger on the bench "
                                 "over MQTT through an IEC 61851-1 sequence; write a report.")
     p.add_argument("--broker", type=hostport, required=True, metavar="HOST:PORT")
     p.add_argument("--device", required=True, help="the charger's mqtt_device_id")
@@ -559,10 +559,10 @@ def main(argv=None):
     try:
         return run(a)
     except BenchError as e:
-        sys.stderr.write("bench.py: %s\n" % e)
+        sys.stderr.write("bench_check.py: %s\n" % e)
         return 1
     except KeyboardInterrupt:
-        sys.stderr.write("bench.py: interrupted\n")
+        sys.stderr.write("bench_check.py: interrupted\n")
         return 1
 
 
