@@ -182,6 +182,23 @@ $(NODE_STAMP): $(WASM_DIR)/package.json $(WASM_DIR)/package-lock.json
 test:
 	$(VPY) -m pytest host_tests -q $(PYTEST_ARGS)
 
+# Home Assistant's own MQTT integration against the simulator
+# (host_tests/test_home_assistant.py, about 2 minutes), with Home Assistant in
+# its own virtualenv build/ha-venv (host_tests/ha_requirements.txt; the first
+# time about 10 minutes, then nothing while the file is unchanged).
+HA_VENV := build/ha-venv
+HA_STAMP := $(HA_VENV)/.requirements.stamp
+.PHONY: test-ha
+test-ha: $(HA_STAMP) $(PY_STAMP)
+	EVSE_HA_PYTHON=$(HA_VENV)/bin/python $(VPY) -m pytest host_tests/test_home_assistant.py -q \
+	  $(PYTEST_ARGS)
+
+$(HA_STAMP): host_tests/ha_requirements.txt
+	test -x $(HA_VENV)/bin/python || $(PYTHON) -m venv $(HA_VENV)
+	$(HA_VENV)/bin/python -m pip install -q --disable-pip-version-check -r $< 2>&1 \
+	  | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
+	@touch $@
+
 # The demo scenario in real time with a live terminal view (about 90 s).
 sim: setup
 	$(VPY) tools/sim.py --scenario scenarios/demo.json --realtime --live --trace traces/demo.jsonl

@@ -4,7 +4,10 @@ charger appear in Home Assistant (config key `mqtt_ha_discovery`).
 Entities: state, current, power, meter energy, session energy, error
 (sensors), the current limit (a number that sends set_current) and pause
 (a switch that sends pause / resume). All read the charger's own status and
-telemetry topics; availability follows the online topic. Pure.
+telemetry topics; availability follows the online topic, and for the
+meter's sensors (current, power, meter energy) also the meter: they are
+unavailable while the status lists the `meter` fault (the meter does not
+answer), rather than showing its last reading. Pure.
 """
 from evse.jsonw import obj
 
@@ -14,6 +17,12 @@ def _sensor(name, key, topic, tpl, unit=None, dclass=None, sclass=None):
             + ([("unit_of_measurement", unit)] if unit else [])
             + ([("device_class", dclass)] if dclass else [])
             + ([("state_class", sclass)] if sclass else []))
+
+
+# The meter's sensors are available while the charger is online and the
+# meter answers (availability_mode "all": every topic must say available).
+_METER_OK = "{{ 'offline' if 'meter' in value_json.faults else 'online' }}"
+_METER = ("current", "power", "energy")
 
 
 def discovery(ha_prefix, topics, device_id, version, max_a):
@@ -42,15 +51,19 @@ def discovery(ha_prefix, topics, device_id, version, max_a):
         ("switch", "pause", [
             ("name", "Pause"), ("command_topic", topics.cmd),
             ("payload_on", '{"cmd": "pause"}'), ("payload_off", '{"cmd": "resume"}'),
-            ("state_topic", st),
+            ("state_topic", st), ("state_on", "ON"), ("state_off", "OFF"),
             ("value_template", "{{ 'ON' if value_json.limits.paused else 'OFF' }}")]),
     ]
     out = []
+    online = obj((("topic", topics.online), ("payload_available", "online"),
+                  ("payload_not_available", "offline")))
+    meter = obj((("topic", st), ("value_template", _METER_OK)))
     for comp, key, pairs in ents:
-        pairs = pairs + [
-            ("unique_id", node + "_" + key),
-            ("availability_topic", topics.online),
-            ("payload_available", "online"), ("payload_not_available", "offline"),
-            ("device", device)]
+        if key in _METER:
+            avail = [("availability", [online, meter]), ("availability_mode", "all")]
+        else:
+            avail = [("availability_topic", topics.online),
+                     ("payload_available", "online"), ("payload_not_available", "offline")]
+        pairs = pairs + [("unique_id", node + "_" + key)] + avail + [("device", device)]
         out.append(("%s/%s/%s/%s/config" % (ha_prefix, comp, node, key), obj(pairs).text))
     return out

@@ -292,7 +292,8 @@ class Link:
         self._snap = fields()  # the snapshot as read this step
         self._shown = fields()  # ... and as the last status published it
         self._status_at = None  # None: publish the status at the next step
-        self._tele_at = None
+        self._tele_at = None  # the last telemetry while a vehicle is connected
+        self._tail_at = ticks_ms()  # the last one is due (after the boot too)
         self._rx_at = 0
         self._tx_at = 0
         self._ntp_at = None
@@ -613,12 +614,22 @@ class Link:
                 shown[i] = cur[i]
             self._status_at = now
         if PL.connected(cur):
+            self._tail_at = None
             if self._tele_at is None or ticks_diff(
                     now, self._tele_at) >= self.cfg["mqtt_telemetry_s"] * 1000:
                 self._pub(c, self.topics.telemetry, PL.telemetry(cur))
                 self._tele_at = now
-        else:
+            return
+        if self._tele_at is not None:  # the vehicle has just left
             self._tele_at = None
+            self._tail_at = now
+        # One last message once the meter shows no current (the first poll
+        # after the contactor opened), so that no dashboard keeps the last
+        # reading of the session; at the latest two polls on, as it is.
+        if self._tail_at is not None and (PL.at_rest(cur) or ticks_diff(
+                now, self._tail_at) >= self.cfg.get("meter_poll_s", 1) * 2000 + 2000):
+            self._pub(c, self.topics.telemetry, PL.telemetry(cur))
+            self._tail_at = None
 
     def _ping(self, c):
         """PINGREQ, then wait (bounded) for the PINGRESP: in blocking mode

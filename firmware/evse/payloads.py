@@ -144,19 +144,41 @@ def connected(s):
     return s[B.S_SESSION] != B.NONE or 1 <= s[B.S_STATE] <= 6
 
 
+# Below these the meter reads no charging current (a meter's noise floor).
+REST_MA = 100  # the largest phase current, mA
+REST_W = 25  # the total power, W
+
+
+def at_rest(s):
+    """The meter has a reading and it shows no charging current: the
+    telemetry of a charger whose vehicle has left can be its last."""
+    if s[B.S_METER_WH] == B.NONE:
+        return False
+    a = s[B.S_EV]
+    w = s[B.S_POWER]
+    return (a == B.NONE or a < REST_MA) and (w == B.NONE or -REST_W < w < REST_W)
+
+
 def _list3(s, i, scale):
     return [dec(_v(s[i + k]), scale) for k in range(3)]
+
+
+_NULL3 = [None, None, None]
 
 
 def telemetry(s):
     """Measurements (topic .../telemetry) from a status snapshot `s`:
     per-phase V and A (null for a phase the meter does not have), power,
     the meter's energy register, the largest phase current, the enclosure
-    temperature."""
+    temperature. The meter's values are null together while it has no
+    reading (its register is NONE: it is silent, or has not answered
+    since the boot), never its last reading."""
+    m = s[B.S_METER_WH] != B.NONE
     return obj((
         ("session", _v(s[B.S_SESSION])), ("state", B.STATES[s[B.S_STATE]]),
-        ("voltage_v", _list3(s, B.S_V1, 1000)), ("current_a", _list3(s, B.S_A1, 1000)),
-        ("power_w", _v(s[B.S_POWER])), ("meter_wh", _v(s[B.S_METER_WH])),
+        ("voltage_v", _list3(s, B.S_V1, 1000) if m else _NULL3),
+        ("current_a", _list3(s, B.S_A1, 1000) if m else _NULL3),
+        ("power_w", _v(s[B.S_POWER]) if m else None), ("meter_wh", _v(s[B.S_METER_WH])),
         ("ev_a", amps(_v(s[B.S_EV]))), ("temp_c", dec(_v(s[B.S_TEMP]), 10)),
         ("energy_wh", s[B.S_ENERGY]),
     )).text

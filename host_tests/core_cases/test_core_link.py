@@ -313,7 +313,58 @@ def test_status_on_change_at_most_twice_a_second_and_every_60_s():
         t.ms += 60000
         link.step()
         assert len(mod.pubs("/status")) == 4  # the periodic one
-        assert not mod.pubs("/telemetry")[1:]  # only while a vehicle was connected
+        # while a vehicle was connected, and one last one after it had left
+        tel = [json.loads(p[2]) for p in mod.pubs("/telemetry")]
+        assert [(d["state"], d["ev_a"]) for d in tel] == [("B1", 0.0), ("A", 0.0)], tel
+    finally:
+        _restore()
+
+
+def test_a_last_telemetry_once_the_meter_shows_the_vehicle_gone():
+    """After the vehicle leaves, one more telemetry message, as soon as the
+    meter reads no current (not the session's last reading, which the
+    snapshot holds until the meter's next poll), or two meter polls plus
+    2 s on, as it is; then none until a vehicle comes."""
+    t, rig, mod, link, logs = _setup()
+    try:
+        rig.meter.a_ma = 16000
+        rig.charge(3000)
+        link.step()
+        link.step()
+        n = len(mod.pubs("/telemetry"))
+        assert n and json.loads(mod.pubs("/telemetry")[-1][2])["ev_a"] == 16.0
+        rig.run(600, "A")  # unplugged; the meter has not polled since
+        t.ms += 600
+        link.step()
+        assert len(mod.pubs("/telemetry")) == n  # 16 A is not what an idle charger draws
+        rig.meter.a_ma = 0  # the meter's poll after the contactor opened
+        rig.run(10)
+        t.ms += 10
+        link.step()
+        tel = [json.loads(p[2]) for p in mod.pubs("/telemetry")]
+        assert len(tel) == n + 1 and (tel[-1]["state"], tel[-1]["ev_a"]) == ("A", 0.0), tel
+        assert tel[-1]["session"] is None and tel[-1]["meter_wh"] == 5000
+        t.ms += 60000
+        rig.run(10)
+        link.step()
+        assert len(mod.pubs("/telemetry")) == n + 1
+        # A meter that keeps reading some current: the last message 4 s on
+        # (meter_poll_s 1), with what it reads.
+        rig.run(600, "B")
+        rig.meter.a_ma = 500
+        rig.run(10)
+        link.step()
+        assert len(mod.pubs("/telemetry")) == n + 2
+        rig.run(600, "A")
+        t.ms += 100
+        link.step()  # the vehicle has left: 4 s from here
+        t.ms += 3990
+        link.step()
+        assert len(mod.pubs("/telemetry")) == n + 2
+        t.ms += 10
+        link.step()
+        tel = [json.loads(p[2]) for p in mod.pubs("/telemetry")]
+        assert len(tel) == n + 3 and (tel[-1]["state"], tel[-1]["ev_a"]) == ("A", 0.5), tel
     finally:
         _restore()
 

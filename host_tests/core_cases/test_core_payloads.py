@@ -113,6 +113,34 @@ def test_status_and_telemetry():
     return t
 
 
+def test_telemetry_without_a_meter_reading_and_at_rest():
+    """While the meter has no reading (silent: its register is NONE) the
+    snapshot still holds its last per-phase values and power; the telemetry
+    carries none of them. at_rest: a reading that shows no current."""
+    s = _snap(state=B.STATES.index("C2"), session=4, energy=1234, ev=B.NONE,
+              power=7360, meter_wh=B.NONE, temp=251)
+    for i in range(3):
+        s[B.S_V1 + i], s[B.S_A1 + i] = 230000, 16000
+    tel = PL.telemetry(s)
+    assert tel == ('{"session": 4, "state": "C2", "voltage_v": [null, null, null], '
+                   '"current_a": [null, null, null], "power_w": null, "meter_wh": null, '
+                   '"ev_a": null, "temp_c": 25.1, "energy_wh": 1234}'), tel
+    assert not PL.at_rest(s)  # no reading: nothing known
+    s[B.S_METER_WH], s[B.S_EV] = 1001234, 16000
+    assert json.loads(PL.telemetry(s))["power_w"] == 7360 and not PL.at_rest(s)
+    s[B.S_EV], s[B.S_POWER] = PL.REST_MA - 1, PL.REST_W - 1
+    assert PL.at_rest(s)
+    s[B.S_POWER] = PL.REST_W
+    assert not PL.at_rest(s)
+    s[B.S_EV], s[B.S_POWER] = PL.REST_MA, B.NONE  # a meter without power
+    assert not PL.at_rest(s)
+    s[B.S_EV] = B.NONE  # nor phase currents (sdm72d): nothing says current flows
+    assert PL.at_rest(s)
+    s[B.S_EV], s[B.S_POWER] = 0, -PL.REST_W  # exporting
+    assert not PL.at_rest(s)
+    return tel
+
+
 def test_decode_cmd():
     assert PL.decode_cmd(b'{"cmd": "pause", "id": 1}') == ({"cmd": "pause", "id": 1}, None)
     assert PL.decode_cmd(b"{cmd: pause") == (None, "malformed JSON")
@@ -134,17 +162,31 @@ def test_home_assistant_discovery():
     assert "homeassistant/number/evse_a0b1/current_limit/config" in topics
     assert "homeassistant/switch/evse_a0b1/pause/config" in topics
     assert len(msgs) == 8
+    meter = []
     for topic, payload in msgs:
         d = json.loads(payload)
-        assert d["availability_topic"] == "evse/a0b1/online"
+        if "availability" in d:  # the meter's sensors: online and the meter answering
+            meter.append(d["unique_id"])
+            assert d["availability_mode"] == "all" and "availability_topic" not in d, d
+            online, ok = d["availability"]
+            assert online == {"topic": "evse/a0b1/online", "payload_available": "online",
+                              "payload_not_available": "offline"}, online
+            assert ok == {"topic": "evse/a0b1/status", "value_template":
+                          "{{ 'offline' if 'meter' in value_json.faults else 'online' }}"}, ok
+        else:
+            assert d["availability_topic"] == "evse/a0b1/online"
         assert d["unique_id"].startswith("evse_a0b1_")
         assert d["device"]["identifiers"] == ["evse_a0b1"]
+    assert meter == ["evse_a0b1_current", "evse_a0b1_power", "evse_a0b1_energy"], meter
     num = json.loads(msgs[topics.index("homeassistant/number/evse_a0b1/current_limit/config")][1])
     assert num["command_topic"] == "evse/a0b1/cmd" and num["max"] == 32 and num["min"] == 6
     assert json.loads(num["command_template"].replace("{{ value }}", "10")) == {
         "cmd": "set_current", "amps": 10}
     sw = json.loads(msgs[topics.index("homeassistant/switch/evse_a0b1/pause/config")][1])
     assert json.loads(sw["payload_on"]) == {"cmd": "pause"}
+    # the state template's ON / OFF are the states (not payload_on / payload_off)
+    assert (sw["state_on"], sw["state_off"]) == ("ON", "OFF"), sw
+    assert sw["value_template"] == "{{ 'ON' if value_json.limits.paused else 'OFF' }}"
     return len("".join([m[1] for m in msgs]))
 
 
