@@ -126,6 +126,7 @@ def run():
     from hw import system
 
     ctx = system.build(fm, clock, raw, ROOT + boot.CONFIG_FILE, ROOT[:-1])
+    raw = None  # as hw/boot.main does once the charger is built
     link = system.start_network(ctx, ROOT, out)
     import time
 

@@ -29,6 +29,8 @@ once the meter has answered a poll that started after the contactor was
 open (about one poll period later), so the stop reading is billing grade:
 no energy flows after it and none before it is missed.
 """
+from micropython import const
+
 from evse import payloads as PL
 from evse import bus as B
 from evse.bus import Bus
@@ -39,12 +41,12 @@ from evse.journal import Journal
 from evse.ticks import ticks_diff
 from evse.version import VERSION
 
-STATE_FILE = "state.json"
+_STATE_FILE = const("state.json")
 CONFIG_FILE = "config.json"
-JOURNAL_FILE = "journal.log"
-LOST_WAIT_S = 10  # a lost session's record waits this long for the meter
-STOP_WAIT_S = 10  # a stopped session's record waits at most this long for its reading
-CMDS_PER_TICK = 4
+_JOURNAL_FILE = const("journal.log")
+_LOST_WAIT_S = const(10)  # a lost session's record waits this long for the meter
+_STOP_WAIT_S = const(10)  # a stopped session's record waits at most this long for its reading
+_CMDS_PER_TICK = const(4)
 # What set_config may change remotely. Everything else -- the safety
 # functions (RCD self-test and retries, temperature limits, ventilation),
 # the installation's facts (phases, socket, cable rating) and the link's own
@@ -131,7 +133,7 @@ class App:
         self._snap_error = 0
         if backend and flash_dir is not None:
             self.bus = Bus()
-            self.journal = Journal(self._path(JOURNAL_FILE), cfg["journal_kb"] * 1024,
+            self.journal = Journal(self._path(_JOURNAL_FILE), cfg["journal_kb"] * 1024,
                                    report=self._drop_report)
             try:
                 self.journal.load()
@@ -156,7 +158,7 @@ class App:
         if self.flash_dir is None:
             return {}
         try:
-            d = read_json(self._path(STATE_FILE))
+            d = read_json(self._path(_STATE_FILE))
         except ValueError:
             d = None
         return d if isinstance(d, dict) else {}
@@ -178,7 +180,7 @@ class App:
         if lim is not None or paused:
             d["backend"] = {"limit_ma": lim, "left_ms": left, "paused": paused}
         try:
-            write_json_atomic(self._path(STATE_FILE), d)
+            write_json_atomic(self._path(_STATE_FILE), d)
         except OSError:
             self.flash_errors += 1
 
@@ -303,7 +305,7 @@ class App:
         """The session ended: its record waits for the meter's stop reading."""
         if self._stopping is not None:
             self._finish_stop(True)
-        self._stopping = [sid, reason, None, self.uptime_s + STOP_WAIT_S,
+        self._stopping = [sid, reason, None, self.uptime_s + _STOP_WAIT_S,
                           self.uptime_s, self._epoch()]
         self._finish_stop(False)
 
@@ -311,7 +313,7 @@ class App:
         """Write the stopped session's record once the meter has answered a
         poll that started after the contactor was open (billing grade: no
         energy flows after that, and none before is missed), or at once
-        without a meter, with a silent one, or after STOP_WAIT_S."""
+        without a meter, with a silent one, or after _STOP_WAIT_S."""
         st = self._stopping
         m = self.meter
         if not now_or_never and m is not None and m.ok and self.uptime_s < st[3]:
@@ -356,10 +358,10 @@ class App:
     def _finish_lost(self, now_or_never):
         """The record of the session the last boot left open (power loss or
         reboot), once the meter has answered (its register has not moved
-        since: no supply, no current) or after LOST_WAIT_S."""
+        since: no supply, no current) or after _LOST_WAIT_S."""
         m = self.meter
         if (not now_or_never and m is not None and m.energy_wh is None
-                and m.ok is not False and self.uptime_s < LOST_WAIT_S):
+                and m.ok is not False and self.uptime_s < _LOST_WAIT_S):
             return
         lost = self._lost
         self._lost = None
@@ -481,7 +483,7 @@ class App:
                 self.journal.ack(acks)
             except Exception:
                 self.report_errors += 1
-        for _ in range(CMDS_PER_TICK):
+        for _ in range(_CMDS_PER_TICK):
             msg = bus.urgent.get()  # stop and pause first
             if msg is None:
                 msg = bus.cmds.get()

@@ -41,27 +41,27 @@ PILOT_PWM = const(1)  # 1 kHz +/-12 V PWM (X2)
 PILOT_LOW = const(2)  # steady -12 V: state F, EVSE not available
 
 # --- Faults: one bit each. Order = priority of the code shown in `error`.
-F_CP_SHORT = const(0x001)
-F_RCD = const(0x002)
-F_PE = const(0x004)
-F_WELD = const(0x008)
-F_NO_CLOSE = const(0x010)
-F_DIODE = const(0x020)
-F_VENT = const(0x040)
-F_OVERTEMP = const(0x080)
-F_OVERCURRENT = const(0x100)
+_F_CP_SHORT = const(0x001)
+_F_RCD = const(0x002)
+_F_PE = const(0x004)
+_F_WELD = const(0x008)
+_F_NO_CLOSE = const(0x010)
+_F_DIODE = const(0x020)
+_F_VENT = const(0x040)
+_F_OVERTEMP = const(0x080)
+_F_OVERCURRENT = const(0x100)
 F_METER = const(0x200)
 
 FAULTS = (
-    (F_CP_SHORT, "cp_short"),
-    (F_RCD, "rcd"),
-    (F_PE, "pe"),
-    (F_WELD, "weld"),
-    (F_NO_CLOSE, "no_close"),
-    (F_DIODE, "diode"),
-    (F_VENT, "vent"),
-    (F_OVERTEMP, "overtemp"),
-    (F_OVERCURRENT, "overcurrent"),
+    (_F_CP_SHORT, "cp_short"),
+    (_F_RCD, "rcd"),
+    (_F_PE, "pe"),
+    (_F_WELD, "weld"),
+    (_F_NO_CLOSE, "no_close"),
+    (_F_DIODE, "diode"),
+    (_F_VENT, "vent"),
+    (_F_OVERTEMP, "overtemp"),
+    (_F_OVERCURRENT, "overcurrent"),
     (F_METER, "meter"),
 )
 
@@ -69,12 +69,12 @@ FAULTS = (
 # Immediate faults open the contactor in the same tick they are raised.
 IMMEDIATE = const(0x1FF)  # every fault but `meter`
 # These make the EVSE unavailable: the pilot goes to -12 V (state F).
-TO_F = const(F_RCD | F_PE | F_WELD | F_NO_CLOSE | F_OVERTEMP)
+_TO_F = const(_F_RCD | _F_PE | _F_WELD | _F_NO_CLOSE | _F_OVERTEMP)
 # The others keep the pilot at steady +12 V, so unplugging stays visible.
 # Latched faults stay until `reset_error` (diode and overcurrent also clear on
 # unplug); the rest clear by themselves once their cause is gone.
-LATCHED = const(F_RCD | F_WELD | F_NO_CLOSE | F_DIODE | F_OVERCURRENT)
-CLEAR_ON_UNPLUG = const(F_DIODE | F_OVERCURRENT)
+_LATCHED = const(_F_RCD | _F_WELD | _F_NO_CLOSE | _F_DIODE | _F_OVERCURRENT)
+_CLEAR_ON_UNPLUG = const(_F_DIODE | _F_OVERCURRENT)
 
 # --- Timing (ms).
 T_CLOSE_AFTER_PWM_OFF = const(6000)  # Table A.6 seq. 10.2: force open after 6 s in C1
@@ -282,8 +282,8 @@ class Charger:
             self._stopped = False
             self._diode_retest = False
             self._diode_bad = 0
-            if self.out.faults & CLEAR_ON_UNPLUG:
-                self._clear(self.out.faults & CLEAR_ON_UNPLUG)
+            if self.out.faults & _CLEAR_ON_UNPLUG:
+                self._clear(self.out.faults & _CLEAR_ON_UNPLUG)
             self._rcd_retries = 0
         elif P.CP_D <= cp <= P.CP_B:
             if (self.out.session is None and not self._stopped
@@ -327,14 +327,14 @@ class Charger:
     def _fault_cp(self, cp):
         # State E: CP shorted to PE. Clears when the pilot reads anything else.
         if cp == P.CP_E:
-            self._raise(F_CP_SHORT)
-        elif cp != P.CP_UNKNOWN and self.out.faults & F_CP_SHORT:
-            self._clear(F_CP_SHORT)
+            self._raise(_F_CP_SHORT)
+        elif cp != P.CP_UNKNOWN and self.out.faults & _F_CP_SHORT:
+            self._clear(_F_CP_SHORT)
         # State D without ventilation at the site: never charge in D.
         if cp == P.CP_D and not self.ventilation:
-            self._raise(F_VENT)
-        elif cp != P.CP_UNKNOWN and cp != P.CP_D and self.out.faults & F_VENT:
-            self._clear(F_VENT)
+            self._raise(_F_VENT)
+        elif cp != P.CP_UNKNOWN and cp != P.CP_D and self.out.faults & _F_VENT:
+            self._clear(_F_VENT)
 
     def _fault_diode(self, cp):
         # Diode check on every reading taken with PWM on, in B, C or D (the
@@ -356,7 +356,7 @@ class Charger:
             if b >= DIODE_BAD_AT:
                 b = DIODE_BAD_AT
                 self._diode_retest = False  # looked again: still missing
-                self._raise(F_DIODE)
+                self._raise(_F_DIODE)
             self._diode_bad = b
         else:
             if self._diode_ok < DIODE_PASS:
@@ -365,34 +365,34 @@ class Charger:
                 self._diode_bad -= 1
             if self._diode_retest and self._diode_ok >= DIODE_PASS and not self._diode_bad:
                 self._diode_retest = False
-                self._clear(F_DIODE)
+                self._clear(_F_DIODE)
 
     def _fault_rcd(self):
         # While the self-test drives the test winding (and until the trip it
         # caused has cleared) the trip is expected; any other trip is a trip.
         testing = self._rcd_phase == _RT_TRIP or self._rcd_phase == _RT_RELEASE
         if self.inp.rcd and not testing:
-            if not self.out.faults & F_RCD:
+            if not self.out.faults & _F_RCD:
                 self._rcd_trip_ms = 0
-            self._raise(F_RCD)
-        elif (self.out.faults & F_RCD and not self.inp.rcd
+            self._raise(_F_RCD)
+        elif (self.out.faults & _F_RCD and not self.inp.rcd
               and self._rcd_retries < self.rcd_retry_max
               and self._rcd_trip_ms >= self.rcd_retry_ms):
             self._rcd_retries += 1
-            self._clear(F_RCD)
+            self._clear(_F_RCD)
 
     def _fault_pe(self, dt):
         if not self.inp.pe_ok:
             self._pe_ms = -1
-            self._raise(F_PE)
-        elif self.out.faults & F_PE:
+            self._raise(_F_PE)
+        elif self.out.faults & _F_PE:
             if self._pe_ms < 0:
                 self._pe_ms = 0
             else:
                 self._pe_ms = _age(self._pe_ms, dt)
                 if self._pe_ms >= T_PE_CLEAR:
                     self._pe_ms = -1
-                    self._clear(F_PE)
+                    self._clear(_F_PE)
 
     def _fault_temp(self):
         t = self.inp.temp_dc
@@ -400,9 +400,9 @@ class Charger:
             return
         out = self.out
         if t >= self.stop_dc:
-            self._raise(F_OVERTEMP)
-        elif out.faults & F_OVERTEMP and t <= self.stop_end_dc:
-            self._clear(F_OVERTEMP)
+            self._raise(_F_OVERTEMP)
+        elif out.faults & _F_OVERTEMP and t <= self.stop_end_dc:
+            self._clear(_F_OVERTEMP)
         if t >= self.derate_dc:
             out.derate = True
         elif t <= self.derate_end_dc:
@@ -414,9 +414,9 @@ class Charger:
         if fb is None or self._cmd_ms < T_FEEDBACK:
             return
         if self.out.contactor and not fb:
-            self._raise(F_NO_CLOSE)
+            self._raise(_F_NO_CLOSE)
         elif not self.out.contactor and fb:
-            self._raise(F_WELD)
+            self._raise(_F_WELD)
 
     def _fault_overcurrent(self, dt):
         # A bucket, not a timer: ms above the offer fill it, ms within it
@@ -441,7 +441,7 @@ class Charger:
             oc = self._oc_ms + dt
             if oc >= T_OVERCURRENT:
                 oc = T_OVERCURRENT
-                self._raise(F_OVERCURRENT)
+                self._raise(_F_OVERCURRENT)
             self._oc_ms = oc
         elif self._oc_ms:
             self._oc_ms = self._oc_ms - dt if self._oc_ms > dt else 0
@@ -453,7 +453,7 @@ class Charger:
         look at the diode again (the contactor stays open all the same)."""
         f = self.out.faults & (IMMEDIATE | (F_METER if self.meter_stop else 0))
         if self._diode_retest:
-            f &= ~F_DIODE
+            f &= ~_F_DIODE
         return f
 
     def _offer(self):
@@ -481,7 +481,7 @@ class Charger:
     # 5. ------------------------------------------------------------- pilot
     def _pilot(self, cp, offer):
         out = self.out
-        if out.faults & TO_F:
+        if out.faults & _TO_F:
             mode = PILOT_LOW
         elif offer and P.CP_D <= cp <= P.CP_B:  # an offer: nothing blocks it (_offer)
             mode = PILOT_PWM
@@ -586,7 +586,7 @@ class Charger:
         self.out.rcd_test = False
         self._rcd_phase = _RT_IDLE
         self._rcd_trip_ms = 0
-        self._raise(F_RCD)
+        self._raise(_F_RCD)
 
     # 7. ------------------------------------------------------------- state
     def _state(self, cp):
@@ -679,19 +679,19 @@ class Charger:
     def _cmd_reset_error(self, c, now):
         # All or nothing: while the cause of one latched fault is still
         # there, nothing is cleared and the RCD retry count stays.
-        f = self.out.faults & LATCHED
+        f = self.out.faults & _LATCHED
         keep = 0
-        if f & F_RCD and self.inp.rcd:
-            keep |= F_RCD
-        if f & F_WELD and self.inp.fb:
-            keep |= F_WELD
+        if f & _F_RCD and self.inp.rcd:
+            keep |= _F_RCD
+        if f & _F_WELD and self.inp.fb:
+            keep |= _F_WELD
         if keep:
             return "%s: cause still present" % _top_code(keep)
-        if f & F_DIODE:
+        if f & _F_DIODE:
             # The diode can only be seen with PWM on: the PWM comes back and
             # `diode` clears after DIODE_PASS good readings, or stays.
             self._diode_retest = True
-            f &= ~F_DIODE
+            f &= ~_F_DIODE
         self._clear(f)
         self._rcd_retries = 0
 

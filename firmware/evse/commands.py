@@ -5,10 +5,12 @@ CommandError with a message for the reply. Nothing here changes the charger:
 a command that fails validation changes nothing.
 """
 
-MAX_AMPS = 80
-MIN_AMPS = 6
-MAX_TTL_S = 86400
-MAX_ID_LEN = 64
+from micropython import const
+
+_MAX_AMPS = const(80)
+_MIN_AMPS = const(6)
+_MAX_TTL_S = const(86400)
+_MAX_ID_LEN = const(64)
 
 # command name -> allowed fields besides "cmd" and "id"
 FIELDS = {
@@ -42,7 +44,7 @@ def command_id(msg):
     """The command's id if it is a usable one, else None (for error replies)."""
     if isinstance(msg, dict):
         cid = msg.get("id")
-        if (isinstance(cid, str) and len(cid) <= MAX_ID_LEN) or (
+        if (isinstance(cid, str) and len(cid) <= _MAX_ID_LEN) or (
                 isinstance(cid, int) and not isinstance(cid, bool)):
             return cid
     return None
@@ -55,8 +57,8 @@ def parse(msg):
         cid = msg["id"]
         if isinstance(cid, bool) or not (isinstance(cid, str) or isinstance(cid, int)):
             raise CommandError("id: must be a string or an integer")
-        if isinstance(cid, str) and len(cid) > MAX_ID_LEN:
-            raise CommandError("id: longer than %d characters" % MAX_ID_LEN)
+        if isinstance(cid, str) and len(cid) > _MAX_ID_LEN:
+            raise CommandError("id: longer than %d characters" % _MAX_ID_LEN)
     else:
         cid = None
     if "cmd" not in msg:
@@ -77,15 +79,15 @@ def parse(msg):
     amps = msg["amps"]
     if not _is_num(amps):
         raise CommandError("amps: must be a number")
-    if not MIN_AMPS <= amps <= MAX_AMPS:
-        raise CommandError("amps: %r out of range %d..%d" % (amps, MIN_AMPS, MAX_AMPS))
+    if not _MIN_AMPS <= amps <= _MAX_AMPS:
+        raise CommandError("amps: %r out of range %d..%d" % (amps, _MIN_AMPS, _MAX_AMPS))
     ttl_ms = None
     if "ttl_s" in msg:
         ttl = msg["ttl_s"]
         if not _is_num(ttl):
             raise CommandError("ttl_s: must be a number")
-        if not 0 < ttl <= MAX_TTL_S:
-            raise CommandError("ttl_s: %r out of range 0..%d (exclusive of 0)" % (ttl, MAX_TTL_S))
+        if not 0 < ttl <= _MAX_TTL_S:
+            raise CommandError("ttl_s: %r out of range 0..%d (exclusive of 0)" % (ttl, _MAX_TTL_S))
         ttl_ms = int(ttl * 1000)
     # Rounded down: a limit is never exceeded, not even by a fraction of a mA.
     return Command(name, cid, int(amps * 1000), ttl_ms)

@@ -44,10 +44,12 @@ network thread may read it at any time.
 import os
 from binascii import crc32
 
-HEADER = 14  # "@" + 4 + 8 hex digits + " "
-MAX_BODY = 0xFFFF
-REPORT_RESERVE = 256  # bytes kept free for the drop report
-CHUNK = 512  # bytes read at a time by load()
+from micropython import const
+
+_HEADER = const(14)  # "@" + 4 + 8 hex digits + " "
+_MAX_BODY = const(0xFFFF)
+_REPORT_RESERVE = const(256)  # bytes kept free for the drop report
+_CHUNK = const(512)  # bytes read at a time by load()
 
 
 def encode(kind, seq, data):
@@ -79,20 +81,20 @@ def _parse_at(buf, i, n=None, more=False):
     valid but is not complete in buf[:n]."""
     if n is None:
         n = len(buf)
-    if i + HEADER > n:
+    if i + _HEADER > n:
         return 0 if more else None
-    if buf[i + HEADER - 1] != 0x20:
+    if buf[i + _HEADER - 1] != 0x20:
         return None
     length = _hex(buf, i + 1, 4)
     crc = _hex(buf, i + 5, 8)
     if length < 0 or crc < 0:
         return None
-    end = i + HEADER + length
+    end = i + _HEADER + length
     if end >= n:
         return 0 if more else None
     if buf[end] != 0x0A:
         return None
-    body = buf[i + HEADER:end]
+    body = buf[i + _HEADER:end]
     if crc32(body) & 0xFFFFFFFF != crc:
         return None
     try:
@@ -133,16 +135,16 @@ def scan(buf):
     return out, skipped
 
 
-def stream(f, stats, limit=MAX_BODY):
-    """The valid records of file `f`, read CHUNK bytes at a time, as scan()
+def stream(f, stats, limit=_MAX_BODY):
+    """The valid records of file `f`, read _CHUNK bytes at a time, as scan()
     finds them in the whole: yields (kind, seq, data); stats[0] counts the
     bytes skipped. A record claiming a body over `limit` bytes is garbage.
-    At most limit + HEADER + CHUNK bytes are held at once."""
+    At most limit + _HEADER + _CHUNK bytes are held at once."""
     buf = b""
     eof = False
     while True:
-        if not eof and len(buf) < limit + HEADER + 1:
-            part = f.read(CHUNK)
+        if not eof and len(buf) < limit + _HEADER + 1:
+            part = f.read(_CHUNK)
             if part:
                 buf += part
             else:
@@ -267,7 +269,7 @@ class Journal:
         live = {}
         order = []
         size = 0
-        room = self.max_bytes - REPORT_RESERVE
+        room = self.max_bytes - _REPORT_RESERVE
         top = 0
         for kind, seq, data in records:
             line = len(encode(kind, seq, data))
@@ -395,8 +397,8 @@ class Journal:
         returns its seq, or None when it is larger than the whole journal."""
         seq = self.next_seq
         line = encode(kind, seq, data)
-        room = self.max_bytes - REPORT_RESERVE
-        if len(line) > room or len(line) > MAX_BODY:
+        room = self.max_bytes - _REPORT_RESERVE
+        if len(line) > room or len(line) > _MAX_BODY:
             self._dropped(1 if kind == "e" else 0, 1 if kind == "s" else 0)
             return None
         self.next_seq = seq + 1

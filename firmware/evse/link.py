@@ -16,7 +16,7 @@ retained), publish "online" (retained, QoS 1), subscribe to the command
 topic, publish the Home Assistant discovery configs when enabled. Then each
 step: take incoming commands, publish replies, publish journal records at
 QoS 1 (each waits for its PUBACK; the App removes the record once told),
-the status when it changed (at most every STATUS_MIN_MS) and at least every
+the status when it changed (at most every _STATUS_MIN_MS) and at least every
 `mqtt_status_s`, telemetry every `mqtt_telemetry_s` while a vehicle is
 connected, and a PINGREQ (awaiting PINGRESP) when nothing came from the
 broker for half the keepalive. Any error: the socket is closed (no
@@ -32,7 +32,6 @@ import random
 
 from micropython import const
 
-from evse import hass
 from evse import payloads as PL
 from evse.bus import KEY_N, N_FIELDS, S_CONTACTOR, fields
 from evse.charger import FAULTS
@@ -41,23 +40,23 @@ from evse.ticks import sleep_ms, ticks_add, ticks_diff, ticks_ms
 from evse.version import VERSION
 
 SOCK_TIMEOUT_S = 5  # bound of every blocking socket call of the client
-BACKOFF_MIN_MS = 1000
-BACKOFF_MAX_MS = 60000
-STATUS_MIN_MS = 500  # status changes are published at most this often
-POLL_MS = 50  # pause between two steps while connected
-IDLE_MS = 250  # longest pause while waiting to reconnect
-PUB_PER_STEP = 4  # journal records published per step
-CMDS_PER_STEP = 32  # incoming messages taken per step
-MAX_OWN_REPLIES = 16  # error replies waiting to be published (beyond: the oldest go)
-REFUSALS_PER_S = 4  # replies to refused payloads, at most this many a second,
-REFUSALS_BURST = 8  # after a burst of this many; the rest are counted, not answered
+_BACKOFF_MIN_MS = const(1000)
+_BACKOFF_MAX_MS = const(60000)
+_STATUS_MIN_MS = const(500)  # status changes are published at most this often
+_STEP_MS = const(50)  # pause between two steps while connected
+_IDLE_MS = const(250)  # longest pause while waiting to reconnect
+_PUB_PER_STEP = const(4)  # journal records published per step
+_CMDS_PER_STEP = const(32)  # incoming messages taken per step
+_MAX_OWN_REPLIES = const(16)  # error replies waiting to be published (beyond: the oldest go)
+_REFUSALS_PER_S = const(4)  # replies to refused payloads, at most this many a second,
+_REFUSALS_BURST = const(8)  # after a burst of this many; the rest are counted, not answered
 _URGENT = ("stop", "pause")  # commands that never wait behind a flood
-NTP_EVERY_MS = 6 * 3600 * 1000
+_NTP_EVERY_MS = const(6 * 3600 * 1000)
 STABLE_MS = 30000  # a connection up this long ends the run of failures (and the backoff)
-SHORT_MS = 10000  # one lost sooner counts as short-lived (SHORT_WARN in a row: a warning)
-SHORT_WARN = 3
+_SHORT_MS = const(10000)  # one lost sooner counts as short-lived (_SHORT_WARN in a row: a warning)
+_SHORT_WARN = const(3)
 ACK_WAIT_MS = 30000  # a record the backend has not confirmed is sent again after this,
-ACK_WAIT_MAX_MS = 600000  # doubling up to this
+_ACK_WAIT_MAX_MS = const(600000)  # doubling up to this
 _ACKED = (None, 0, 0)  # _sent's entry for a record confirmed (waiting for its removal)
 
 
@@ -66,9 +65,9 @@ def backoff_ms(failures, rand):
     4 s, ... capped at 60 s; half of it fixed, half random ("equal jitter"),
     so that chargers cut off together do not come back together.
     `rand(n)` returns an integer in [0, n)."""
-    d = BACKOFF_MIN_MS << (failures - 1 if failures < 7 else 6)
-    if d > BACKOFF_MAX_MS:
-        d = BACKOFF_MAX_MS
+    d = _BACKOFF_MIN_MS << (failures - 1 if failures < 7 else 6)
+    if d > _BACKOFF_MAX_MS:
+        d = _BACKOFF_MAX_MS
     return d // 2 + rand(d // 2 + 1)
 
 
@@ -273,7 +272,7 @@ class Link:
         self.stopped = False
         self.failures = 0  # failed attempts (or links lost before STABLE_MS) in a row
         self.connects = 0
-        self.short = 0  # connections in a row lost within SHORT_MS of their CONNACK
+        self.short = 0  # connections in a row lost within _SHORT_MS of their CONNACK
         self._up_at = None  # when the connection came up, until it counts as stable
         self.next_try = ticks_ms()
         self.last_error = None
@@ -286,7 +285,7 @@ class Link:
         self.resent = 0  # records sent again for want of the backend's ack
         self.bad_acks = 0  # ack messages that could not be read
         self._own = []  # error replies made here (undecodable commands, busy)
-        self._refusals = REFUSALS_BURST  # replies to refused payloads still allowed now
+        self._refusals = _REFUSALS_BURST  # replies to refused payloads still allowed now
         self._refusals_at = ticks_ms()
         self.unanswered = 0  # refused payloads not answered (a flood)
         self._snap = fields()  # the snapshot as read this step
@@ -316,12 +315,12 @@ class Link:
         if self.client is None:
             wait = ticks_diff(self.next_try, ticks_ms())
             if wait > 0:
-                return wait if wait < IDLE_MS else IDLE_MS
+                return wait if wait < _IDLE_MS else _IDLE_MS
             if self.defer_tls and self.bus.snap.v[S_CONTACTOR]:
                 if not self.deferred:
                     self.log("mqtt: TLS connect deferred while the contactor is closed")
                 self.deferred += 1
-                return IDLE_MS
+                return _IDLE_MS
             self._connect()
             return 0
         try:
@@ -329,7 +328,7 @@ class Link:
         except Exception as e:  # OSError, MQTTException, anything: reconnect
             self._lost(e)
             return 0
-        return POLL_MS
+        return _STEP_MS
 
     def stop(self):
         """Stop at once, as a power cut would: no DISCONNECT (sim)."""
@@ -392,6 +391,8 @@ class Link:
             if self._e2e:
                 c.subscribe(self._ack_topic, 0)
             if cfg["mqtt_ha_discovery"]:
+                from evse import hass  # only when enabled: its code stays out of RAM otherwise
+
                 for topic, payload in hass.discovery(cfg["mqtt_ha_prefix"], t, self.device_id,
                                                      VERSION, int(cfg["max_current_a"])):
                     c.publish(topic.encode(), payload.encode(), True, 0)
@@ -416,7 +417,7 @@ class Link:
         self._status_at = None  # publish the status now
         self.log("mqtt: connected to %s:%d" % (cfg["mqtt_host"], port))
         if self.sync_time is not None and (
-                self._ntp_at is None or ticks_diff(now, self._ntp_at) >= NTP_EVERY_MS):
+                self._ntp_at is None or ticks_diff(now, self._ntp_at) >= _NTP_EVERY_MS):
             self._ntp_at = now
             try:
                 self.sync_time()
@@ -442,12 +443,12 @@ class Link:
         if c is not None:
             self._close(c)
         up = self._up_at
-        if up is not None and ticks_diff(ticks_ms(), up) < SHORT_MS:
+        if up is not None and ticks_diff(ticks_ms(), up) < _SHORT_MS:
             self.short += 1
-            if self.short == SHORT_WARN:
+            if self.short == _SHORT_WARN:
                 self.log("mqtt: the broker closed the connection within %d s of the CONNACK %d "
                          "times in a row: is another client using device id %s?"
-                         % (SHORT_MS // 1000, SHORT_WARN, self.device_id))
+                         % (_SHORT_MS // 1000, _SHORT_WARN, self.device_id))
         else:
             self.short = 0
         self._up_at = None
@@ -478,15 +479,15 @@ class Link:
                 return  # the queue is full of others: stop and pause jump it
             err = "busy: too many commands, try again"
         now = ticks_ms()
-        gain = ticks_diff(now, self._refusals_at) * REFUSALS_PER_S // 1000
+        gain = ticks_diff(now, self._refusals_at) * _REFUSALS_PER_S // 1000
         if gain > 0:
-            self._refusals = min(REFUSALS_BURST, self._refusals + gain)
+            self._refusals = min(_REFUSALS_BURST, self._refusals + gain)
             self._refusals_at = now
         if self._refusals <= 0:
             self.unanswered += 1  # a flood: not every payload earns a reply
             return
         self._refusals -= 1
-        if len(self._own) >= MAX_OWN_REPLIES:
+        if len(self._own) >= _MAX_OWN_REPLIES:
             self._own.pop(0)
             self.unanswered += 1
         self._own.append({"id": command_id(m), "ok": False, "error": err})
@@ -501,7 +502,7 @@ class Link:
         c = self.client
         bus = self.bus
         t = self.topics
-        for _ in range(CMDS_PER_STEP):
+        for _ in range(_CMDS_PER_STEP):
             op = c.check_msg()  # non-blocking first byte, then bounded (client_class)
             if op is None:
                 break
@@ -520,7 +521,7 @@ class Link:
         half = self.cfg["mqtt_keepalive_s"] * 500
         if ticks_diff(now, self._rx_at) >= half or ticks_diff(now, self._tx_at) >= half:
             self._ping(c)
-        if self._ntp_at is not None and ticks_diff(now, self._ntp_at) >= NTP_EVERY_MS:
+        if self._ntp_at is not None and ticks_diff(now, self._ntp_at) >= _NTP_EVERY_MS:
             self._ntp_at = None  # due: forget the time before it ages past half the period
 
     def _on_ack(self, msg):
@@ -562,7 +563,7 @@ class Link:
             st = sent.get(seq)
             if st is not None and (st[0] is None or ticks_diff(now, st[1]) < st[2]):
                 continue  # confirmed, or not yet due again
-            if n >= PUB_PER_STEP:
+            if n >= _PUB_PER_STEP:
                 break
             self._pub(c, self.topics.session if kind == "s" else self.topics.event, data, qos=1)
             n += 1
@@ -576,7 +577,7 @@ class Link:
             else:
                 self.resent += 1
                 st[1] = now
-                st[2] = st[2] * 2 if st[2] < ACK_WAIT_MAX_MS // 2 else ACK_WAIT_MAX_MS
+                st[2] = st[2] * 2 if st[2] < _ACK_WAIT_MAX_MS // 2 else _ACK_WAIT_MAX_MS
                 if self.resent == 1 or self.resent % 100 == 0:
                     self.log("mqtt: records not confirmed by the backend, sent again (%d); "
                              "is the backend running, does the broker take our publishes?"
@@ -600,7 +601,7 @@ class Link:
         shown = self._shown
         since = None if self._status_at is None else ticks_diff(now, self._status_at)
         due = since is None or since >= self.cfg["mqtt_status_s"] * 1000
-        if not due and since >= STATUS_MIN_MS:
+        if not due and since >= _STATUS_MIN_MS:
             for i in range(KEY_N):
                 if cur[i] != shown[i]:
                     due = True
@@ -636,7 +637,7 @@ class Link:
         wait_msg returns None only for a PINGRESP."""
         c.ping()
         self._tx_at = ticks_ms()
-        for _ in range(CMDS_PER_STEP):
+        for _ in range(_CMDS_PER_STEP):
             if c.wait_msg() is None:
                 self._rx_at = ticks_ms()
                 return

@@ -105,6 +105,13 @@ class Meter:
             self._fn.append(f[3])
             self._fd.append(f[4])
             self._fr.append(f[0])
+        # small ints, kept as bytes (each one a byte); the scale factors as tuples
+        self._fb = bytes(self._fb)
+        self._fo = bytes(self._fo)
+        self._fk = bytes(self._fk)
+        self._fr = bytes(self._fr)
+        self._fn = tuple(self._fn)
+        self._fd = tuple(self._fd)
         self._nf = len(fields)
         self._pending = [None] * ROLES
         # published values

@@ -10,18 +10,21 @@ from evse.jsonw import dec, obj
 MAX_CMD_BYTES = 512  # larger command payloads are refused unread
 
 
+_TOPICS = ("online", "status", "telemetry", "session", "event", "cmd", "reply", "ack")
+
+
 class Topics:
+    """The device's topics: `base` ("PREFIX/DEVICE/") and base + name for
+    each name of _TOPICS (.status, .cmd, ...). Those are made when asked for
+    (a publish encodes its topic anyway), so only the base stays in RAM."""
+
     def __init__(self, prefix, device_id):
-        base = prefix + "/" + device_id + "/"
-        self.base = base
-        self.online = base + "online"
-        self.status = base + "status"
-        self.telemetry = base + "telemetry"
-        self.session = base + "session"
-        self.event = base + "event"
-        self.cmd = base + "cmd"
-        self.reply = base + "reply"
-        self.ack = base + "ack"
+        self.base = prefix + "/" + device_id + "/"
+
+    def __getattr__(self, name):
+        if name in _TOPICS:
+            return self.base + name
+        raise AttributeError(name)
 
 
 def amps(ma):

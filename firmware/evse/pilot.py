@@ -19,7 +19,7 @@ CP_C = const(2)  # +6 V: vehicle ready
 CP_B = const(3)  # +9 V: vehicle connected, not ready
 CP_A = const(4)  # +12 V: no vehicle
 
-CP_NAMES = ("E", "D", "C", "B", "A")
+_CP_NAMES = const(("E", "D", "C", "B", "A"))
 
 # Class boundaries (mV): half-way between the nominal levels 0/3/6/9/12 V, so each
 # level has +/-1.5 V of room; the published tolerance is about +/-1 V.

@@ -205,6 +205,7 @@ def main(machine=None, clock=None, root="", out=print, max_ticks=None):
             "Remove %s and reset to retry" % (prev["n"], prev.get("type"), prev.get("msg"),
                                              CRASH_FILE))
         return "crashed"
+    prev = None  # the crash record (its traceback text) is not kept while the charger runs
     ctx = None
     where = "build"
     try:
@@ -215,6 +216,7 @@ def main(machine=None, clock=None, root="", out=print, max_ticks=None):
                 raise system.SetupError("board profile: %s missing or not JSON" % BOARD_FILE)
             ctx = system.build(machine, clock, raw, root + CONFIG_FILE,
                                root[:-1] if root else "")
+            raw = None  # the profile's JSON: built from, not needed any more
         except system.SetupError as e:
             early_safe(machine, root, high=False)
             record_crash(root, "setup", e, fatal=True)

@@ -16,7 +16,8 @@ interrupt handler (the IDF driver takes a lock) and soft interrupts are
 delayed by milliseconds, so an edge-triggered sample would land anywhere in
 the period; a burst is phase independent and costs about 1.3 ms per 10 ms
 tick. Everything in sample() is integer arithmetic on preallocated storage:
-it allocates nothing.
+it allocates nothing. The buffer holds `size` samples until calibrate() has
+sized the burst, then exactly `n`.
 """
 from array import array
 
@@ -69,6 +70,8 @@ class CpSampler:
             n = self.size
         self.us_per_sample = per
         self.n = n
+        if len(buf) > n:  # the burst's length is known: keep no more buffer than it
+            self._buf = array("H", [0] * n)
         return n
 
     def mv(self, raw):

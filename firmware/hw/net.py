@@ -9,7 +9,9 @@ umqtt.simple is frozen into the ESP32 firmware; on the Pico W install it
 once with `mpremote mip install umqtt.simple`.
 """
 
-UNIX_2000 = 946684800  # Unix time of 2000-01-01 (older ports count from 2000)
+from micropython import const
+
+_UNIX_2000 = const(946684800)  # Unix time of 2000-01-01 (older ports count from 2000)
 
 
 def device_id():
@@ -30,7 +32,7 @@ def clock():
     if time.gmtime(t)[0] < 2024:
         return None
     if time.gmtime(0)[0] == 2000:
-        t += UNIX_2000
+        t += _UNIX_2000
     return t
 
 

@@ -25,7 +25,10 @@ Profile layout (see docs/boards.md for every key):
     rs485     {uart, tx, rx, de}   (the Modbus meter's UART and DE pin)
 
 `validate` returns a Profile: the checked dict (`.d`, options absent = None)
-plus the derived integers of the CP measurement:
+plus the derived integers of the CP measurement. The dict is for setting up
+(the board adapter, hw/system.build): once the board is built, `release()`
+drops it, so that only the scalars the running charger reads stay in RAM
+(name, port, cp_interlock and the integers below):
 
     cp_mv = ((adc_10uv - cp_zero) * cp_num >> 14) + cp_trim_mv
 
@@ -50,6 +53,7 @@ class Profile:
         self.d = d
         self.name = d["name"]
         self.port = d["port"]
+        self.cp_interlock = d.get("cp_interlock") is True
         cp = d["cp"]
         if self.port == "esp32":
             # the ESP32 sampler stores read_uv() // 1000: calibrated mV
@@ -65,6 +69,10 @@ class Profile:
         num = 10000 * (1 << CP_SHIFT) * (1000000 + cp.get("trim_ppm", 0))
         self.cp_num = (num + uv_per_v * 500000) // (uv_per_v * 1000000)
         self.cp_trim_mv = cp.get("trim_mv", 0)
+
+    def release(self):
+        """Drop the nested dicts once everything is built from them."""
+        self.d = None
 
     def adc_10uv(self, raw):
         return (raw * self.adc_mul) >> self.adc_shift

@@ -33,9 +33,9 @@ from hw.board import Board
 from hw.watchdog import NET_STALL_MS, REASONS, WDT_TIMEOUT_MS, Supervisor
 
 TICK_MS = const(10)
-CONTROL_STACK = const(8192)  # the control thread's stack, when the network runs beside it
-SECRETS_FILE = "secrets.json"  # {"wifi_ssid", "wifi_password", "mqtt_password"}
-HEALTHY_AFTER_MS = const(60000)  # then the crash counter is cleared
+_CONTROL_STACK = const(8192)  # the control thread's stack, when the network runs beside it
+_SECRETS_FILE = const("secrets.json")  # {"wifi_ssid", "wifi_password", "mqtt_password"}
+_HEALTHY_AFTER_MS = const(60000)  # then the crash counter is cleared
 
 
 class SetupError(Exception):
@@ -101,8 +101,10 @@ def build(machine, clock, raw_profile, config_path, flash_dir):
         raise SetupError("configuration: rcd_selftest is true but board %s has no RCD test "
                          "output (set rcd_selftest to false for this board)" % prof.name)
     board = Board(machine, prof, clock)
+    meter = build_meter(machine, prof, cfg)
+    prof.release()  # built: the profile's dicts go (the Profile keeps its scalars)
     backend = cfg["mqtt_host"] is not None
-    app = App(board, cfg, clock.ticks_ms(), meter=build_meter(machine, prof, cfg),
+    app = App(board, cfg, clock.ticks_ms(), meter=meter,
               flash_dir=flash_dir, backend=backend, clock=_epoch if backend else None,
               boot_reason=_boot_reason(machine))
     return Context(machine, clock, prof, cfg, board, app)
@@ -142,10 +144,10 @@ def start_network(ctx, root="", out=print):
     from hw import net as mqtt_board
 
     try:
-        sec = config.read_json(root + SECRETS_FILE)
+        sec = config.read_json(root + _SECRETS_FILE)
     except ValueError:
         sec = None
-        out("evse: %s is not valid JSON: ignored" % SECRETS_FILE)
+        out("evse: %s is not valid JSON: ignored" % _SECRETS_FILE)
     if not isinstance(sec, dict):
         sec = {}
     ssid = sec.get("wifi_ssid")
@@ -157,7 +159,7 @@ def start_network(ctx, root="", out=print):
         cfg["mqtt_password"] = pw
     try:
         return mqtt_board.make_link(ctx.app, cfg, log=out,
-                                    defer_tls=not ctx.profile.d["cp_interlock"])
+                                    defer_tls=not ctx.profile.cp_interlock)
     except Exception as e:  # e.g. mqtt_ca missing: a backend setting never stops charging
         why = "mqtt_ca %s unreadable" % cfg["mqtt_ca"] if isinstance(e, OSError) else repr(e)
         out("evse: backend link off: %s; charging goes on without it" % why)
@@ -195,7 +197,7 @@ def run_all(ctx, link, max_ticks=None, healthy=None, out=print, net_stall_ms=NET
         done.append(True)
 
     try:
-        _thread.stack_size(CONTROL_STACK)
+        _thread.stack_size(_CONTROL_STACK)
     except (AttributeError, ValueError):
         pass
     _thread.start_new_thread(control, ())
@@ -241,7 +243,7 @@ def run(ctx, max_ticks=None, healthy=None, out=print, net_stall_ms=NET_STALL_MS,
     by its supervisor (hw/watchdog.py). Once the supervisor stops feeding,
     the board stays in its safe state until the WDT resets it.
 
-    `healthy()` is called once after HEALTHY_AFTER_MS of running;
+    `healthy()` is called once after _HEALTHY_AFTER_MS of running;
     `started` (a list) gets the supervisor. Returns only with max_ticks
     or `stop()` (tests), or raises.
     """
@@ -274,7 +276,7 @@ def run(ctx, max_ticks=None, healthy=None, out=print, net_stall_ms=NET_STALL_MS,
             line = ctx.status_line()
             if line is not None:
                 out(line)
-            if healthy is not None and c.ticks_diff(now, start) >= HEALTHY_AFTER_MS:
+            if healthy is not None and c.ticks_diff(now, start) >= _HEALTHY_AFTER_MS:
                 healthy()
                 healthy = None
         nxt = c.ticks_add(nxt, TICK_MS)

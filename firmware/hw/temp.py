@@ -28,7 +28,6 @@ class NtcTable:
         import math
 
         volts = []
-        temps = []
         vref = vref_mv * 100  # 10 uV units
         t = _T_MIN_C
         while t <= _T_MAX_C:
@@ -38,13 +37,19 @@ class NtcTable:
             else:  # NTC to vref, fixed resistor to ground
                 v = vref * r_fixed / (r + r_fixed)
             volts.append(int(v + 0.5))
-            temps.append(t * 10)
             t += _T_STEP_C
-        if volts[0] > volts[-1]:  # keep the voltages ascending
+        # the temperature of entry i is _T_MIN_C + i * _T_STEP_C (no table);
+        # the voltages are kept ascending, so with `rev` entry i is the
+        # temperature of the other end
+        self.rev = volts[0] > volts[-1]
+        if self.rev:
             volts.reverse()
-            temps.reverse()
         self.volts = tuple(volts)
-        self.temps = tuple(temps)
+
+    def _temp(self, i):
+        if self.rev:
+            i = len(self.volts) - 1 - i
+        return (_T_MIN_C + i * _T_STEP_C) * 10
 
     def dc(self, v):
         volts = self.volts
@@ -60,8 +65,8 @@ class NtcTable:
                 hi = mid
         v0 = volts[lo]
         v1 = volts[hi]
-        t0 = self.temps[lo]
-        t1 = self.temps[hi]
+        t0 = self._temp(lo)
+        t1 = self._temp(hi)
         if v1 == v0:
             return t0
         return t0 + (t1 - t0) * (v - v0) // (v1 - v0)

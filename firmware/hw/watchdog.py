@@ -21,7 +21,7 @@ after each control step that completed. What can fail, and what follows:
   socket timeouts even against the slowest broker; NET_STALL_MS is well
   beyond that.
 
-`late` counts control steps that came more than LATE_MS after the one
+`late` counts control steps that came more than _LATE_MS after the one
 before (IEC 61851-1 gives the contactor 100 ms to open after the vehicle
 asks), `max_gap_ms` is the longest such gap.
 """
@@ -29,7 +29,7 @@ from micropython import const
 
 WDT_TIMEOUT_MS = const(2000)  # ESP32: >= 1 s; RP2040: <= 8388 ms
 NET_STALL_MS = const(180000)
-LATE_MS = const(100)
+_LATE_MS = const(100)
 
 # Supervisor.reason
 OK = const(0)
@@ -63,7 +63,7 @@ class Supervisor:
         follows within WDT_TIMEOUT_MS)."""
         gap = self._diff(now, self._last)
         self._last = now
-        if gap > LATE_MS:
+        if gap > _LATE_MS:
             self.late += 1
         if gap > self.max_gap_ms:
             self.max_gap_ms = gap
