@@ -218,3 +218,53 @@ def test_docs_boards_names_every_shipped_profile():
         doc = f.read()
     for name in sorted(os.listdir(os.path.join(ROOT, "boards"))):
         assert "| `%s` |" % name[:-5] in doc, name
+
+def _dp():
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    try:
+        import deploy as dp
+    finally:
+        sys.path.pop(0)
+    return dp
+
+
+@pytest.mark.parametrize("board,make,flash", [
+    ("esp32-devkitc", "ports/esp32 BOARD=ESP32_GENERIC FROZEN_MANIFEST=", "write_flash 0x1000"),
+    ("pico-w", "ports/rp2 BOARD=RPI_PICO_W FROZEN_MANIFEST=", "firmware.uf2")])
+def test_dry_run_frozen_prints_the_build_and_copies_no_firmware(board, make, flash):
+    rc, out, err, _ = deploy("--board", board, "--port", "/dev/ttyUSB0", "--dry-run",
+                             "--image", "frozen", "--secrets", os.devnull + "x")
+    assert rc == 2  # a missing secrets file named
+    rc, out, err, _ = deploy("--board", board, "--port", "/dev/ttyUSB0", "--dry-run",
+                             "--image", "frozen")
+    assert rc == 0, err
+    assert "freezes all %d firmware modules" % len(firmware_py()) in out
+    assert make + os.path.join(ROOT, "firmware", "manifest.py") in out and flash in out
+    files = [l.split()[0] for l in out.splitlines() if l.startswith("  :")]
+    assert files == [":board.json"]  # the firmware is in the image
+    copy = [l for l in out.splitlines() if "exec $'import os" in l][0]
+    assert "os.remove(\\'main.py\\')" in copy and "rm(d)" in copy
+    assert "mip install" not in out
+
+
+def test_dry_run_romfs_builds_the_image():
+    rc, out, err, _ = deploy("--board", "esp32-devkitc", "--port", "/dev/ttyUSB0", "--dry-run",
+                             "--image", "romfs", timeout=120)
+    assert rc == 0, err
+    img = os.path.join(ROOT, "build", "deploy", "esp32-devkitc", "firmware.romfs")
+    assert os.path.getsize(img) > 10000
+    assert "romfs deploy build/deploy/esp32-devkitc/firmware.romfs" in out
+    files = [l.split()[0] for l in out.splitlines() if l.startswith("  :")]
+    assert files == [":main.py", ":board.json"]
+
+
+def test_manifest_check_names_a_module_it_does_not_freeze(tmp_path):
+    dp = _dp()
+    assert len(dp.check_manifest()) == len(firmware_py())
+    man = tmp_path / "manifest.py"
+    man.write_text('require("umqtt.simple")\npackage("evse", base_path=%r)\nmodule("main.py", '
+                   'base_path=%r)\n' % (os.path.join(ROOT, "firmware"),
+                                        os.path.join(ROOT, "firmware")))
+    with pytest.raises(dp.DeployError) as e:
+        dp.check_manifest(str(man))
+    assert "hw/boot.py" in str(e.value)

@@ -3,6 +3,28 @@
 
     tools/deploy.py --board pico-w --port /dev/ttyACM0 [--config cfg.json]
                     [--secrets secrets.json] [--dry-run] [--source] [--no-mip]
+                    [--image mpy|frozen|romfs] [--micropython DIR]
+
+Three ways to put the firmware on a board (docs/boards.md, "Deploy", says
+which board takes which):
+
+  --image mpy     (default) the firmware as .mpy files on the filesystem,
+                  the steps below;
+  --image frozen  the firmware frozen into a MicroPython image built with
+                  FROZEN_MANIFEST=firmware/manifest.py (ESP32_GENERIC with
+                  the ESP-IDF, RPI_PICO_W with the pico-sdk). This tool cannot
+                  build it: it checks that the manifest freezes every module
+                  a .mpy deploy would copy, prints the build and flash
+                  commands, and (without --dry-run, once the image is
+                  flashed) removes any firmware files from the filesystem
+                  (they would shadow the frozen modules) and uploads
+                  board.json, config.json and secrets.json;
+  --image romfs   the firmware in a ROMFS image (`mpremote romfs build`,
+                  bytecode run in place from flash), for a board whose
+                  MicroPython has a ROMFS partition (`mpremote romfs query`):
+                  the image is built (also in a dry run), deployed with
+                  `mpremote romfs deploy`, and main.py and the JSON files
+                  are copied to the filesystem as for .mpy files.
 
 Steps:
  1. validate boards/<board>.json (hw/profile.py) and the configuration
@@ -56,11 +78,14 @@ PROBE = ("import sys\n"
 EXIT_USAGE, EXIT_NO_BOARD, EXIT_BOARD = 2, 3, 4
 
 
-def clean_script(dirs):
+def clean_script(dirs, drop_main=False):
     """What the board runs before the copy: remove the firmware's folders
     (evse/, hw/ and what is in them, whatever an older version left there)
-    and make `dirs`, the folders of the new file set, parents first."""
+    and make `dirs`, the folders of the new file set, parents first. With
+    `drop_main`, main.py goes too (a frozen image has its own)."""
     return ("import os\n"
+            + ("try:\n os.remove('main.py')\nexcept OSError:\n pass\n" if drop_main else "")
+            + 
             "def rm(d):\n"
             " try:\n  names = os.listdir(d)\n except OSError:\n  return\n"
             " for f in names:\n"
@@ -139,6 +164,104 @@ def load_inputs(args):
     return raw, prof, cfg, secrets, spath
 
 
+# --image frozen: the MicroPython board each port's image is built for
+FROZEN_BOARD = {"esp32": ("esp32", "ESP32_GENERIC", "ESP-IDF (the version ports/esp32/README.md of that release names)"),
+                "rp2": ("rp2", "RPI_PICO_W", "pico-sdk (a submodule of the MicroPython tree)")}
+MANIFEST = os.path.join(FIRMWARE, "manifest.py")
+
+
+def manifest_modules(path=MANIFEST):
+    """The firmware files (paths relative to firmware/) and the required
+    micropython-lib packages that the freeze manifest at `path` puts into
+    an image: (set of paths, list of required names). The manifest is run
+    with the directives of MicroPython's tools/manifestfile.py that it uses
+    (options, include, require, package, module), the port line left out."""
+    files = set()
+    required = []
+    base = os.path.dirname(os.path.abspath(path))
+
+    class _Options:
+        def __init__(self):
+            self.port_manifest = None
+
+        def defaults(self, **kw):
+            pass
+
+    def package(name, files_=None, base_path=".", opt=None):
+        top = os.path.join(base, base_path, name)
+        for dirpath, dirnames, names in os.walk(top):
+            dirnames[:] = [d for d in dirnames if d != "__pycache__"]
+            for n in names:
+                if n.endswith(".py"):
+                    files.add(os.path.relpath(os.path.join(dirpath, n), base).replace(os.sep, "/"))
+
+    def module(name, base_path=".", opt=None):
+        files.add(os.path.normpath(os.path.join(base_path, name)).replace(os.sep, "/"))
+
+    g = {"options": _Options(), "include": lambda *a, **kw: None,
+         "require": lambda name, **kw: required.append(name), "package": package,
+         "module": module}
+    with open(path) as f:
+        exec(compile(f.read(), path, "exec"), g)
+    return files, required
+
+
+def check_manifest(path=MANIFEST):
+    """Raise DeployError unless the manifest freezes every firmware module
+    that a .mpy deploy copies, and umqtt.simple."""
+    frozen, required = manifest_modules(path)
+    missing = [rel for rel, _ in firmware_sources() if rel not in frozen]
+    if missing:
+        raise DeployError(EXIT_USAGE, "%s does not freeze %s: a frozen image would lack them"
+                          % (os.path.relpath(path, ROOT), ", ".join(missing)))
+    if "umqtt.simple" not in required:
+        raise DeployError(EXIT_USAGE, "%s does not require umqtt.simple: the link needs it"
+                          % os.path.relpath(path, ROOT))
+    return sorted(frozen)
+
+
+def frozen_steps(prof, port, mp_dir):
+    """The commands that build and flash the frozen image (shell lines)."""
+    pdir, board, sdk = FROZEN_BOARD[prof.port]
+    man = os.path.abspath(MANIFEST)
+    build = "%s/ports/%s/build-%s" % (mp_dir, pdir, board)
+    lines = ["# needs the %s; in a MicroPython 1.28 checkout (%s):" % (sdk, mp_dir),
+             "make -C %s/mpy-cross" % mp_dir]
+    if prof.port == "esp32":
+        lines += ["make -C %s/ports/esp32 BOARD=%s FROZEN_MANIFEST=%s submodules" % (mp_dir, board, man),
+                  "make -C %s/ports/esp32 BOARD=%s FROZEN_MANIFEST=%s" % (mp_dir, board, man),
+                  "esptool.py --chip esp32 --port %s erase_flash" % port,
+                  "esptool.py --chip esp32 --port %s --baud 460800 write_flash 0x1000 "
+                  "%s/firmware.bin" % (port, build)]
+    else:
+        lines += ["make -C %s/ports/rp2 BOARD=%s submodules" % (mp_dir, board),
+                  "make -C %s/ports/rp2 BOARD=%s FROZEN_MANIFEST=%s" % (mp_dir, board, man),
+                  "# hold BOOTSEL while plugging the Pico W in, then:",
+                  "cp %s/firmware.uf2 /media/$USER/RPI-RP2/" % build]
+    return lines
+
+
+def stage_romfs(prof):
+    """Build the ROMFS image of the firmware (its .py files; mpremote
+    compiles them) under build/deploy/<board>/; returns its path and size."""
+    import shutil
+
+    d = os.path.join(ROOT, "build", "deploy", prof.name)
+    src = os.path.join(d, "romfs-src")
+    shutil.rmtree(src, ignore_errors=True)
+    for rel, full in firmware_sources():
+        if rel == "main.py":
+            continue  # the board runs main.py from its filesystem
+        os.makedirs(os.path.join(src, os.path.dirname(rel)), exist_ok=True)
+        shutil.copy(full, os.path.join(src, rel))
+    img = os.path.join(d, "firmware.romfs")
+    p = subprocess.run(mpremote_argv() + ["romfs", "-o", img, "build", src], cwd=ROOT,
+                       capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    if p.returncode:
+        raise DeployError(EXIT_BOARD, "mpremote romfs build: %s" % (p.stderr or p.stdout).strip())
+    return img, os.path.getsize(img)
+
+
 def firmware_sources():
     """(relative path, absolute path) of every firmware .py file, sorted."""
     found = []
@@ -154,7 +277,10 @@ def firmware_sources():
 def file_set(args, build_dir):
     """[(board path, local path, compile?)] in copy order."""
     files = []
+    image = getattr(args, "image", "mpy")
     for rel, full in firmware_sources():
+        if image == "frozen" or (image == "romfs" and rel != "main.py"):
+            continue  # in the image
         if rel == "main.py" or args.source:
             files.append((rel, full, False))
         else:
@@ -173,10 +299,16 @@ def plan(args, prof, secrets, spath, need_mip):
     if secrets is not None:
         files.append(("secrets.json", spath, False))
     cmds = []
-    if need_mip:
+    image = getattr(args, "image", "mpy")
+    if need_mip and image != "frozen":
         cmds.append(con + ["mip", "install", "umqtt.simple"])
+    if image == "romfs":
+        cmds.append(con + ["romfs", "deploy", os.path.relpath(
+            os.path.join(build_dir, "firmware.romfs"), ROOT)])
     dirs = sorted(set(d for d in (os.path.dirname(dest) for dest, _, _ in files) if d))
-    copy = con + ["exec", clean_script(dirs)]
+    # the clean step removes evse/ and hw/ in every case (with an image, files
+    # there would shadow its modules), and a frozen image's main.py too
+    copy = con + ["exec", clean_script(dirs, drop_main=image == "frozen")]
     for dest, src, _ in files:
         copy += ["+", "fs", "cp", os.path.relpath(src, ROOT), ":" + dest]
     cmds.append(copy)
@@ -298,9 +430,26 @@ def main(argv=None, out=print):
     ap.add_argument("--timeout", type=float, default=15.0, help="seconds per mpremote probe")
     ap.add_argument("--tries", type=int, default=3, help="probes before giving up")
     ap.add_argument("--monitor", type=float, default=8.0, help="seconds of output to show")
+    ap.add_argument("--image", choices=("mpy", "frozen", "romfs"), default="mpy",
+                    help="mpy: .mpy files (default); frozen: a MicroPython image with the "
+                         "firmware frozen in (built elsewhere; steps printed); romfs: a ROMFS "
+                         "image deployed with mpremote (see docs/boards.md)")
+    ap.add_argument("--micropython", default="~/micropython",
+                    help="MicroPython checkout named in the frozen image's build steps")
     args = ap.parse_args(argv)
     try:
         raw, prof, cfg, secrets, spath = load_inputs(args)
+        if args.image == "frozen":
+            frozen = check_manifest()
+            out("frozen image: firmware/manifest.py freezes all %d firmware modules and "
+                "requires umqtt.simple; build and flash it first:" % len(frozen))
+            for line in frozen_steps(prof, args.port, args.micropython):
+                out("  " + line)
+            out("then the board's files (no firmware on its filesystem):")
+        elif args.image == "romfs":
+            img, size = stage_romfs(prof)
+            out("romfs image: %s (%d bytes; the board's ROMFS partition must hold it: "
+                "mpremote connect %s romfs query)" % (os.path.relpath(img, ROOT), size, args.port))
         if args.dry_run:
             files, cmds = plan(args, prof, secrets, spath, need_mip=not args.no_mip)
             out("deploy (dry run): board %s, port %s (%s, mpy-cross -march=%s)"
@@ -325,7 +474,7 @@ def main(argv=None, out=print):
         out("deploy: %s %s on %s (mpy %d.%d, arch %s), umqtt.simple %s"
             % (name, version, platform, mpy & 0xFF, (mpy >> 8) & 3,
                ARCH_NAMES.get(mpy >> 10, "?"), "present" if has_umqtt else "missing"))
-        if not args.source:
+        if not args.source and args.image == "mpy":
             check_abi(prof, version, mpy, mine)
         files, cmds = plan(args, prof, secrets, spath, need_mip=not (has_umqtt or args.no_mip))
         build(args, raw, prof, cfg, files)
