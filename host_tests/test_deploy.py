@@ -268,3 +268,37 @@ def test_manifest_check_names_a_module_it_does_not_freeze(tmp_path):
     with pytest.raises(dp.DeployError) as e:
         dp.check_manifest(str(man))
     assert "hw/boot.py" in str(e.value)
+
+
+def test_tls_needs_a_readable_ca_and_deploy_copies_it(tmp_path):
+    """A charger whose mqtt_ca is not on the board runs without its link:
+    deploy refuses a TLS configuration without the CA file, or with one
+    that holds no certificate, and copies a good one to mqtt_ca."""
+    cfg = tmp_path / "tls.json"
+    cfg.write_text(json.dumps({"mqtt_host": "b.example", "mqtt_tls": True,
+                               "mqtt_ca": "certs/ca.pem"}))
+    base = [sys.executable, DEPLOY, "--board", "esp32-devkitc", "--port", "/dev/null",
+            "--config", str(cfg), "--dry-run"]
+
+    def run(*extra):
+        return subprocess.run(base + list(extra), capture_output=True, text=True, timeout=120,
+                              cwd=str(tmp_path))
+
+    p = run()
+    assert p.returncode == 2 and "mqtt_tls needs the CA file 'certs/ca.pem'" in p.stderr, p.stderr
+    (tmp_path / "junk.pem").write_text("not a certificate")
+    p = run("--ca", str(tmp_path / "junk.pem"))
+    assert p.returncode == 2 and "not a certificate" in p.stderr, p.stderr
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "ca.key", "-out",
+                    "ca.pem", "-days", "2", "-subj", "/CN=t"], cwd=str(tmp_path), check=True,
+                   capture_output=True)
+    p = run("--ca", str(tmp_path / "ca.pem"))
+    assert p.returncode == 0, p.stderr
+    assert ":certs/ca.pem <- " in p.stdout, p.stdout
+    plain = tmp_path / "plain.json"
+    plain.write_text(json.dumps({"mqtt_host": "b.example"}))
+    p = subprocess.run([sys.executable, DEPLOY, "--board", "esp32-devkitc", "--port", "/dev/null",
+                        "--config", str(plain), "--dry-run", "--ca", str(tmp_path / "ca.pem")],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and "no mqtt_tls" in p.stderr, p.stderr

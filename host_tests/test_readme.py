@@ -100,11 +100,19 @@ def test_the_examples_are_valid(tmp_path):
     with open(os.path.join(ROOT, "examples", "secrets.json.example")) as f:
         sec = json.load(f)
     assert sorted(sec) == ["mqtt_password", "wifi_password", "wifi_ssid"]
-    # tools/deploy.py takes them as they are (--dry-run: nothing is copied)
+    # tools/deploy.py takes them as they are (--dry-run: nothing is copied),
+    # with the broker's CA that the example's mqtt_tls needs
     (tmp_path / "secrets.json").write_text(json.dumps(sec))
-    p = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "deploy.py"), "--board",
-                        "esp32-devkitc", "--port", "/dev/null", "--config", os.path.join(ROOT, "examples", "charger.json"),
-                        "--secrets", str(tmp_path / "secrets.json"), "--dry-run"],
-                       capture_output=True, text=True, timeout=120, cwd=str(tmp_path))
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "ca.key", "-out",
+                    "ca.pem", "-days", "2", "-subj", "/CN=example-ca"], cwd=str(tmp_path),
+                   check=True, capture_output=True)
+    deploy = [sys.executable, os.path.join(ROOT, "tools", "deploy.py"), "--board",
+              "esp32-devkitc", "--port", "/dev/null", "--config",
+              os.path.join(ROOT, "examples", "charger.json"), "--secrets",
+              str(tmp_path / "secrets.json"), "--dry-run"]
+    p = subprocess.run(deploy + ["--ca", str(tmp_path / "ca.pem")], capture_output=True,
+                       text=True, timeout=120, cwd=str(tmp_path))
     assert p.returncode == 0, p.stdout + p.stderr
     assert ":config.json <-" in p.stdout and ":secrets.json <-" in p.stdout
+    assert ":%s <- " % cfg["mqtt_ca"] in p.stdout, p.stdout

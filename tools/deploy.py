@@ -92,7 +92,8 @@ def clean_script(dirs, drop_main=False):
             "  try:\n   os.remove(d + '/' + f)\n  except OSError:\n   rm(d + '/' + f)\n"
             " os.rmdir(d)\n"
             "for d in ('evse', 'hw'):\n rm(d)\n"
-            "for d in %r:\n os.mkdir(d)\n" % (tuple(dirs),))
+            "for d in %r:\n try:\n  os.mkdir(d)\n except OSError:\n  pass\n"
+            % (tuple(dirs),))  # a folder outside evse/ and hw/ (a CA's) may be there
 
 
 class DeployError(Exception):
@@ -161,7 +162,42 @@ def load_inputs(args):
             raise DeployError(EXIT_USAGE, "secrets %s: must be a JSON object" % spath)
     elif args.secrets:
         raise DeployError(EXIT_USAGE, "secrets %s: not found" % spath)
+    args.ca_file = check_ca(args, cfg)
     return raw, prof, cfg, secrets, spath
+
+
+def check_ca(args, cfg):
+    """With mqtt_tls the board needs the CA file config's mqtt_ca names:
+    --ca FILE, or that path beside the configuration file. It must hold a
+    certificate the TLS layer can load; it is copied to mqtt_ca on the
+    board. Returns (local path, board path) or None. A charger whose CA is
+    missing still charges (the link stays off), so this is refused here."""
+    ca = getattr(args, "ca", None)
+    if cfg is None or not cfg["mqtt_tls"]:
+        if ca:
+            raise DeployError(EXIT_USAGE, "--ca %s: the configuration has no mqtt_tls" % ca)
+        return None
+    if not ca:
+        beside = os.path.join(os.path.dirname(os.path.abspath(args.config)), cfg["mqtt_ca"])
+        if not os.path.isfile(beside):
+            raise DeployError(EXIT_USAGE, "config %s: mqtt_tls needs the CA file %r on the board: "
+                              "give it with --ca FILE (or put it beside the configuration)"
+                              % (args.config, cfg["mqtt_ca"]))
+        ca = beside
+    try:
+        with open(ca, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise DeployError(EXIT_USAGE, "--ca %s: %s" % (ca, e.strerror))
+    import ssl
+
+    from evse.tls import pem_to_der
+
+    try:
+        ssl.create_default_context().load_verify_locations(cadata=pem_to_der(data))
+    except (ValueError, ssl.SSLError) as e:
+        raise DeployError(EXIT_USAGE, "--ca %s: not a certificate (PEM or DER): %s" % (ca, e))
+    return ca, cfg["mqtt_ca"].lstrip("/")
 
 
 # --image frozen: the MicroPython board each port's image is built for
@@ -298,6 +334,9 @@ def plan(args, prof, secrets, spath, need_mip):
     files = file_set(args, build_dir)
     if secrets is not None:
         files.append(("secrets.json", spath, False))
+    ca = getattr(args, "ca_file", None)
+    if ca is not None:
+        files.append((ca[1], ca[0], False))
     cmds = []
     image = getattr(args, "image", "mpy")
     if need_mip and image != "frozen":
@@ -424,6 +463,7 @@ def main(argv=None, out=print):
     ap.add_argument("--port", required=True, help="serial port of the board")
     ap.add_argument("--config", help="charger configuration JSON to upload as config.json")
     ap.add_argument("--secrets", help="secrets JSON (default: ./secrets.json if present)")
+    ap.add_argument("--ca", help="with mqtt_tls: the broker's CA certificate, copied to mqtt_ca")
     ap.add_argument("--dry-run", action="store_true", help="print the plan, touch nothing")
     ap.add_argument("--source", action="store_true", help="copy .py files, do not compile")
     ap.add_argument("--no-mip", action="store_true", help="never install umqtt.simple")
