@@ -32,7 +32,7 @@ for _p in reversed((os.path.join(ROOT, "firmware"), os.path.join(ROOT, "tools", 
 from evse import meter as _meter  # noqa: E402
 from evse import meter_maps as _maps  # noqa: E402
 from evse import modbus as _modbus  # noqa: E402
-from modbus_tools import describe  # noqa: E402
+from modbus_tools import describe, kind  # noqa: E402
 from evse.config_schema import METER_BAUDS  # noqa: E402
 from evse.meter import Meter  # noqa: E402
 from evse.ticks import ticks_ms  # noqa: E402
@@ -100,13 +100,13 @@ def failure(meter, args):
     err = meter.error
     if meter.polls == 0:
         return "meter.py: no result from %s within %.0f s" % (where, READ_LIMIT_S)
-    if isinstance(err, _modbus.NoResponse):
+    if kind(err) == _modbus.NO_RESPONSE:
         return ("meter.py: no answer from %s: check wiring (A/B), unit address, baud "
                 "rate and parity" % where)
-    if isinstance(err, _modbus.ExceptionResponse):
+    if kind(err) == _modbus.EXCEPTION:
         return ("meter.py: %s answered with %s: is %s the right profile?"
                 % (where, describe(err), args.profile))
-    if isinstance(err, (_modbus.CrcError, _modbus.FrameError)):
+    if kind(err) in (_modbus.BAD_CRC, _modbus.BAD_FRAME):
         return ("meter.py: garbled answer from %s (%s): check baud rate, parity, wiring "
                 "and that only one device has this address" % (where, describe(err)))
     if err is None:

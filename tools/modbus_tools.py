@@ -45,7 +45,14 @@ def build_write_multiple(buf, unit, addr, values):
 
 
 class WriteMaster(_mb.Master):
-    """evse.modbus.Master that also sends writes; each completes on its echo."""
+    """evse.modbus.Master that also sends writes; each completes on its echo.
+    The firmware's transmit buffer holds its largest request (a read, 8
+    bytes); a WriteMaster's holds the largest RTU frame."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.tx = bytearray(_mb.MAX_ADU)
+        self._tx8 = self._txv = memoryview(self.tx)[:8]
 
     def start_write_single(self, unit, addr, value):
         build_write_single(self.tx, unit, addr, value)
@@ -64,17 +71,26 @@ EXCEPTION_NAMES = {
 }
 
 
+def kind(err):
+    """What failed in a failed exchange's error (evse.modbus.NO_RESPONSE ...
+    TRANSPORT), or None for any other error."""
+    if isinstance(err, _mb.ModbusError) and err.args:
+        return err.args[0]
+    return None
+
+
 def describe(err):
     """One line about an error of a failed exchange (Master.error)."""
-    if isinstance(err, _mb.ExceptionResponse):
+    k = kind(err)
+    if k == _mb.EXCEPTION:
         return "exception response %d (%s)" % (
             err.code, EXCEPTION_NAMES.get(err.code, "unknown exception"))
-    if isinstance(err, _mb.NoResponse):
+    if k == _mb.NO_RESPONSE:
         return "no response"
-    if isinstance(err, _mb.CrcError):
+    if k == _mb.BAD_CRC:
         return "CRC error in the response"
-    if isinstance(err, _mb.FrameError):
+    if k == _mb.BAD_FRAME:
         return "malformed or incomplete response"
-    if isinstance(err, _mb.TransportError):
+    if k == _mb.TRANSPORT:
         return "serial port error"
     return "error" if err is None else str(err)

@@ -25,18 +25,19 @@ What a response may be:
   - the answer: same unit, same function, the expected length and a good
     CRC -> DONE, the registers are in `rx` from offset 3;
   - an exception response (function | 0x80, one code byte, good CRC) ->
-    the attempt fails with ExceptionResponse (code);
+    the attempt fails with an EXCEPTION error (and its code);
   - a well-formed frame of another unit or function -> discarded, the master
     keeps waiting for its answer until the timeout;
   - a bad CRC, an impossible header, a wrong byte count or a frame cut
-    short -> the attempt fails (CrcError / FrameError), nothing is taken.
+    short -> the attempt fails (BAD_CRC / BAD_FRAME), nothing is taken.
 A failed attempt is retried `retries` times (an exception response is a
 definite answer and is not), then `poll` reports FAILED with the error in
 `master.error`. The response timeout is the request's and
 the expected answer's wire time at the configured baud rate plus
 `turnaround_ms` for the device.
 
-Allocation: the frames live in two preallocated 256-byte bytearrays and
+Allocation: the frames live in two preallocated bytearrays (the request's
+8 bytes, the response's 256) and
 every quantity is a small int, so a read of 0x03/0x04 allocates nothing on
 MicroPython's heap once running (the error objects are preallocated too).
 """
@@ -78,32 +79,20 @@ _S_FAILED = const(5)
 
 
 # ----------------------------------------------------------------- errors
+# What failed, in a failed exchange's error (`master.error.args[0]`):
+NO_RESPONSE = const(1)  # nothing came back before the response timeout
+BAD_CRC = const(2)  # a response with a bad CRC-16
+BAD_FRAME = const(3)  # a response cut short, with an impossible header or a wrong length
+EXCEPTION = const(4)  # the device answered with an exception; `code` is its code
+TRANSPORT = const(5)  # the transport raised while sending or receiving
+
+
 class ModbusError(Exception):
-    """Base of the typed errors a failed exchange reports in `master.error`."""
+    """The error a failed exchange reports in `master.error`: `args[0]` is
+    what failed (NO_RESPONSE ... TRANSPORT), `code` the exception code of an
+    EXCEPTION (0 otherwise)."""
 
-
-class NoResponse(ModbusError):
-    """Nothing came back before the response timeout."""
-
-
-class CrcError(ModbusError):
-    """A response with a bad CRC-16."""
-
-
-class FrameError(ModbusError):
-    """A response cut short, with an impossible header or a wrong length."""
-
-
-class ExceptionResponse(ModbusError):
-    """The device answered with an exception; `code` is the exception code."""
-
-    def __init__(self, msg, code=0):
-        super().__init__(msg)
-        self.code = code
-
-
-class TransportError(ModbusError):
-    """The transport raised while sending or receiving."""
+    code = 0
 
 
 # -------------------------------------------------------------------- CRC
@@ -305,9 +294,9 @@ class Master:
     def __init__(self, transport, baud=9600, parity="N", stop_bits=1,
                  retries=DEFAULT_RETRIES, turnaround_ms=DEFAULT_TURNAROUND_MS):
         self.transport = transport
-        self.tx = bytearray(MAX_ADU)
+        self.tx = bytearray(8)  # the largest request the firmware sends (0x03/0x04)
         self.rx = bytearray(MAX_ADU)
-        self._tx8 = memoryview(self.tx)[:8]  # every 0x03/0x04/0x06 request
+        self._tx8 = self.tx  # every 0x03/0x04/0x06 request
         self._txv = self._tx8  # the request to send now
         self._rx_tail = memoryview(self.rx)[3:]
         self.bits = char_bits(parity, stop_bits)
@@ -319,11 +308,11 @@ class Master:
         self.turnaround_ms = turnaround_ms
         self.state = _S_IDLE
         self.error = None
-        self._timeout = NoResponse("no response")
-        self._crc = CrcError("bad CRC")
-        self._frame = FrameError("malformed response")
-        self._exc = ExceptionResponse("exception response")
-        self._io = TransportError("transport error")
+        self._timeout = ModbusError(NO_RESPONSE)
+        self._crc = ModbusError(BAD_CRC)
+        self._frame = ModbusError(BAD_FRAME)
+        self._exc = ModbusError(EXCEPTION)
+        self._io = ModbusError(TRANSPORT)
         self._quiet = None  # ticks: no request before this (inter-frame silence)
         self._deadline = 0
         self._tries = 0
