@@ -149,7 +149,7 @@ def test_mip_package_json_lists_every_firmware_module():
     for dest, src in pkg["urls"]:
         assert src == "firmware/" + dest and os.path.isfile(os.path.join(ROOT, src))
     assert ["umqtt.simple", "latest"] in pkg["deps"]
-    from evse.version import VERSION
+    from evse.app import VERSION
 
     assert pkg["version"] == VERSION  # one version string (tools/mip_package.py reads it)
 

@@ -2,7 +2,8 @@
 """Write package.json, the `mpremote mip install` package, from firmware/.
 
 Every firmware module goes in (the same set tools/deploy.py copies), with
-umqtt.simple as a dependency, and the firmware's version (evse/version.py). Run after adding or removing a firmware module;
+umqtt.simple as a dependency, and the firmware's version (VERSION in
+evse/app.py). Run after adding or removing a firmware module;
 host_tests/test_deploy.py checks that package.json is current.
 
     .venv/bin/python tools/mip_package.py
@@ -16,13 +17,13 @@ from deploy import ROOT, firmware_sources  # noqa: E402
 
 
 def firmware_version():
-    """The one version string: VERSION in firmware/evse/version.py (the
+    """The one version string: VERSION in firmware/evse/app.py (the
     status, the boot event, Home Assistant's sw_version and package.json)."""
-    with open(os.path.join(ROOT, "firmware", "evse", "version.py")) as f:
+    with open(os.path.join(ROOT, "firmware", "evse", "app.py")) as f:
         for line in f:
             if line.startswith("VERSION = "):
                 return json.loads(line.split("=", 1)[1].strip())
-    raise ValueError("firmware/evse/version.py: no VERSION line")
+    raise ValueError("firmware/evse/app.py: no VERSION line")
 
 
 def package():

@@ -39,7 +39,8 @@ from evse.commands import command_id
 from evse.config import KEYS as SCHEMA, ConfigError, read_json, validate, write_json_atomic
 from evse.journal import Journal
 from evse.ticks import ticks_diff
-from evse.version import VERSION
+
+VERSION = "0.5.0"
 
 _STATE_FILE = const("state.json")
 CONFIG_FILE = "config.json"

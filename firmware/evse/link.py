@@ -37,7 +37,7 @@ from evse.bus import KEY_N, N_FIELDS, S_CONTACTOR, fields
 from evse.charger import FAULTS
 from evse.commands import command_id
 from evse.ticks import sleep_ms, ticks_add, ticks_diff, ticks_ms
-from evse.version import VERSION
+from evse.app import VERSION
 
 SOCK_TIMEOUT_S = 5  # bound of every blocking socket call of the client
 _BACKOFF_MIN_MS = const(1000)
