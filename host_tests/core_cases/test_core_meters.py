@@ -56,12 +56,14 @@ def test_every_profile_is_complete_data():
 def test_load_keeps_only_the_profile():
     import sys
 
-    import evse.meter_maps
+    import evse
 
     p = MM.load("em340")
     assert p["id"] == "em340" and p["words"] == "lo"
     assert "evse.meter_maps.em340" not in sys.modules
-    assert not hasattr(evse.meter_maps, "em340")
+    assert not hasattr(MM, "em340")
+    # the catalogue is dropped too: an import loads it again
+    assert "evse.meter_maps" not in sys.modules and not hasattr(evse, "meter_maps")
     assert MM.load("em340") == p  # loads again
 
 

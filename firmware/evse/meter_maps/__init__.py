@@ -2,8 +2,9 @@
 one meter model), of which the firmware imports only the configured one.
 
 `load(name)` imports evse.meter_maps.<name>, takes its PROFILE (a dict: id,
-model, fc, words, phases, max_regs, fields) and drops the module again, so
-that only the dict stays in RAM, and only as long as its user keeps it.
+model, fc, words, phases, max_regs, fields) and drops the module again, and
+this one, so that only the dict stays in RAM, and only as long as its user
+keeps it.
 NAMES lists every profile (the configuration's `meter` must be one); a host
 test checks it against the modules in this folder. docs/meters.md has every
 map and its sources.
@@ -24,6 +25,13 @@ def load(name):
     del sys.modules[full]
     try:
         delattr(sys.modules["evse.meter_maps"], name)
+    except (AttributeError, KeyError):
+        pass
+    # the catalogue goes too (the firmware loads one map, at boot; an import
+    # after that, as the configuration's check does, loads it again)
+    sys.modules.pop("evse.meter_maps", None)
+    try:
+        delattr(sys.modules["evse"], "meter_maps")
     except (AttributeError, KeyError):
         pass
     return p
