@@ -42,8 +42,13 @@ from micropython import const
 CP_SHIFT = const(14)  # cp_num is a fraction of 2**14
 
 
-class ProfileError(ValueError):
-    pass
+class SetupError(ValueError):
+    """The profile or configuration cannot run: stay unavailable (state F).
+    hw.system raises it with what is wrong; a wrong profile is one too (one
+    class for both: a class costs RAM on the board)."""
+
+
+ProfileError = SetupError
 
 
 class Profile:

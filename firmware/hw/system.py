@@ -26,6 +26,7 @@ from micropython import const
 
 from evse import config
 from hw import profile as boardprofile
+from hw.profile import SetupError
 from evse import meter as evmeter
 from evse.app import App
 from hw.rs485 import open_meter_uart
@@ -36,10 +37,6 @@ TICK_MS = const(10)
 _CONTROL_STACK = const(8192)  # the control thread's stack, when the network runs beside it
 _SECRETS_FILE = const("secrets.json")  # {"wifi_ssid", "wifi_password", "mqtt_password"}
 _HEALTHY_AFTER_MS = const(60000)  # then the crash counter is cleared
-
-
-class SetupError(Exception):
-    """The profile or configuration cannot run: stay unavailable (state F)."""
 
 
 class Context:
