@@ -89,21 +89,6 @@ def describe(e):
     return type(e).__name__ + (": " + code[:60] if isinstance(code, str) and code else "")
 
 
-class _TLS:
-    """What the client gets as `ssl`: wraps as the context would, and keeps
-    the socket it wrapped. MicroPython's TLS socket passes setblocking on to
-    that socket but has no settimeout: the timeout is set on the wrapped one,
-    which the TLS socket reads and writes through."""
-
-    def __init__(self, ctx):
-        self.ctx = ctx
-        self.raw = None
-
-    def wrap_socket(self, sock, server_hostname=None):
-        self.raw = sock
-        return self.ctx.wrap_socket(sock, server_hostname=server_hostname)
-
-
 _PINGRESP = const(0xD0)
 _PUBLISH = const(0x30)
 _MAX_PUBLISH = const(1024)  # bytes of a PUBLISH's payload taken; beyond, read past
@@ -144,7 +129,8 @@ def client_class(base):
 
         def _bound(self):
             ssl = self.ssl
-            s = ssl.raw if isinstance(ssl, _TLS) and ssl.raw is not None else self.sock
+            # ssl: None, or the evse.tls.Wrapper the link passes with TLS
+            s = self.sock if ssl is None or ssl.raw is None else ssl.raw
             s.settimeout(self.timeout)
 
         def _take(self, n):
@@ -374,13 +360,18 @@ class Link:
             port = cfg["mqtt_port"] or (8883 if cfg["mqtt_tls"] else 1883)
             user = cfg["mqtt_user"]
             pw = cfg["mqtt_password"]
+            tls = None
+            if self.ssl is not None:  # evse.tls is loaded only with TLS
+                from evse.tls import Wrapper
+
+                tls = Wrapper(self.ssl)
             # bytes: umqtt.simple writes len(s) then s, which is only right for
             # bytes; and it needs a password whenever there is a user
             c = cls(("evse-" + self.device_id).encode(), cfg["mqtt_host"], port,
                     user=user.encode() if user else None,
                     password=(pw or "").encode() if user else None,
                     keepalive=cfg["mqtt_keepalive_s"],
-                    ssl=_TLS(self.ssl) if self.ssl is not None else None)
+                    ssl=tls)
             c.timeout = self.timeout_s
             c.set_callback(self._on_msg)
             c.set_last_will(t.online.encode(), b"offline", True, 1)

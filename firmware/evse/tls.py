@@ -1,6 +1,7 @@
 """TLS for the backend link: a client context that verifies the broker
-against the configured CA (config `mqtt_ca`, PEM or DER). The `ssl` module
-is passed in: MicroPython's on the board, CPython's on the host.
+against the configured CA (config `mqtt_ca`, PEM or DER), and the wrapper
+the link gives the MQTT client as its `ssl`. The `ssl` module is passed in:
+MicroPython's on the board, CPython's on the host. Imported only with TLS.
 """
 from binascii import a2b_base64
 
@@ -24,3 +25,18 @@ def context(ssl, ca_data):
     ctx.verify_mode = ssl.CERT_REQUIRED
     ctx.load_verify_locations(cadata=pem_to_der(ca_data))
     return ctx
+
+
+class Wrapper:
+    """What the MQTT client gets as `ssl`: wraps as the context would, and
+    keeps the socket it wrapped (`raw`). MicroPython's TLS socket passes
+    setblocking on to that socket but has no settimeout: the timeout is set
+    on the wrapped one, which the TLS socket reads and writes through."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.raw = None
+
+    def wrap_socket(self, sock, server_hostname=None):
+        self.raw = sock
+        return self.ctx.wrap_socket(sock, server_hostname=server_hostname)

@@ -476,7 +476,9 @@ def test_tls_connects_wait_while_the_contactor_is_closed():
                 assert not rig.app.out.contactor
                 link.step()
                 assert link.client is not None and link.deferred == 0
-                assert isinstance(mod.clients[0].args[6], L._TLS)
+                from evse import tls as _tls
+
+                assert isinstance(mod.clients[0].args[6], _tls.Wrapper)
         finally:
             _restore()
 
