@@ -28,8 +28,12 @@ def test_bench_json_at_9600_8n1_and_8e1():
     assert (sdm["reads"], sdm["regs"], sdm["bytes_out"], sdm["bytes_in"]) == (1, 74, 8, 153)
     assert sdm["wire_min_ms"] == 167.71 and sdm["tick10_ms"] == 180
     for r in rows.values():
-        assert r["wire_min_ms"] < r["with_silences_ms"] <= r["tick10_ms"] <= r["wall_ms"]
-        assert r["wall_ms"] < r["tick10_ms"] + 20 and r["cpu_us_cpython"] > 0
+        assert r["wire_min_ms"] < r["with_silences_ms"] <= r["tick10_ms"]
+        # the real-time poll can never beat the wire (the UART is paced in
+        # real time); it can beat the 10 ms-tick model after a stall of this
+        # shared machine, when the loop catches up with ticks back to back
+        assert r["with_silences_ms"] <= r["wall_ms"] < r["tick10_ms"] + 20, r
+        assert r["cpu_us_cpython"] > 0
     res = json.loads(_bench("--parity", "E", "--json", "-"))
     assert res["bits_per_char"] == 11
     sdm = [r for r in res["profiles"] if r["profile"] == "sdm630"][0]
