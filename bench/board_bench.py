@@ -46,7 +46,7 @@ class C2:
     def __init__(self):
         from evse import config
         from evse.charger import Charger
-        from evse.ticks import ticks_add
+        from evse import ticks_add
 
         self.ticks_add = ticks_add
         self.ch = Charger(config.validate({"max_current_a": 16}), 0)

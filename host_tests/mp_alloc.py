@@ -10,7 +10,7 @@ import gc
 
 from evse import config
 from evse.charger import Charger
-from evse.ticks import ticks_add
+from evse import ticks_add
 
 ch = Charger(config.validate({"max_current_a": 16}), 0)
 inp = ch.inp

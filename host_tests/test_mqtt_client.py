@@ -285,7 +285,8 @@ def test_link_gives_up_on_a_black_hole_within_its_timeout_and_retries(umqtt, tmp
     sys.path.insert(0, os.path.join(ROOT, "host_tests", "core_cases"))
     from fakes import Board, Meter
 
-    from evse import config, ticks
+    import evse as ticks
+    from evse import config
     from evse.app import App
 
     hole = simnet.BlackHole()

@@ -36,7 +36,7 @@ from evse import pilot as P
 from evse.charger import (DIODE_PASS, IMMEDIATE, PILOT_HIGH, PILOT_LOW, PILOT_PWM,
                           T_CLOSE_GAP, T_MIN_OPEN, T_X1_MIN, Charger)
 from evse.commands import FIELDS
-from evse.ticks import TICKS_PERIOD, ticks_add
+from evse import TICKS_PERIOD, ticks_add
 
 # ---------------------------------------------------------------- profiles
 _COMMON = dict(deadline=None, derandomize=False, print_blob=True,
@@ -986,7 +986,7 @@ _ACROSS_THE_WRAP = Scenario({"rcd_selftest": True}, 1, True, "B", 300, (220, 0),
        k=st.one_of(st.integers(0, 5000), st.integers(0, 60000)))
 @example(sc=_ACROSS_THE_WRAP, k=2000)
 def test_tick_wrap_gives_identical_outputs(sc, k):
-    """Design rule (evse/ticks.py): time is compared only through ticks_diff,
+    """Design rule (evse/__init__.py): time is compared only through ticks_diff,
     so a run that crosses the 2**30 ms wrap of ticks_ms gives exactly the
     outputs of the same run from 0. The wrap falls in the first seconds, or
     anywhere in the run (or after it)."""

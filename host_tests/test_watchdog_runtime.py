@@ -24,7 +24,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "host_tests", "fakes"))
 
 import fakemachine as fm  # noqa: E402
-from evse import ticks  # noqa: E402
+import evse as ticks  # noqa: E402
 from hw import system, watchdog  # noqa: E402
 
 STALL_MS = 300
@@ -33,7 +33,7 @@ STALL_MS = 300
 def make_ctx(tmp_path, config=None):
     """hw.system.build on the fake machine with the esp32-devkitc profile
     (no PE detection: its mains pulses come with the fake clock's sleeps)
-    and the real clock (evse.ticks), as main.py builds it on the board."""
+    and the real clock (evse's tick functions), as main.py builds it on the board."""
     with open(os.path.join(ROOT, "boards", "esp32-devkitc.json")) as f:
         raw = json.load(f)
     del raw["pe"]

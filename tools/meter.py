@@ -35,7 +35,7 @@ from evse import modbus as _modbus  # noqa: E402
 from modbus_tools import describe, kind  # noqa: E402
 from evse.config_schema import METER_BAUDS  # noqa: E402
 from evse.meter import Meter  # noqa: E402
-from evse.ticks import ticks_ms  # noqa: E402
+from evse import ticks_ms  # noqa: E402
 
 READ_LIMIT_S = 5.0  # wall-clock bound on one read, whatever the line does
 

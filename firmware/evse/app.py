@@ -38,7 +38,7 @@ from evse.charger import FAULTS, Charger
 from evse.commands import command_id
 from evse.config import KEYS as SCHEMA, ConfigError, read_json, validate, write_json_atomic
 from evse.journal import Journal
-from evse.ticks import ticks_diff
+from evse import ticks_diff
 
 VERSION = "0.5.0"
 

@@ -33,7 +33,7 @@ from evse import pilot as P
 from evse.commands import CommandError, command_id, parse
 from evse.pilot import MS_CAP
 from evse.pilot import age as _age
-from evse.ticks import ticks_diff
+from evse import ticks_diff
 
 # --- Pilot output modes (what the board drives on CP).
 PILOT_HIGH = const(0)  # steady +12 V (X1)

@@ -36,7 +36,7 @@ from evse import payloads as PL
 from evse.bus import KEY_N, N_FIELDS, S_CONTACTOR, fields
 from evse.charger import FAULTS
 from evse.commands import command_id
-from evse.ticks import sleep_ms, ticks_add, ticks_diff, ticks_ms
+from evse import sleep_ms, ticks_add, ticks_diff, ticks_ms
 from evse.app import VERSION
 
 SOCK_TIMEOUT_S = 5  # bound of every blocking socket call of the client

@@ -37,7 +37,7 @@ Meter has taken what it needs.
 from micropython import const
 
 from evse import modbus as _mb
-from evse.ticks import ticks_add, ticks_diff
+from evse import ticks_add, ticks_diff
 
 # Value types. A 32/64-bit value spans 2/4 registers; "words" of a profile
 # gives their order (Modbus sends the bytes of each register high first).

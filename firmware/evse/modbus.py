@@ -43,7 +43,7 @@ MicroPython's heap once running (the error objects are preallocated too).
 """
 from micropython import const
 
-from evse.ticks import ticks_add, ticks_diff
+from evse import ticks_add, ticks_diff
 
 _FC_READ_HOLDING = const(0x03)
 _FC_READ_INPUT = const(0x04)

@@ -20,7 +20,7 @@ disabled while sending) the request's own echo is taken out of the receive
 buffer after sending.
 """
 from evse.modbus import char_bits, char_us
-from evse.ticks import ticks_diff, ticks_us
+from evse import ticks_diff, ticks_us
 
 
 class UartTransport:

@@ -8,7 +8,7 @@ import os
 
 from evse import config
 from evse.app import App
-from evse.ticks import ticks_add
+from evse import ticks_add
 
 _dirs = [0]
 

@@ -18,7 +18,7 @@ import gc
 import sys
 
 from evse import link as L
-from evse.ticks import ticks_add, ticks_ms
+from evse import ticks_add, ticks_ms
 
 from fakes import Rig
 

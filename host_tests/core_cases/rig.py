@@ -6,7 +6,7 @@ the same cases run on both.
 """
 from evse import config
 from evse.charger import PILOT_LOW, PILOT_PWM, Charger
-from evse.ticks import ticks_add
+from evse import ticks_add
 
 LEVEL_MV = {"A": 12000, "B": 9000, "C": 6000, "D": 3000}
 TICK_MS = 10

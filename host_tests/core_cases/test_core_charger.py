@@ -3,7 +3,7 @@
 Sequences are those of IEC 61851-1 Annex A, Table A.6 (as cited in
 shared/reference/iec61851.md). Runs under CPython and MicroPython."""
 from evse.charger import IMMEDIATE, T_CLOSE_GAP
-from evse.ticks import ticks_add
+from evse import ticks_add
 from rig import Rig, digest
 
 

@@ -12,7 +12,7 @@ physically do:
 Runs under CPython and MicroPython.
 """
 from evse.charger import DIODE_PASS, T_CLOSE_GAP, T_FEEDBACK, T_MIN_OPEN, T_X1_MIN
-from evse.ticks import ticks_add
+from evse import ticks_add
 from rig import TICK_MS, Rig
 
 

@@ -7,7 +7,7 @@ implementations return the same ones.  Nothing here imports `evse`.
 import sys
 
 MASK32 = 0xFFFFFFFF
-BOARD_PERIOD = 1 << 30  # ESP32 and RP2040; evse.ticks emulates it on CPython
+BOARD_PERIOD = 1 << 30  # ESP32 and RP2040; evse (its tick functions) emulates it on CPython
 
 
 def _period():

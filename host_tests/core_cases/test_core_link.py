@@ -29,7 +29,7 @@ def _setup(cfg=None):
 
 
 def _restore():
-    from evse.ticks import ticks_ms
+    from evse import ticks_ms
     L.ticks_ms = ticks_ms
 
 

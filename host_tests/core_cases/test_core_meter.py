@@ -7,7 +7,7 @@ from evse import config
 from evse import modbus as mb
 from evse.app import App
 from evse.meter import Meter, from_config
-from evse.ticks import ticks_add
+from evse import ticks_add
 
 
 def _f(*pairs):

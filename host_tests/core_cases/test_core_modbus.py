@@ -3,7 +3,7 @@ the non-blocking exchange, with hand-written peers (busfake)."""
 from busfake import ScriptBus, frame, read_answer
 
 from evse import modbus as mb
-from evse.ticks import ticks_add
+from evse import ticks_add
 
 
 def _bitwise_crc(data):
