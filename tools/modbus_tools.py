@@ -27,13 +27,7 @@ def build_write_multiple(buf, unit, addr, values):
     n = len(values)
     if not 1 <= n <= MAX_WRITE:
         raise ValueError("write: 1..123 registers")
-    _mb._check_unit_addr(unit, addr)
-    buf[0] = unit
-    buf[1] = FC_WRITE_MULTIPLE
-    buf[2] = addr >> 8
-    buf[3] = addr & 0xFF
-    buf[4] = 0
-    buf[5] = n
+    _mb._build4(buf, unit, FC_WRITE_MULTIPLE, addr, n)  # its CRC is overwritten below
     buf[6] = 2 * n
     for i in range(n):
         v = values[i]

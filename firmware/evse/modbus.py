@@ -51,7 +51,7 @@ _FC_WRITE_SINGLE = const(0x06)  # writes: tools/modbus_tools.py
 _FC_WRITE_MULTIPLE = const(0x10)
 
 MAX_ADU = const(256)  # the largest RTU frame (address + PDU 253 + CRC)
-MAX_READ = const(125)  # registers in one 0x03/0x04 read
+_MAX_READ = const(125)  # registers in one 0x03/0x04 read
 
 # poll() results
 IDLE = const(0)
@@ -166,20 +166,17 @@ def build_read(buf, unit, fc, addr, qty):
     """A 0x03/0x04 request for `qty` registers from `addr`; returns its length (8)."""
     if fc != _FC_READ_HOLDING and fc != _FC_READ_INPUT:
         raise ValueError("read: function 0x03 or 0x04")
-    if not 1 <= qty <= MAX_READ:
+    if not 1 <= qty <= _MAX_READ:
         raise ValueError("read: 1..125 registers")
     return _build4(buf, unit, fc, addr, qty)
 
 
-def _check_unit_addr(unit, addr):
+def _build4(buf, unit, fc, a, b):
+    # unit, function, two 16-bit words, CRC: a read, or a write's header
     if not 1 <= unit <= 247:
         raise ValueError("unit 1..247")
-    if not 0 <= addr <= 0xFFFF:
+    if not 0 <= a <= 0xFFFF:
         raise ValueError("address 0..0xFFFF")
-
-
-def _build4(buf, unit, fc, a, b):
-    _check_unit_addr(unit, a)
     buf[0] = unit
     buf[1] = fc
     buf[2] = a >> 8
@@ -291,13 +288,19 @@ class Master:
     for anything the bus or the transport does.
     """
 
+    # the errors of a failed attempt, preallocated and shared (they carry
+    # nothing of their own); an EXCEPTION is each master's own (_exc)
+    _timeout = ModbusError(NO_RESPONSE)
+    _crc = ModbusError(BAD_CRC)
+    _frame = ModbusError(BAD_FRAME)
+    _io = ModbusError(TRANSPORT)
+
     def __init__(self, transport, baud=9600, parity="N", stop_bits=1,
                  retries=DEFAULT_RETRIES, turnaround_ms=DEFAULT_TURNAROUND_MS):
         self.transport = transport
         self.tx = bytearray(8)  # the largest request the firmware sends (0x03/0x04)
         self.rx = bytearray(MAX_ADU)
-        self._tx8 = self.tx  # every 0x03/0x04/0x06 request
-        self._txv = self._tx8  # the request to send now
+        self._txv = self.tx  # the request to send now
         self._rx_tail = memoryview(self.rx)[3:]
         self.bits = char_bits(parity, stop_bits)
         self.baud = baud
@@ -308,11 +311,7 @@ class Master:
         self.turnaround_ms = turnaround_ms
         self.state = _S_IDLE
         self.error = None
-        self._timeout = ModbusError(NO_RESPONSE)
-        self._crc = ModbusError(BAD_CRC)
-        self._frame = ModbusError(BAD_FRAME)
-        self._exc = ModbusError(EXCEPTION)
-        self._io = ModbusError(TRANSPORT)
+        self._exc = ModbusError(EXCEPTION)  # its own: it carries the code
         self._quiet = None  # ticks: no request before this (inter-frame silence)
         self._deadline = 0
         self._tries = 0
@@ -335,7 +334,7 @@ class Master:
     # ------------------------------------------------------------ starting
     def start_read(self, unit, fc, addr, qty):
         build_read(self.tx, unit, fc, addr, qty)
-        self._arm(self._tx8, response_length(fc, qty))
+        self._arm(self.tx, response_length(fc, qty))
 
     def _arm(self, view, rx_len):
         self._txv = view

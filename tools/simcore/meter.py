@@ -215,7 +215,7 @@ class MeterDevice:
             return self._exception(fc, 1)
         addr = (req[2] << 8) | req[3]
         qty = (req[4] << 8) | req[5]
-        if qty < 1 or qty > p["max_regs"] or qty > _mb.MAX_READ:
+        if qty < 1 or qty > p["max_regs"] or qty > 125:  # 125: the most a read may ask for
             return self._exception(fc, 3)
         frame = self._frame(fc, addr, qty)
         n = len(frame.buf)
