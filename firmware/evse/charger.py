@@ -185,7 +185,6 @@ class Charger:
 
     def configure(self, cfg):
         """Take a validated configuration (evse.config.validate)."""
-        self.cfg = cfg
         self.max_ma = int(cfg["max_current_a"] * 1000)
         cable = cfg["cable_a"]
         self.cable_ma = self.max_ma if cable is None else int(cable * 1000)
@@ -647,56 +646,53 @@ class Charger:
             c = parse(msg)
         except CommandError as e:
             return {"id": command_id(msg), "ok": False, "error": str(e)}
-        err = getattr(self, "_cmd_" + c.name)(c, now)
+        n = c.name
+        err = None
+        if n == "set_current":
+            self._limit_ma = c.amps_ma
+            self._limit_left = c.ttl_ms
+            self._event("limit", None)
+        elif n == "pause":
+            self._paused = True
+            self._event("limit", None)
+        elif n == "resume":
+            self._paused = False
+            self._event("limit", None)
+        elif n == "authorize":
+            # Backend authorization; in both modes it also lifts a `stop`.
+            self._authorized = True
+            self._stopped = False
+        elif n == "stop":
+            if self.out.session is None:
+                err = "no session under way"
+            else:
+                self._stopped = True
+                self._end_session("stop")
+        elif n == "reset_error":
+            # All or nothing: while the cause of one latched fault is still
+            # there, nothing is cleared and the RCD retry count stays.
+            f = self.out.faults & _LATCHED
+            keep = 0
+            if f & _F_RCD and self.inp.rcd:
+                keep |= _F_RCD
+            if f & _F_WELD and self.inp.fb:
+                keep |= _F_WELD
+            if keep:
+                err = "%s: cause still present" % _top_code(keep)
+            else:
+                if f & _F_DIODE:
+                    # The diode can only be seen with PWM on: the PWM comes
+                    # back and `diode` clears after DIODE_PASS good readings,
+                    # or stays.
+                    self._diode_retest = True
+                    f &= ~_F_DIODE
+                self._clear(f)
+                self._rcd_retries = 0
+        elif n == "reboot":  # parse admits only the commands above
+            self._event("reboot", "command")
         if err:
             return {"id": c.id, "ok": False, "error": err}
         return {"id": c.id, "ok": True}
-
-    def _cmd_set_current(self, c, now):
-        self._limit_ma = c.amps_ma
-        self._limit_left = c.ttl_ms
-        self._event("limit", None)
-
-    def _cmd_pause(self, c, now):
-        self._paused = True
-        self._event("limit", None)
-
-    def _cmd_resume(self, c, now):
-        self._paused = False
-        self._event("limit", None)
-
-    def _cmd_authorize(self, c, now):
-        # Backend authorization; in both modes it also lifts a `stop`.
-        self._authorized = True
-        self._stopped = False
-
-    def _cmd_stop(self, c, now):
-        if self.out.session is None:
-            return "no session under way"
-        self._stopped = True
-        self._end_session("stop")
-
-    def _cmd_reset_error(self, c, now):
-        # All or nothing: while the cause of one latched fault is still
-        # there, nothing is cleared and the RCD retry count stays.
-        f = self.out.faults & _LATCHED
-        keep = 0
-        if f & _F_RCD and self.inp.rcd:
-            keep |= _F_RCD
-        if f & _F_WELD and self.inp.fb:
-            keep |= _F_WELD
-        if keep:
-            return "%s: cause still present" % _top_code(keep)
-        if f & _F_DIODE:
-            # The diode can only be seen with PWM on: the PWM comes back and
-            # `diode` clears after DIODE_PASS good readings, or stays.
-            self._diode_retest = True
-            f &= ~_F_DIODE
-        self._clear(f)
-        self._rcd_retries = 0
-
-    def _cmd_reboot(self, c, now):
-        self._event("reboot", "command")
 
 
 def _top_code(faults):
