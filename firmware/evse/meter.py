@@ -87,12 +87,11 @@ class Meter:
         self.blocks = blocks
         lo_first = LO_FIRST if profile["words"] == "lo" else 0
         # Per field, flat: block index, byte offset in the response, type,
-        # num, den, role.
+        # role; num and den of field i at 2 * i and 2 * i + 1 of one tuple.
         self._fb = []
         self._fo = []
         self._fk = []
-        self._fn = []
-        self._fd = []
+        self._fnd = []
         self._fr = []
         for f in fields:
             for b in range(len(blocks)):
@@ -102,17 +101,15 @@ class Meter:
             self._fb.append(b)
             self._fo.append(3 + 2 * (f[1] - start))
             self._fk.append(f[2] | lo_first)
-            self._fn.append(f[3])
-            self._fd.append(f[4])
+            self._fnd.append(f[3])
+            self._fnd.append(f[4])
             self._fr.append(f[0])
-        # small ints, kept as bytes (each one a byte); the scale factors as tuples
+        # small ints, kept as bytes (each one a byte); the scale factors as a tuple
         self._fb = bytes(self._fb)
         self._fo = bytes(self._fo)
         self._fk = bytes(self._fk)
         self._fr = bytes(self._fr)
-        self._fn = tuple(self._fn)
-        self._fd = tuple(self._fd)
-        self._nf = len(fields)
+        self._fnd = tuple(self._fnd)
         self._pending = [None] * ROLES
         # published values
         self.ok = True
@@ -181,10 +178,11 @@ class Meter:
         rx = self.master.rx
         p = self._pending
         fb = self._fb
-        for i in range(self._nf):
+        nd = self._fnd
+        for i in range(len(fb)):
             if fb[i] == b:
-                p[self._fr[i]] = decode(rx, self._fo[i], self._fk[i], self._fn[i],
-                                           self._fd[i])
+                p[self._fr[i]] = decode(rx, self._fo[i], self._fk[i], nd[2 * i],
+                                           nd[2 * i + 1])
 
     def _failed(self):
         self._block = -1
