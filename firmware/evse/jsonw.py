@@ -47,31 +47,27 @@ def dec(n, scale):
 _ESC = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
-def _plain(s):
-    """True when `s` needs no escape and has no lone surrogate (no allocation)."""
-    for c in s:
-        if c < " " or c == '"' or c == "\\" or "\ud7ff" < c < "\ue000":
-            return False
-    return True
-
-
 def _string(out, s):
     out.append('"')
-    if _plain(s):
+    for c in s:
+        if c < " " or c == '"' or c == "\\" or "\ud7ff" < c < "\ue000":
+            break
+    else:  # no escape and no lone surrogate: `s` goes in whole (no allocation)
         out.append(s)
-    else:
-        for c in s:
-            if c in _ESC:
-                out.append(_ESC[c])
-            elif c < " ":
-                out.append("\\u%04x" % ord(c))
-            elif "\ud7ff" < c < "\ue000":
-                # A lone surrogate (U+D800..U+DFFF, which a command's
-                # "\ud800" gives json.loads) has no UTF-8 form: CPython
-                # cannot encode it and MicroPython would send invalid UTF-8.
-                out.append("\ufffd")
-            else:
-                out.append(c)
+        out.append('"')
+        return
+    for c in s:
+        if c in _ESC:
+            out.append(_ESC[c])
+        elif c < " ":
+            out.append("\\u%04x" % ord(c))
+        elif "\ud7ff" < c < "\ue000":
+            # A lone surrogate (U+D800..U+DFFF, which a command's
+            # "\ud800" gives json.loads) has no UTF-8 form: CPython
+            # cannot encode it and MicroPython would send invalid UTF-8.
+            out.append("\ufffd")
+        else:
+            out.append(c)
     out.append('"')
 
 

@@ -360,6 +360,7 @@ class Link:
             port = cfg["mqtt_port"] or (8883 if cfg["mqtt_tls"] else 1883)
             user = cfg["mqtt_user"]
             pw = cfg["mqtt_password"]
+            cls.timeout = self.timeout_s  # on the class: one instance attribute fewer
             tls = None
             if self.ssl is not None:  # evse.tls is loaded only with TLS
                 from evse.tls import Wrapper
@@ -372,7 +373,6 @@ class Link:
                     password=(pw or "").encode() if user else None,
                     keepalive=cfg["mqtt_keepalive_s"],
                     ssl=tls)
-            c.timeout = self.timeout_s
             c.set_callback(self._on_msg)
             c.set_last_will(t.online.encode(), b"offline", True, 1)
             c.connect(True, self.timeout_s)
