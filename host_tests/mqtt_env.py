@@ -4,6 +4,7 @@
 listener on 127.0.0.1 only, on a free port; persistence when asked for;
 TLS and a password file when asked for), starts the broker, and stops it
 again (`stop()`, also at the end of the test through the fixtures).
+`make_ca()` makes a throw-away CA (and a server certificate) with openssl.
 `Watcher` is a paho-mqtt client that records every message it sees and
 waits (with a deadline) for one that matches. `start_sim()` and
 `start_backend()` run tools/sim.py and tools/backend.py as processes.
@@ -24,6 +25,8 @@ import paho.mqtt.client as paho
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIM = os.path.join(ROOT, "tools", "sim.py")
 BACKEND = os.path.join(ROOT, "tools", "backend.py")
+sys.path.insert(0, os.path.join(ROOT, "tools", "host"))
+from waiting import wait_until  # noqa: E402,F401  (tools/host/waiting.py; tests import it from here)
 
 
 def free_port():
@@ -40,15 +43,30 @@ def mosquitto_binary():
     return path
 
 
-def wait_until(pred, timeout, what="condition", step=0.02):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out after %.1f s waiting for %s" % (timeout, what))
-        time.sleep(step)
+def make_ca(folder, server=False):
+    """A throw-away CA (EC P-256, 2 days) in `folder`: ca.key and ca.pem;
+    with `server`, also server.key and server.pem for 127.0.0.1 (subject
+    and SAN) signed by it. -> (ca, cert, key), cert and key None without
+    `server`."""
+    d = str(folder)
+    os.makedirs(d, exist_ok=True)
+
+    def sh(*args):
+        subprocess.run(args, cwd=d, check=True, capture_output=True)
+
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    sh("openssl", "req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+       "-subj", "/CN=evse-test-ca")
+    ca = os.path.join(d, "ca.pem")
+    if not server:
+        return ca, None, None
+    sh("openssl", "req", *ec, "-keyout", "server.key", "-out", "server.csr",
+       "-subj", "/CN=127.0.0.1")
+    with open(os.path.join(d, "ext.cnf"), "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1\n")
+    sh("openssl", "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+       "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf")
+    return ca, os.path.join(d, "server.pem"), os.path.join(d, "server.key")
 
 
 class Mosquitto:

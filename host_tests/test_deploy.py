@@ -9,6 +9,8 @@ import time
 
 import pytest
 
+from mqtt_env import make_ca
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEPLOY = os.path.join(ROOT, "tools", "deploy.py")
 
@@ -289,10 +291,7 @@ def test_tls_needs_a_readable_ca_and_deploy_copies_it(tmp_path):
     (tmp_path / "junk.pem").write_text("not a certificate")
     p = run("--ca", str(tmp_path / "junk.pem"))
     assert p.returncode == 2 and "not a certificate" in p.stderr, p.stderr
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "ca.key", "-out",
-                    "ca.pem", "-days", "2", "-subj", "/CN=t"], cwd=str(tmp_path), check=True,
-                   capture_output=True)
+    make_ca(tmp_path)
     p = run("--ca", str(tmp_path / "ca.pem"))
     assert p.returncode == 0, p.stderr
     assert ":certs/ca.pem <- " in p.stdout, p.stdout

@@ -21,8 +21,8 @@ import time
 
 import pytest
 
-from mqtt_env import (ROOT, Mosquitto, Watcher, backend_cli, finish, start_backend, start_sim,
-                      stop, wait_until, write_scenario)
+from mqtt_env import (ROOT, Mosquitto, Watcher, backend_cli, finish, make_ca, start_backend,
+                      start_sim, stop, wait_until, write_scenario)
 
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 sys.path.insert(0, os.path.join(ROOT, "tools", "host"))
@@ -413,23 +413,9 @@ def test_broker_black_holed_mid_connection(broker, tmp_path, version):
     _on_time(measure)
 
 
-def _certs(d):
-    def sh(*args):
-        subprocess.run(args, cwd=str(d), check=True, capture_output=True)
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    sh("openssl", "req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
-       "-subj", "/CN=evse-test-ca")
-    sh("openssl", "req", *ec, "-keyout", "server.key", "-out", "server.csr",
-       "-subj", "/CN=127.0.0.1")
-    (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
-    sh("openssl", "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-       "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf")
-    return str(d / "ca.pem"), str(d / "server.pem"), str(d / "server.key")
-
-
 def test_tls_with_ca_and_credentials_that_never_leak(tmp_path):
     secret = "Pw-9f3Qx-never-shown"
-    ca, crt, key = _certs(tmp_path)
+    ca, crt, key = make_ca(tmp_path, server=True)
     mosq = Mosquitto(tmp_path / "mosq", tls=(ca, crt, key),
                      users={"charger": secret, "watcher": "watcher-pw"})
     from evse.tls import context

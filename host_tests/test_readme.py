@@ -15,6 +15,7 @@ sys.path.insert(0, os.path.join(ROOT, "tools"))
 import config_table  # noqa: E402  (tools/config_table.py)
 import readme_figures  # noqa: E402  (tools/readme_figures.py)
 from evse import config, config_schema  # noqa: E402
+from mqtt_env import make_ca  # noqa: E402  (host_tests/mqtt_env.py)
 
 
 def _read(path):
@@ -103,10 +104,7 @@ def test_the_examples_are_valid(tmp_path):
     # tools/deploy.py takes them as they are (--dry-run: nothing is copied),
     # with the broker's CA that the example's mqtt_tls needs
     (tmp_path / "secrets.json").write_text(json.dumps(sec))
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "ca.key", "-out",
-                    "ca.pem", "-days", "2", "-subj", "/CN=example-ca"], cwd=str(tmp_path),
-                   check=True, capture_output=True)
+    make_ca(tmp_path)
     deploy = [sys.executable, os.path.join(ROOT, "tools", "deploy.py"), "--board",
               "esp32-devkitc", "--port", "/dev/null", "--config",
               os.path.join(ROOT, "examples", "charger.json"), "--secrets",

@@ -122,13 +122,24 @@ def _what(v):
             dict: "an object"}.get(type(v), type(v).__name__)
 
 
-def _int(d, key, lo=0, hi=I64, null=False, required=True):
+_ABSENT = object()  # what _field returns for a missing or null field that may be so
+
+
+def _field(d, key, null, required):
+    """The value of `key` in d, or _ABSENT when it is missing and not
+    required, or null and null is allowed; Bad when missing and required.
+    The shared preamble of _int, _choice, _word and _number."""
     if key not in d:
         if required:
             raise Bad("%s: missing" % key)
-        return None
+        return _ABSENT
     v = d[key]
-    if v is None and null:
+    return _ABSENT if v is None and null else v
+
+
+def _int(d, key, lo=0, hi=I64, null=False, required=True):
+    v = _field(d, key, null, required)
+    if v is _ABSENT:
         return None
     if type(v) is not int:  # bool is not an int here
         raise Bad("%s: an integer expected, got %s" % (key, _what(v)))
@@ -138,12 +149,8 @@ def _int(d, key, lo=0, hi=I64, null=False, required=True):
 
 
 def _choice(d, key, allowed, null=False, required=True):
-    if key not in d:
-        if required:
-            raise Bad("%s: missing" % key)
-        return None
-    v = d[key]
-    if v is None and null:
+    v = _field(d, key, null, required)
+    if v is _ABSENT:
         return None
     if type(v) is not str or v not in allowed:
         raise Bad("%s: one of %s expected" % (key, ", ".join(allowed)))
@@ -151,21 +158,17 @@ def _choice(d, key, allowed, null=False, required=True):
 
 
 def _word(d, key, null=False, required=True):
-    if key not in d:
-        if required:
-            raise Bad("%s: missing" % key)
-        return None
-    v = d[key]
-    if v is None and null:
+    v = _field(d, key, null, required)
+    if v is _ABSENT:
         return None
     if type(v) is not str or not WORD_RE.match(v):
         raise Bad("%s: a word of [a-z0-9_] expected, got %s" % (key, _what(v)))
     return v
 
 
-def _number(d, key, lo, hi, null=True):
-    v = d.get(key)
-    if v is None and null:
+def _number(d, key, lo, hi, null=True, required=False):
+    v = _field(d, key, null, required)
+    if v is _ABSENT:
         return None
     if type(v) not in (int, float) or not lo <= v <= hi:  # NaN fails both
         raise Bad("%s: a number %s..%s expected, got %s" % (key, lo, hi, _what(v)))

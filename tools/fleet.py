@@ -52,6 +52,7 @@ sys.path.insert(0, os.path.join(ROOT, "firmware"))
 sys.path.insert(1, os.path.join(ROOT, "tools", "host"))  # micropython.const under CPython
 
 from evse import payloads as PL  # noqa: E402
+from waiting import wait_until  # noqa: E402  (tools/host/waiting.py)
 
 BROKER_DIR = os.path.join(ROOT, "deploy", "mosquitto")
 BACKEND = os.path.join(ROOT, "tools", "backend.py")
@@ -67,17 +68,6 @@ def free_port():
     port = s.getsockname()[1]
     s.close()
     return port
-
-
-def wait_until(pred, timeout, what):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise RuntimeError("timed out after %.0f s waiting for %s" % (timeout, what))
-        time.sleep(0.05)
 
 
 def cpu_s(pid):
