@@ -178,6 +178,8 @@ def _number(d, key, lo, hi, null=True, required=False):
 def _scalars(d, known):
     """Keys this backend does not know (a newer firmware's): at most a few,
     each a plain scalar, so that nothing nested or huge is stored."""
+    if len(d) <= len(known) and known.issuperset(d):
+        return
     extra = [k for k in d if k not in known]
     if len(extra) > UNKNOWN_KEYS_MAX:
         raise Bad("%d unknown fields" % len(extra))
@@ -197,16 +199,22 @@ def _scalars(d, known):
 
 
 def _pairs(pairs):
-    d = {}
-    for k, v in pairs:
-        if k in d:
-            raise Bad("duplicate field %s" % safe(k, 40))
-        d[k] = v
+    d = dict(pairs)
+    if len(d) != len(pairs):
+        seen = set()
+        for k, _ in pairs:
+            if k in seen:
+                raise Bad("duplicate field %s" % safe(k, 40))
+            seen.add(k)
     return d
 
 
 def _no_constant(name):
     raise Bad("%s is not JSON" % name)
+
+
+# one decoder for every message (json.loads with arguments builds one per call)
+_DECODE = json.JSONDecoder(object_pairs_hook=_pairs, parse_constant=_no_constant).decode
 
 
 def load_object(payload, limit):
@@ -219,7 +227,7 @@ def load_object(payload, limit):
     except UnicodeDecodeError:
         raise Bad("payload is not UTF-8 text")
     try:
-        d = json.loads(text, object_pairs_hook=_pairs, parse_constant=_no_constant)
+        d = _DECODE(text)
     except RecursionError:
         raise Bad("nested too deeply")
     except ValueError:
@@ -235,10 +243,11 @@ def readable_rid(d):
     return v if type(v) is str and RID_RE.match(v) else None
 
 
-SESSION_KEYS = ("rid", "id", "boot", "start", "stop", "time", "meter_start_wh", "meter_stop_wh",
-                "energy_wh", "energy_status", "estimate_wh", "peak_a", "reason", "errors")
-EVENT_KEYS = ("rid", "type", "boot", "n", "at", "time", "code", "reason", "fw",
-              "dropped_events", "dropped_sessions", "skipped_bytes")
+SESSION_KEYS = frozenset((
+    "rid", "id", "boot", "start", "stop", "time", "meter_start_wh", "meter_stop_wh",
+    "energy_wh", "energy_status", "estimate_wh", "peak_a", "reason", "errors"))
+EVENT_KEYS = frozenset(("rid", "type", "boot", "n", "at", "time", "code", "reason", "fw",
+                        "dropped_events", "dropped_sessions", "skipped_bytes"))
 
 
 def check_rid(d):
@@ -524,8 +533,77 @@ def open_store(url):
 
 
 # ------------------------------------------------------------------ MQTT
+class BatchClient(paho.Client):
+    """paho's client (2.x) with what a backend under load needs, measured
+    with tools/fleet.py (docs/mqtt.md, "Inside"):
+
+    - the socket read 64 KiB at a time: paho reads a packet's first byte,
+      each byte of its length and then its body with one recv() each, and
+      every recv() hands the GIL over to the database thread and back;
+    - every packet already read handled at each wake-up: paho handles one
+      per select() when it has nothing in flight;
+    - `send_raw(data)`: a batch's PUBACKs and acknowledgements written as
+      one queued packet (one wake-up of the network thread and one send()
+      for a batch, where ack() and publish() cost one each per message);
+    - on_message called directly (no per-topic callbacks are used here).
+    Nothing else changes: connecting, TLS, keepalive and reconnecting are
+    paho's."""
+
+    _rbuf = b""
+
+    def _sock_recv(self, bufsize):
+        buf = self._rbuf
+        if not buf:
+            buf = super()._sock_recv(65536)
+            if not buf:
+                return buf  # closed by the broker
+        self._rbuf = buf[bufsize:]
+        return buf[:bufsize]
+
+    def loop_read(self, max_packets=1):
+        rc = super().loop_read(max_packets)
+        # each pass takes at least one packet or empties the buffer
+        while rc == paho.MQTT_ERR_SUCCESS and self._rbuf and self._sock is not None:
+            rc = super().loop_read(max_packets)
+        return rc
+
+    def reconnect(self):
+        self._rbuf = b""
+        return super().reconnect()
+
+    def _sock_close(self):
+        self._rbuf = b""
+        super()._sock_close()
+
+    def _handle_on_message(self, message):
+        on_message = self.on_message
+        if on_message is not None:
+            with self._in_callback_mutex:
+                on_message(self, self._userdata, message)
+
+    def send_raw(self, data):
+        """Queue ready-made MQTT 3.1.1 packets (bytes) behind what is queued."""
+        if data and self._sock is not None:
+            self._packet_queue(paho.PUBACK, bytes(data), 0, 0)
+
+
+def puback(mid):
+    return b"\x40\x02" + mid.to_bytes(2, "big")
+
+
+def publish0(topic, payload):
+    """A PUBLISH at QoS 0 (MQTT 3.1.1): topic and payload as bytes."""
+    body = len(topic).to_bytes(2, "big") + topic + payload
+    n, head = len(body), bytearray(b"\x30")
+    while True:
+        b, n = n & 0x7F, n >> 7
+        head.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(head) + body
+
+
 def mqtt_client(a, client_id, clean):
-    c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean,
+    c = BatchClient(paho.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean,
                     protocol=paho.MQTTv311, manual_ack=not clean)
     if a.user:
         c.username_pw_set(a.user, a.password)
@@ -581,7 +659,6 @@ class Backend:
                        "acks": 0, "batches": 0}
         self.dropped_seen = None
         self.quiet = a.quiet
-        self.last_ack = None
         self._flushed = 0
         self.last_summary = time.monotonic()
 
@@ -633,7 +710,8 @@ class Backend:
             return
         self.gen += 1
         nodelay(client)
-        log("connected as %s (session present: %s)" % (self.client_id, flags.session_present))
+        log("connected as %s (session present: %s; network thread %d)"
+            % (self.client_id, flags.session_present, threading.get_native_id()))
         subs = [(self.topic, 1)]
         if not self.a.no_sys:
             subs.append(("$SYS/broker/publish/messages/dropped", 0))
@@ -649,6 +727,7 @@ class Backend:
 
     # ---- database thread
     def writer(self):
+        log("database thread %d" % threading.get_native_id())
         try:
             while True:
                 items = self._take()
@@ -796,7 +875,7 @@ class Backend:
                 row = (m.device, rkey, rid, r["id"], r["boot"], r["start"], r["stop"], r["time"],
                        r["meter_start_wh"], r["meter_stop_wh"], r["energy_wh"],
                        r["energy_status"], r["estimate_wh"], r["peak_a"], r["reason"],
-                       json.dumps(r["errors"]), m.t, text)
+                       "[]" if r["errors"] == [] else json.dumps(r["errors"]), m.t, text)
                 return "session", (m.device, rkey), rid, row, r
             r = check_event(d)
             rkey = rid if rid else "bn:%d:%d" % (r["boot"], r["n"])
@@ -810,9 +889,11 @@ class Backend:
     def _after_commit(self, info, new_s, new_e):
         c, counts, quiet = self.c, self.counts, self.quiet
         acks = {}
+        pubacks, out = bytearray(), bytearray()
+        gen = self.gen
         for m, what, key, rid, detail in info:
-            if m.qos and m.gen == self.gen:
-                c.ack(m.mid, m.qos)  # after the commit: at least once
+            if m.qos and m.gen == gen:
+                pubacks += puback(m.mid)  # after the commit: at least once
             if what == "ignore":
                 continue
             if rid is not None:
@@ -839,12 +920,18 @@ class Backend:
                         log("event %s: %s" % (dev, safe(detail)))
                 else:
                     counts["duplicates"] += 1
+        prefix = self.a.prefix
         for device, rids in acks.items():
-            topic = "%s/%s/ack" % (self.a.prefix, device)
+            topic = ("%s/%s/ack" % (prefix, device)).encode()
             for i in range(0, len(rids), ACK_RIDS_MAX):
-                self.last_ack = c.publish(topic, json.dumps({"rids": rids[i:i + ACK_RIDS_MAX]}),
-                                          qos=1)
+                # QoS 0: the charger subscribes at QoS 0 anyway, and an
+                # acknowledgement lost on the way costs only a re-send
+                # (answered "already stored" and acknowledged again)
+                out += publish0(topic, ('{"rids": ["%s"]}' % '", "'.join(
+                    rids[i:i + ACK_RIDS_MAX])).encode())
                 counts["acks"] += 1
+        # PUBACKs only to the connection that delivered the messages
+        c.send_raw(pubacks + out if gen == self.gen else out)
         if quiet and time.monotonic() - self.last_summary >= 10:
             self.last_summary = time.monotonic()
             log("%(sessions)d sessions, %(duplicates)d duplicates, %(events)d events, "
@@ -873,11 +960,9 @@ class Backend:
             self.closing.wait(0.2)
         self.closing.set()  # the writer stores what is queued, then stops
         w.join(30)
-        if self.last_ack is not None:  # our last acknowledgements out
-            try:
-                self.last_ack.wait_for_publish(5)
-            except (RuntimeError, ValueError):
-                pass
+        deadline = time.monotonic() + 5
+        while c.want_write() and time.monotonic() < deadline:  # our last PUBACKs and acks out
+            time.sleep(0.01)
         c.disconnect()
         c.loop_stop()
         log("stopped: %(sessions)d sessions, %(duplicates)d duplicates, %(events)d events, "
