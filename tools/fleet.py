@@ -31,12 +31,17 @@ broker and the backend, records lost (not in the database at the end, goal
 Everything is bounded: N <= 10,000, the run by --duration + --drain-s.
 """
 import argparse
-import asyncio
+import collections
+import errno
 import glob
+import heapq
 import json
+import multiprocessing
 import os
 import random
 import re
+import resource
+import selectors
 import shutil
 import signal
 import socket
@@ -45,6 +50,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -349,266 +355,492 @@ STATUS = (b'{"state": "A", "duty": 100.0, "offer_a": 0.0, "contactor": false, "e
           b'"errors": 0}}')
 
 
-class Stats:
-    def __init__(self):
-        self.made = 0
-        self.publishes = 0
-        self.resent = 0
-        self.acked = 0
-        self.ack_unknown = 0
-        self.latency = []
-        self.connects = 0
-        self.lost_connections = 0
-        self.refused = 0
-        self.acked_rids = set()
-        self.first_pub = None
-        self.last_ack = None
+# A charger's connection goes DOWN -> CONNECTING (TCP) -> CONNACK -> SUBACK
+# -> READY, and back to DOWN when it fails (with the firmware's backoff).
+DOWN, CONNECTING, CONNACK, SUBACK, READY = range(5)
+CONNECT_TIMEOUT_S = 15.0  # CONNECT to SUBACK
+PUBACK_TIMEOUT_S = 10.0  # as umqtt.simple's socket timeout in the firmware
+PING_S = 30.0  # keepalive 60 s: a PINGREQ after 30 s without sending
+RAMP = 200  # connections opened per RAMP_S, over all workers
+RAMP_S = 0.05
+STATUS_S = 0.2  # a worker's report to the parent
 
 
-class Charger(asyncio.Protocol):
-    """One charger's connection. Its journal: rid -> [topic, payload, made
-    at, last sent at or None (not yet sent on this connection)]."""
+def _resend_wait(resend_s, sends):
+    """As the firmware: the wait doubles at each re-send, up to 600 s."""
+    return min(resend_s * 2 ** max(sends - 1, 0), 600.0)
 
-    def __init__(self, fleet, dev, password):
-        self.fleet, self.dev, self.password = fleet, dev, password
+
+class Charger:
+    """One charger: its journal and its connection, a non-blocking socket in
+    its worker's selector. journal: rid -> [PUBLISH head (fixed header and
+    topic, made once), payload, made at, sent at (None: queued in todo),
+    sends]; todo: the rids to send, in journal order. One QoS 1 PUBLISH in
+    flight at a time, as umqtt.simple."""
+
+    __slots__ = ("w", "dev", "password", "nonce", "n", "sid", "journal", "todo", "sock",
+                 "state", "rbuf", "out", "mid", "inflight", "inflight_at", "fails", "deadline",
+                 "tx_at", "resend_at", "base", "ack_topic", "session_head", "event_head")
+
+    def __init__(self, w, i):
+        self.w = w
+        self.dev = "fleet-%05d" % i
+        self.password = "pw-%05d" % i
         self.nonce = "%08x" % random.getrandbits(32)
-        self.n = 0
-        self.sid = 0
+        self.n = self.sid = 0
         self.journal = {}
-        self.t = None
-        self.buf = bytearray()
+        self.todo = collections.deque()
+        self.sock = None
+        self.state = DOWN
+        self.rbuf = bytearray()
+        self.out = bytearray()
         self.mid = 0
-        self.puback = None
-        self.ready = None
-        self.wake = asyncio.Event()
-        self.base = "%s/%s/" % (PREFIX, dev)
+        self.inflight = None
+        self.inflight_at = self.deadline = self.tx_at = 0.0
+        self.fails = 0
+        self.resend_at = None
+        self.base = "%s/%s/" % (PREFIX, self.dev)
+        self.ack_topic = (self.base + "ack").encode()
+        self.session_head = _s((self.base + "session").encode())
+        self.event_head = _s((self.base + "event").encode())
 
     # --- the journal
     def add_record(self, now):
         self.n += 1
         rid = "%s-%d" % (self.nonce, self.n)
+        t = int(time.time())
         if self.n % 5 == 0:
-            text = PL.event("fault", (("code", "rcd"),), 1, self.n, int(time.time()), "epoch",
-                            rid=rid)
-            topic = self.base + "event"
+            text = PL.event("fault", (("code", "rcd"),), 1, self.n, t, "epoch", rid=rid)
+            topic = self.event_head
         else:
             self.sid += 1
-            t = int(time.time())
             text = PL.session_record(self.sid, 1, t - 3600, t, "epoch", 1000000 + self.sid,
                                      1011000 + self.sid, 11000, 16000, "unplugged", [],
                                      rid=rid)
-            topic = self.base + "session"
+            topic = self.session_head
         assert text.startswith('{"rid": "%s"' % rid), text  # the protocol: rid first
-        self.journal[rid] = [topic, text.encode(), now, None, 0]
-        self.fleet.stats.made += 1
-        self.wake.set()
+        payload = text.encode()
+        head = b"\x32" + _vlen(len(topic) + 2 + len(payload)) + topic  # QoS 1, then the mid
+        self.journal[rid] = [head, payload, now, None, 0]
+        self.todo.append(rid)
+        self.w.made += 1
+        if self.state == READY and self.inflight is None:
+            self.pump(now)
 
     # --- the connection
-    def connection_made(self, t):
-        self.t = t
-        t.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        t.write(connect_packet(self.dev, self.dev, self.password))
+    def connect(self, now):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setblocking(False)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        err = s.connect_ex(("127.0.0.1", self.w.port))
+        if err not in (0, errno.EINPROGRESS):
+            s.close()
+            self.fail(now)
+            return
+        self.sock = s
+        self.state = CONNECTING
+        self.deadline = now + CONNECT_TIMEOUT_S
+        self.rbuf.clear()
+        self.out.clear()
+        self.inflight = None
+        self.w.sel.register(s, selectors.EVENT_WRITE, self)
 
-    def connection_lost(self, exc):
-        self.t = None
-        if self.ready is not None and not self.ready.done():
-            self.ready.set_exception(ConnectionError("lost"))
-        if self.puback is not None and not self.puback.done():
-            self.puback.set_exception(ConnectionError("lost"))
-        self.wake.set()
+    def fail(self, now):
+        """The connection is gone (or never came): close, back off."""
+        w = self.w
+        if self.sock is not None:
+            try:
+                w.sel.unregister(self.sock)
+            except (KeyError, ValueError):
+                pass
+            self.sock.close()
+            self.sock = None
+        self.state = DOWN
+        self.inflight = None
+        if w.stopping:
+            return
+        w.lost_connections += 1
+        self.fails += 1
+        d = min(8.0, 0.5 * 2 ** (self.fails - 1))  # the firmware's backoff, capped for a bench
+        w.retry(self, now + d / 2 + random.random() * d / 2)
 
-    def data_received(self, data):
-        self.buf += data
-        buf = self.buf
-        while len(buf) >= 2:
-            n, mult, i = 0, 1, 1
-            while True:
-                if i >= len(buf):
-                    return
+    def send(self, data):
+        if self.out:
+            self.out += data
+            return
+        try:
+            n = self.sock.send(data)
+        except BlockingIOError:
+            n = 0
+        except OSError:
+            self.fail(time.monotonic())
+            return
+        if n < len(data):
+            self.out += data[n:]
+            self.w.sel.modify(self.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, self)
+
+    def on_write(self, now):
+        if self.state == CONNECTING:
+            if self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+                self.fail(now)
+                return
+            self.state = CONNACK
+            self.w.sel.modify(self.sock, selectors.EVENT_READ, self)
+            self.send(connect_packet(self.dev, self.dev, self.password))
+            self.tx_at = now
+            return
+        try:
+            n = self.sock.send(self.out)
+        except BlockingIOError:
+            return
+        except OSError:
+            self.fail(now)
+            return
+        del self.out[:n]
+        if not self.out:
+            self.w.sel.modify(self.sock, selectors.EVENT_READ, self)
+
+    def on_read(self, now):
+        try:
+            data = self.sock.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.fail(now)
+            return
+        buf = self.rbuf
+        buf += data
+        pos, end = 0, len(buf)
+        while end - pos >= 2:
+            n, mult, i, whole = 0, 1, pos + 1, False
+            while i < end:
                 b = buf[i]
                 n += (b & 0x7F) * mult
                 mult <<= 7
                 i += 1
                 if not b & 0x80:
+                    whole = True
                     break
-            if len(buf) < i + n:
+            if not whole or end < i + n:
+                break  # a partial packet: wait for the rest
+            kind = buf[pos]
+            body = bytes(buf[i:i + n])
+            pos = i + n
+            self.packet(kind, body, now)
+            if self.sock is None:
                 return
-            kind, body = buf[0], bytes(buf[i:i + n])
-            del buf[:i + n]
-            self.packet(kind, body)
+        del buf[:pos]
 
-    def packet(self, kind, body):
+    def packet(self, kind, body, now):
         t = kind >> 4
-        if t == 2:  # CONNACK
-            if body[1] != 0:
-                self.fleet.stats.refused += 1
-                self.t.close()
-                return
-            self.t.write(publish_packet(self.base + "online", b"online", 1, self.next_mid(),
-                                        retain=True))
-            self.t.write(publish_packet(self.base + "status", STATUS, 0, retain=True))
-            self.t.write(packet(0x82, struct.pack("!H", self.next_mid()) +
-                                _s((self.base + "ack").encode()) + b"\x00"))
-        elif t == 9:  # SUBACK
-            if self.ready is not None and not self.ready.done():
-                self.ready.set_result(True)
-        elif t == 4:  # PUBACK
-            mid = struct.unpack("!H", body[:2])[0]
-            if self.puback is not None and not self.puback.done() and mid == self.puback_mid:
-                self.puback.set_result(True)
-        elif t == 3:  # PUBLISH: our ack
+        if t == 4:  # PUBACK
+            if self.inflight is not None and body[:2] == self.inflight:
+                self.inflight = None
+                self.pump(now)
+        elif t == 3:  # PUBLISH: our ack (QoS 0, as the firmware subscribes)
             qos = (kind >> 1) & 3
-            tl = struct.unpack("!H", body[:2])[0]
-            topic = body[2:2 + tl].decode()
+            tl = (body[0] << 8) | body[1]
             off = 2 + tl
             if qos:
-                self.t.write(b"\x40\x02" + body[off:off + 2])
+                self.send(b"\x40\x02" + body[off:off + 2])
                 off += 2
-            if topic == self.base + "ack":
-                self.on_ack(body[off:])
+            if body[2:2 + tl] == self.ack_topic:
+                self.on_ack(body[off:], now)
+        elif t == 2:  # CONNACK
+            if len(body) < 2 or body[1] != 0:
+                self.w.refused += 1
+                self.fail(now)
+                return
+            self.state = SUBACK
+            self.send(publish_packet(self.base + "online", b"online", 1, self.next_mid(),
+                                     retain=True) +
+                      publish_packet(self.base + "status", STATUS, 0, retain=True) +
+                      packet(0x82, struct.pack("!H", self.next_mid()) + _s(self.ack_topic) +
+                             b"\x00"))
+            self.tx_at = now
+        elif t == 9:  # SUBACK
+            if self.state == SUBACK:
+                self.state = READY
+                self.fails = 0
+                self.w.connects += 1
+                # after a (re)connect: everything not acknowledged again
+                for r in self.journal.values():
+                    r[3] = None
+                self.todo = collections.deque(self.journal)
+                self.resend_at = None
+                self.pump(now)
 
-    def on_ack(self, payload):
-        now = time.monotonic()
-        st = self.fleet.stats
+    def on_ack(self, payload, now):
+        w = self.w
         try:
             rids = PL.decode_ack(payload)  # the firmware's own reading of it
         except ValueError:
-            st.ack_unknown += 1
+            w.ack_unknown += 1
             return
+        journal = self.journal
         for rid in rids:
-            r = self.journal.pop(rid, None)
+            r = journal.pop(rid, None)
             if r is None:
-                st.ack_unknown += 1  # a re-sent record acknowledged twice
+                w.ack_unknown += 1  # a re-sent record acknowledged twice
                 continue
-            st.acked += 1
-            st.acked_rids.add((self.dev, rid))
-            st.latency.append(now - r[2])
-            st.last_ack = now
-        self.wake.set()
+            w.acked += 1
+            w.acked_rids.append((self.dev, rid))
+            w.latency.append(now - r[2])
+            w.last_ack = now
 
     def next_mid(self):
         self.mid = self.mid % 65535 + 1
         return self.mid
 
-    async def run(self, loop, port, stop_at):
-        """Connect, publish the journal, reconnect with backoff, until
-        stop_at (monotonic) or until the fleet says stop."""
-        fails = 0
-        fleet = self.fleet
-        while not fleet.stopping and time.monotonic() < stop_at:
-            try:
-                self.ready = loop.create_future()
-                await loop.create_connection(lambda: self, "127.0.0.1", port)
-                await asyncio.wait_for(self.ready, 15)
-                fleet.stats.connects += 1
-                fails = 0
-                for r in self.journal.values():
-                    r[3] = None  # after a reconnect: everything not acknowledged again
-                await self.publish_loop(stop_at)
-            except (OSError, ConnectionError, asyncio.TimeoutError):
-                pass
-            if self.t is not None:
-                self.t.close()
-                self.t = None
-            if fleet.stopping:
-                break
-            fleet.stats.lost_connections += 1
-            fails += 1
-            d = min(8.0, 0.5 * 2 ** (fails - 1))  # the firmware's backoff, capped for a bench
-            await asyncio.sleep(d / 2 + random.random() * d / 2)
-
-    async def publish_loop(self, stop_at):
-        st = self.fleet.stats
-        resend = self.fleet.resend_s
-        while self.t is not None and not self.fleet.stopping:
-            now = time.monotonic()
-            todo = None
-            for rid, r in self.journal.items():
-                # as the firmware: the wait doubles at each re-send, up to 600 s
-                if r[3] is None or now - r[3] >= min(resend * 2 ** max(r[4] - 1, 0), 600):
-                    todo = (rid, r)
-                    break
-            if todo is None:
-                self.wake.clear()
-                try:
-                    await asyncio.wait_for(self.wake.wait(), 1.0)
-                except asyncio.TimeoutError:
-                    pass
-                continue
-            rid, r = todo
+    def pump(self, now):
+        """Send the next record when nothing is in flight."""
+        journal, todo = self.journal, self.todo
+        while todo:
+            rid = todo.popleft()
+            r = journal.get(rid)
+            if r is None or r[3] is not None:
+                continue  # acknowledged meanwhile, or already sent again
+            w = self.w
             if r[4]:
-                st.resent += 1
+                w.resent += 1
             r[4] += 1
-            mid = self.next_mid()
-            self.puback_mid = mid
-            self.puback = asyncio.get_running_loop().create_future()
-            self.t.write(publish_packet(r[0], r[1], 1, mid))
-            st.publishes += 1
-            if st.first_pub is None:
-                st.first_pub = now
+            mid = self.next_mid().to_bytes(2, "big")
+            self.inflight, self.inflight_at = mid, now
             r[3] = now
-            await asyncio.wait_for(self.puback, 10)  # as umqtt.simple: one at a time
+            due = now + _resend_wait(w.resend_s, r[4])
+            if self.resend_at is None or due < self.resend_at:
+                self.resend_at = due
+            w.publishes += 1
+            if w.first_pub is None:
+                w.first_pub = now
+            self.tx_at = now
+            self.send(r[0] + mid + r[1])
+            return
+
+    def tick(self, now):
+        """Every few tenths of a second: timeouts, re-sends, keepalive."""
+        st = self.state
+        if st == READY:
+            if self.inflight is not None:
+                if now - self.inflight_at > PUBACK_TIMEOUT_S:
+                    self.fail(now)  # no PUBACK: the firmware reconnects
+                return
+            if not self.todo and self.resend_at is not None and now >= self.resend_at:
+                resend_s, nxt = self.w.resend_s, None
+                for rid, r in self.journal.items():
+                    if r[3] is None:
+                        continue
+                    due = r[3] + _resend_wait(resend_s, r[4])
+                    if due <= now:
+                        r[3] = None
+                        self.todo.append(rid)
+                    elif nxt is None or due < nxt:
+                        nxt = due
+                self.resend_at = nxt
+                self.pump(now)
+            elif now - self.tx_at > PING_S:
+                self.tx_at = now
+                self.send(b"\xc0\x00")
+        elif st != DOWN and now > self.deadline:
+            self.fail(now)
 
 
-class Fleet:
-    def __init__(self, n, resend_s):
-        self.n = n
-        self.resend_s = resend_s
-        self.stats = Stats()
+class Worker:
+    """One process's share of the fleet: chargers lo..hi-1 on one selector."""
+
+    def __init__(self, lo, hi, port, resend_s):
+        self.port, self.resend_s = port, resend_s
+        self.sel = selectors.DefaultSelector()
         self.stopping = False
-        self.t0 = time.monotonic()
-        self.chargers = [Charger(self, "fleet-%05d" % i, "pw-%05d" % i) for i in range(n)]
+        self.made = self.publishes = self.resent = self.acked = self.ack_unknown = 0
+        self.connects = self.lost_connections = self.refused = 0
+        self.latency, self.acked_rids = [], []
+        self.first_pub = self.last_ack = None
+        self.timers = []  # (at, index): chargers to connect
+        self.chargers = [Charger(self, i) for i in range(lo, hi)]
+        self._idx = {id(c): k for k, c in enumerate(self.chargers)}
 
-    def users(self):
-        return {c.dev: c.password for c in self.chargers}
+    def retry(self, c, at):
+        heapq.heappush(self.timers, (at, self._idx[id(c)]))
 
     def pending(self):
         return sum(len(c.journal) for c in self.chargers)
 
+    def figures(self):
+        return {"made": self.made, "publishes": self.publishes, "resent": self.resent,
+                "acked": self.acked, "ack_unknown": self.ack_unknown,
+                "connects": self.connects, "lost_connections": self.lost_connections,
+                "refused": self.refused, "first_pub": self.first_pub,
+                "last_ack": self.last_ack}
 
-async def _drive(fleet, port, scenario, records, rate, duration, drain_s, events):
-    """events: [(at_s, callable)] run in a thread at those times."""
-    loop = asyncio.get_running_loop()
-    t0 = time.monotonic()
-    stop_at = t0 + duration + drain_s
-    if scenario == "storm":
-        for c in fleet.chargers:
-            for _ in range(records):
+
+def _worker(lo, hi, k, workers, cfg, conn):
+    """A generator process (forked): its chargers until the parent says stop."""
+    random.seed()  # not the parent's sequence (nonces)
+    w = Worker(lo, hi, cfg["port"], cfg["resend_s"])
+    t0, duration = cfg["t0"], cfg["duration"]
+    steady = cfg["scenario"] != "storm"
+    if not steady:
+        for c in w.chargers:
+            for _ in range(cfg["records"]):
                 c.add_record(t0)
-    tasks = []
-    for i, c in enumerate(fleet.chargers):  # ramp: 200 connections at a time
-        tasks.append(loop.create_task(c.run(loop, port, stop_at)))
-        if i % 200 == 199:
-            await asyncio.sleep(0.05)
-    pending_events = sorted(events, key=lambda e: e[0])
-    running = []
+    per_step = max(1, RAMP // workers)
+    for j in range(len(w.chargers)):
+        heapq.heappush(w.timers, (t0 + (j // per_step) * RAMP_S, j))
+    rate = cfg["rate"] * len(w.chargers) / cfg["n"] if steady else 0
     interval = 1.0 / rate if rate else None
-    next_t = time.monotonic()
-    made = 0
-    i = 0
+    next_rec, rr = t0, 0
+    next_tick = next_status = time.monotonic()
+    chargers, sel, timers = w.chargers, w.sel, w.timers
+    while True:
+        now = time.monotonic()
+        while timers and timers[0][0] <= now:
+            _, j = heapq.heappop(timers)
+            if chargers[j].state == DOWN:
+                chargers[j].connect(now)
+        gen_done = not steady or now - t0 >= duration
+        if interval and not gen_done:
+            while next_rec <= now:
+                chargers[rr % len(chargers)].add_record(now)
+                rr += 1
+                next_rec += interval
+        if now >= next_tick:
+            next_tick = now + 0.25
+            for c in chargers:
+                c.tick(now)
+        if now >= next_status:
+            next_status = now + STATUS_S
+            conn.send(("status", w.pending(), gen_done, w.acked))
+            if conn.poll():
+                if conn.recv() == "stop":
+                    break
+        timeout = 0.02
+        if timers:
+            timeout = max(0.0, min(timeout, timers[0][0] - now))
+        for key, mask in sel.select(timeout):
+            c = key.data
+            now = time.monotonic()
+            if mask & selectors.EVENT_READ:
+                c.on_read(now)
+            if mask & selectors.EVENT_WRITE and c.sock is not None:
+                c.on_write(now)
+    w.stopping = True
+    for c in chargers:
+        c.fail(time.monotonic())
+    res = w.figures()
+    res["latency"] = w.latency
+    res["acked_rids"] = w.acked_rids
+    res["made_rids"] = [(c.dev, c.nonce, c.n) for c in chargers]
+    res["pending"] = w.pending()
+    res["cpu_s"] = sum(os.times()[:2])
+    conn.send(("result", res))
+    conn.close()
+
+
+class Generator:
+    """The load generator: `procs` forked processes, each owning a slice of
+    the N chargers (its own selector, its own share of the rate)."""
+
+    def __init__(self, n, procs, cfg):
+        ctx = multiprocessing.get_context("fork")
+        self.procs = []
+        procs = max(1, min(procs, n))
+        for k in range(procs):
+            lo, hi = n * k // procs, n * (k + 1) // procs
+            mine, theirs = ctx.Pipe()
+            p = ctx.Process(target=_worker, args=(lo, hi, k, procs, cfg, theirs), daemon=True)
+            p.start()
+            theirs.close()
+            self.procs.append([p, mine, None, None])  # process, pipe, last status, result
+
+    def poll(self):
+        """Read the workers' reports; -> (pending, all done generating)."""
+        for e in self.procs:
+            p, conn = e[0], e[1]
+            try:
+                while conn.poll():
+                    msg = conn.recv()
+                    if msg[0] == "status":
+                        e[2] = msg
+                    else:
+                        e[3] = msg[1]
+            except (EOFError, OSError):
+                if e[3] is None:
+                    raise RuntimeError("a generator process exited (exit code %s)" % p.exitcode)
+            if e[3] is None and not p.is_alive():
+                raise RuntimeError("a generator process exited (exit code %s)" % p.exitcode)
+        if any(e[2] is None for e in self.procs):
+            return None, False
+        return sum(e[2][1] for e in self.procs), all(e[2][2] for e in self.procs)
+
+    def cpu(self):
+        return sum(cpu_s(e[0].pid) for e in self.procs if e[3] is None)
+
+    def stop(self, timeout=60):
+        """-> the workers' results, merged."""
+        for e in self.procs:
+            try:
+                e[1].send("stop")
+            except (OSError, BrokenPipeError):
+                pass
+        deadline = time.monotonic() + timeout
+        for e in self.procs:
+            while e[3] is None and time.monotonic() < deadline:
+                try:
+                    if e[1].poll(0.1):
+                        msg = e[1].recv()
+                        if msg[0] == "result":
+                            e[3] = msg[1]
+                except (EOFError, OSError):
+                    break
+            e[0].join(5)
+            if e[3] is None:
+                raise RuntimeError("a generator process gave no result")
+        out = {}
+        for e in self.procs:
+            for key, v in e[3].items():
+                if key in ("first_pub", "last_ack"):
+                    both = [x for x in (out.get(key), v) if x is not None]
+                    out[key] = (min if key == "first_pub" else max)(both) if both else None
+                elif isinstance(v, list):
+                    out.setdefault(key, []).extend(v)
+                else:
+                    out[key] = out.get(key, 0) + v
+        return out
+
+
+def _drive(gen, duration, drain_s, t0, events):
+    """Until every record is acknowledged after the load (or the time is
+    up); events: [(at_s, callable)] run in threads at those times (the load
+    goes on meanwhile). -> wall seconds."""
+    stop_at = t0 + duration + drain_s
+    pending_events = sorted(events, key=lambda e: e[0])
+    running, errors = [], []
+
+    def call(fn):
+        try:
+            fn()
+        except Exception as e:  # a kill and restart that failed
+            errors.append(e)
+
     while time.monotonic() < stop_at:
         now = time.monotonic()
         while pending_events and now - t0 >= pending_events[0][0]:
             _, fn = pending_events.pop(0)
-            running.append(loop.run_in_executor(None, fn))  # the load goes on meanwhile
-        if scenario != "storm" and now - t0 < duration and interval:
-            while next_t <= now:
-                fleet.chargers[i % fleet.n].add_record(now)
-                i += 1
-                made += 1
-                next_t += interval
-        elif (now - t0 >= duration or scenario == "storm") and fleet.pending() == 0 \
-                and not pending_events and all(f.done() for f in running):
+            th = threading.Thread(target=call, args=(fn,), daemon=True)
+            th.start()
+            running.append(th)
+        pending, gen_done = gen.poll()
+        if gen_done and pending == 0 and not pending_events and \
+                not any(th.is_alive() for th in running):
             break
-        await asyncio.sleep(0.01)
-    for f in running:
-        await f  # a kill and restart that failed raises here
-    fleet.stopping = True
-    for c in fleet.chargers:
-        c.wake.set()
-        if c.t is not None:
-            c.t.close()
-    await asyncio.wait(tasks, timeout=10)
+        time.sleep(0.05)
+    for th in running:
+        th.join(60)
+    if errors:
+        raise errors[0]
     return time.monotonic() - t0
 
 
@@ -634,17 +866,46 @@ def pct(values, p):
     return v[min(len(v) - 1, int(round(p / 100.0 * (len(v) - 1))))]
 
 
+def machine_cpu_s():
+    """CPU seconds the whole machine has been busy (all cores), from /proc/stat."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return (sum(v[:8]) - v[3] - v[4]) / CLK  # all but idle and iowait
+
+
+def thread_cpu_s(pid, tid):
+    try:
+        with open("/proc/%d/task/%d/stat" % (pid, tid)) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def raise_fd_limit(need):
+    """N connections need N descriptors here and in the broker (which
+    inherits this limit): the soft limit raised to the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if hard == resource.RLIM_INFINITY else min(hard, max(soft, need))
+    if soft != resource.RLIM_INFINITY and soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+        soft = want
+    if soft != resource.RLIM_INFINITY and soft < need:
+        raise RuntimeError("%d connections need %d file descriptors; the limit is %d "
+                           "(ulimit -n)" % (need // 2, need, soft))
+
+
 def run(scenario="steady", n=100, db="sqlite", records=30, rate=None, duration=10.0,
-        drain_s=60.0, resend_s=30.0, backend_args=(), keep=False, log=print):
+        drain_s=60.0, resend_s=30.0, backend_args=(), keep=False, log=print, procs=2):
     """One scenario end to end; returns the figures (a dict)."""
     if not 1 <= n <= N_MAX:
         raise ValueError("--n: 1..%d" % N_MAX)
     rate = rate if rate is not None else n / 10.0
+    raise_fd_limit(2 * n + 256)
     folder = tempfile.mkdtemp(prefix="evse-fleet-")
-    fleet = Fleet(n, resend_s)
-    users = fleet.users()
+    users = {"fleet-%05d" % i: "pw-%05d" % i for i in range(n)}
     users[BACKEND_USER] = "backend-pw"
-    broker = pg = backend = None
+    broker = pg = backend = gen = None
     try:
         broker = Broker(users)
         if db == "postgres":
@@ -666,36 +927,60 @@ def run(scenario="steady", n=100, db="sqlite", records=30, rate=None, duration=1
                 time.sleep(1.0)
                 backend.start()
             events.append((duration / 2, kill_backend))
-        cpu0 = (broker.cpu(), backend.cpu(), pg.pid_cpu() if pg else 0.0)
-        wall = asyncio.run(_drive(fleet, broker.port, scenario, records, rate, duration,
-                                  drain_s, events))
-        cpu1 = (broker.cpu(), backend.cpu(), pg.pid_cpu() if pg else 0.0)
+        load0 = os.getloadavg()
+        cpu0 = (broker.cpu(), backend.cpu(), pg.pid_cpu() if pg else 0.0, machine_cpu_s(),
+                sum(os.times()[:2]))
+        t0 = time.monotonic() + 0.2  # the workers start together
+        gen = Generator(n, procs, {"port": broker.port, "resend_s": resend_s, "t0": t0,
+                                   "duration": duration, "scenario": scenario,
+                                   "records": records, "rate": rate, "n": n})
+        wall = _drive(gen, duration, drain_s, t0, events)
+        cpu1 = (broker.cpu(), backend.cpu(), pg.pid_cpu() if pg else 0.0, machine_cpu_s(),
+                sum(os.times()[:2]))
+        tids = [int(x) for x in re.findall(r"network thread (\d+)\)", backend.text())[-1:] +
+                re.findall(r"database thread (\d+)", backend.text())[-1:]]
+        threads = [thread_cpu_s(backend.proc.pid, t) for t in tids] if backend.alive() else []
+        st = gen.stop()
+        gen = None
         time.sleep(0.5)
-        st = fleet.stats
-        made = {(c.dev, "%s-%d" % (c.nonce, k)) for c in fleet.chargers
-                for k in range(1, c.n + 1)}
+        made = {(dev, "%s-%d" % (nonce, k)) for dev, nonce, last in st["made_rids"]
+                for k in range(1, last + 1)}
+        acked = set(st["acked_rids"])
         stored, rows = stored_rids(url)
-        span = (st.last_ack - st.first_pub) if st.last_ack and st.first_pub else None
+        span = (st["last_ack"] - st["first_pub"]) if st["last_ack"] and st["first_pub"] else None
+        pcts = [round(100 * (cpu1[i] - cpu0[i]) / wall, 1) for i in range(5)]
+        gen_cpu = round(100 * st["cpu_s"] / wall + pcts[4], 1)
+        ours = pcts[0] + pcts[1] + (pcts[2] if pg else 0) + gen_cpu
         res = {
             "scenario": scenario, "n": n, "db": db, "records_made": len(made),
             "records_stored": len(stored & made), "lost": len(made - stored),
-            "duplicates_stored": rows - len(stored), "acked_not_stored": len(st.acked_rids - stored),
-            "pending_at_end": fleet.pending(),
+            "duplicates_stored": rows - len(stored), "acked_not_stored": len(acked - stored),
+            "pending_at_end": st["pending"],
             "stored_per_s": round(len(stored & made) / span, 1) if span else None,
-            "latency_p50_ms": round(pct(st.latency, 50) * 1000, 1) if st.latency else None,
-            "latency_p99_ms": round(pct(st.latency, 99) * 1000, 1) if st.latency else None,
-            "wall_s": round(wall, 2), "publishes": st.publishes, "resent": st.resent,
-            "acks_for_unknown_rids": st.ack_unknown, "connects": st.connects,
-            "lost_connections": st.lost_connections, "refused_connections": st.refused,
-            "broker_cpu_pct": round(100 * (cpu1[0] - cpu0[0]) / wall, 1),
-            "backend_cpu_pct": round(100 * (cpu1[1] - cpu0[1]) / wall, 1),
-            "postgres_cpu_pct": round(100 * (cpu1[2] - cpu0[2]) / wall, 1) if pg else None,
+            "latency_p50_ms": round(pct(st["latency"], 50) * 1000, 1) if st["latency"] else None,
+            "latency_p99_ms": round(pct(st["latency"], 99) * 1000, 1) if st["latency"] else None,
+            "wall_s": round(wall, 2), "publishes": st["publishes"], "resent": st["resent"],
+            "acks_for_unknown_rids": st["ack_unknown"], "connects": st["connects"],
+            "lost_connections": st["lost_connections"], "refused_connections": st["refused"],
+            "broker_cpu_pct": pcts[0], "backend_cpu_pct": pcts[1],
+            "backend_threads_cpu_s": {"network": round(threads[0], 2),
+                                      "database": round(threads[1], 2)}
+            if len(threads) == 2 else None,
+            "postgres_cpu_pct": pcts[2] if pg else None,
+            "generator_cpu_pct": gen_cpu, "generator_procs": max(1, min(procs, n)),
+            "other_cpu_pct": round(max(0.0, pcts[3] - ours), 1),
+            "cores": os.cpu_count(), "loadavg_1m": [round(load0[0], 2),
+                                                    round(os.getloadavg()[0], 2)],
             "offered_per_s": None if scenario == "storm" else rate,
         }
         res["broker_dropped_log"] = broker.logtext().count("Outgoing messages are being dropped")
         res["backend_log_tail"] = backend.text()[-600:]
         return res
     finally:
+        if gen is not None:
+            for e in gen.procs:
+                if e[0].is_alive():
+                    e[0].kill()
         if backend is not None:
             backend.stop()
         if broker is not None:
@@ -718,12 +1003,15 @@ def main(argv=None):
     p.add_argument("--drain-s", type=float, default=60.0, help="seconds allowed to drain")
     p.add_argument("--resend-s", type=float, default=30.0,
                    help="a record not acknowledged is sent again after this (firmware: 30)")
+    p.add_argument("--procs", type=int, default=2,
+                   help="generator processes, each with a slice of the chargers (2)")
     p.add_argument("--json", metavar="FILE", help="append the figures as a JSON line")
     a = p.parse_args(argv)
     if not 1 <= a.n <= N_MAX or a.duration > 600 or a.drain_s > 600:
         p.error("--n 1..%d, --duration and --drain-s at most 600" % N_MAX)
     try:
-        res = run(a.scenario, a.n, a.db, a.records, a.rate, a.duration, a.drain_s, a.resend_s)
+        res = run(a.scenario, a.n, a.db, a.records, a.rate, a.duration, a.drain_s, a.resend_s,
+                  procs=a.procs)
     except RuntimeError as e:
         sys.stderr.write("fleet.py: %s\n" % e)
         return 1
