@@ -24,9 +24,7 @@ from simcore import scenario as S  # noqa: E402
 DOC = os.path.join(ROOT, "docs", "scenarios.md")
 SHARED = os.path.normpath(os.path.join(ROOT, "..", "shared", "scenarios", "FORMAT.md"))
 SIM = os.path.join(ROOT, "tools", "sim.py")
-# Part of the format, not of this firmware yet (issue 14): refused, and said so.
-SITE_CONFIG = {"mode", "mains_max_a", "solar_import_a", "grid_meter", "grid_meter_unit"}
-SITE_EVENTS = {"site", "grid_meter"}
+# The site-energy part of the format: grid_a is written only with a grid meter.
 SITE_TRACE = {"grid_a"}
 
 
@@ -80,18 +78,9 @@ def test_every_documented_key_is_what_the_simulator_takes():
             "events": [{"t": 0, "ev": "A"}]}
     assert _load(base)["name"] == "x"
     for k in t["config"]:
-        d = dict(base, config={k: defaults.get(k, "normal")})
-        if k in SITE_CONFIG:
-            with pytest.raises(S.ScenarioError, match="unknown key"):
-                _load(d)
-        else:
-            assert k in defaults, k  # the firmware's own key, with its default
-            _load(d)
-    assert SITE_CONFIG <= set(t["config"])
-    assert set(t["events"]) - SITE_EVENTS == set(S.EVENT_KEYS), t["events"]
-    for k in SITE_EVENTS:
-        with pytest.raises(S.ScenarioError):
-            _load(dict(base, events=[{"t": 0, k: "online"}]))
+        assert k in defaults, k  # the firmware's own key, with its default
+        _load(dict(base, config={k: defaults[k]}))
+    assert set(t["events"]) == set(S.EVENT_KEYS), t["events"]
     assert set(t["commands"]) == set(COMMANDS), t["commands"]
 
 
@@ -108,6 +97,16 @@ def test_the_documented_trace_fields_are_the_ones_written(tmp_path):
     extras = {"input", "replies", "events", "notes"}  # ours (docs/simulator.md)
     for r in rows:
         assert set(t["trace"]) - SITE_TRACE <= set(r) <= set(t["trace"]) | extras, r
+    # with a grid meter, grid_a too: one value per phase of the grid meter
+    scen.write_text(json.dumps({"name": "g", "duration_s": 2, "config": {
+        "grid_meter": "sdm630"}, "events": [{"t": 0, "site": {"house_a": [1, -2, 3.5]}}]}))
+    p = subprocess.run([sys.executable, SIM, "--scenario", str(scen), "--trace", str(trace)],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    rows = [json.loads(x) for x in trace.read_text().splitlines()]
+    for r in rows:
+        assert set(t["trace"]) <= set(r) <= set(t["trace"]) | extras, r
+    assert rows[-1]["grid_a"] == [1.0, -2.0, 3.5]
 
 
 @pytest.mark.skipif(not os.path.isfile(SHARED), reason="../shared is not beside the repository "

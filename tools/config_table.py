@@ -51,6 +51,21 @@ MEANING = {
     "temp_stop_c": "enclosure temperature that stops charging (`overtemp`), above "
                    "`temp_derate_c`",
     "temp_hyst_c": "how far the temperature must fall before derating or `overtemp` ends",
+    "mode": "site energy (docs/site.md): `normal` offers the limits above; `smart` keeps "
+            "every phase at the grid connection within `mains_max_a`; `solar` charges from "
+            "what the site exports (plus `solar_import_a`)",
+    "mains_max_a": "the site's main fuse, per phase, for `smart` and `solar`",
+    "solar_import_a": "what `solar` may take from the grid on top of the export, in A summed "
+                      "over the phases",
+    "grid_meter": "the meter at the grid connection: a profile on the charger meter's bus "
+                  "(same line settings, address `grid_meter_unit`), `mqtt` for currents the "
+                  "backend publishes (docs/site.md), or null; needs phase currents",
+    "grid_meter_unit": "the grid meter's Modbus address, not `meter_unit`",
+    "solar_start_s": "`solar`: the surplus must allow 6 A this long before charging starts",
+    "solar_stop_s": "`solar`: charging stops once the surplus has not allowed 6 A this long "
+                    "(meanwhile the charger takes 6 A)",
+    "solar_min_run_s": "`solar`: a start runs at least this long before a stop for lack of sun",
+    "solar_min_pause_s": "`solar`: after a stop, at least this long before the next start",
     "mqtt_host": "the broker; null: no backend link (and no journal)",
     "mqtt_port": "null: 1883, or 8883 with TLS",
     "mqtt_user": "user name at the broker (the shipped broker's ACL wants the device id)",
@@ -91,6 +106,8 @@ def allowed(key):
         return ", ".join(_j(x) for x in a)
     if kind == "meter":
         return "null or a meter profile (%s)" % ", ".join("`%s`" % x for x in a)
+    if kind == "grid":
+        return "null, `\"mqtt\"` or a meter profile"
     if kind == "port":
         return "null or %s..%s" % (a[0], a[1])
     if kind == "topic":

@@ -264,10 +264,11 @@ class SimNet:
         return c
 
     # ------------------------------------------------------- runner hooks
-    def boot(self, board, cfg, now, meter, flash_dir):
+    def boot(self, board, cfg, now, meter, flash_dir, grid=None):
         graceful = self.app is not None and self.app.reboot_requested
         self._stop_link(graceful)
-        app = App(board, cfg, now, meter, flash_dir, backend=True, clock=lambda: int(time.time()))
+        app = App(board, cfg, now, meter, flash_dir, backend=True, clock=lambda: int(time.time()),
+                  grid=grid)
         ctx = None
         if cfg["mqtt_tls"]:
             with open(cfg["mqtt_ca"], "rb") as f:

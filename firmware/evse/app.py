@@ -18,6 +18,11 @@ Adapters (duck-typed; the simulator's are in tools/simcore/):
                      meter.started (polls started) and meter.good_seq (the
                      number of the poll the values come from)
   clock()            Unix time in s once NTP has synced, else None
+  grid               the meter at the grid connection (a Meter on the
+                     charger meter's bus, or evse.site.Feed), or None; with
+                     `mode` "smart" or "solar" the App runs evse.site on it
+                     (docs/site.md). Two meters on one bus take turns: a
+                     poll starts only while the other one's is not under way.
 
 With `backend=True` (a broker is configured) the App also keeps the
 journal (evse/journal.py) of session records and events for the backend,
@@ -89,10 +94,16 @@ def _journaled(journal, sid):
 
 class App:
     def __init__(self, board, cfg, now, meter=None, flash_dir=None, backend=False,
-                 clock=None, boot_reason="power_on", nonce=None):
+                 clock=None, boot_reason="power_on", nonce=None, grid=None):
         board.safe()  # first: before any flash I/O
         self.board = board
         self.meter = meter
+        self.grid = grid
+        self.site = None
+        if cfg["mode"] != "normal":
+            from evse.site import Site
+
+            self.site = Site(cfg)
         self.flash_dir = flash_dir
         self.cfg = cfg
         self.clock = clock
@@ -222,10 +233,19 @@ class App:
         out = self.out
         self.board.read(inp)
         m = self.meter
+        g = self.grid
         if m is not None:
-            m.poll(now)
+            if g is None or not g.busy:
+                m.poll(now)
             inp.meter_ok = m.ok
             inp.ev_ma = m.a_ma if m.ok else None
+        if g is not None and (m is None or not m.busy):
+            g.poll(now)
+        s = self.site
+        if s is not None:
+            s.step(ticks_diff(now, self.now), g, m)
+            inp.site_ma = s.limit_ma
+            inp.grid_ok = s.grid_ok
         self.charger.step(now)
         self.board.apply(out)
         # The outputs are on the pins: bookkeeping and reports come after.

@@ -15,7 +15,7 @@ One step, in order (each a small method below):
   1. _classify   debounced pilot class from the CP high plateau
   2. _session    plug-in, unplug, authorization: sessions start and end
   3. _faults     raise and clear faults (each fault's rule is in FAULTS below)
-  4. _offer      the limit chain: min(max, cable, backend, derate, meter)
+  4. _offer      the limit chain: min(max, cable, backend, derate, meter, site)
   5. _pilot      steady +12 V, PWM duty, or -12 V (state F); X1 and rate rules
   6. _contactor  close in C2/D2 only on evidence (diode passed in this PWM
                  phase, mirror contact open, minimum open time and time
@@ -51,6 +51,7 @@ _F_VENT = const(0x040)
 _F_OVERTEMP = const(0x080)
 _F_OVERCURRENT = const(0x100)
 F_METER = const(0x200)
+F_GRID = const(0x400)
 
 FAULTS = (
     (_F_CP_SHORT, "cp_short"),
@@ -63,11 +64,12 @@ FAULTS = (
     (_F_OVERTEMP, "overtemp"),
     (_F_OVERCURRENT, "overcurrent"),
     (F_METER, "meter"),
+    (F_GRID, "grid_meter"),
 )
 
 # Reactions.
 # Immediate faults open the contactor in the same tick they are raised.
-IMMEDIATE = const(0x1FF)  # every fault but `meter`
+IMMEDIATE = const(0x1FF)  # every fault but `meter` and `grid_meter`
 # These make the EVSE unavailable: the pilot goes to -12 V (state F).
 _TO_F = const(_F_RCD | _F_PE | _F_WELD | _F_NO_CLOSE | _F_OVERTEMP)
 # The others keep the pilot at steady +12 V, so unplugging stays visible.
@@ -129,6 +131,8 @@ class Inputs:
         self.temp_dc = None  # enclosure temperature in 0.1 degC, None = no sensor
         self.ev_ma = None  # largest phase current from the meter, None = unknown
         self.meter_ok = None  # None: no meter; False: meter silent
+        self.site_ma = None  # the site's limit (evse.site), None: no site energy
+        self.grid_ok = None  # None: no site energy; False: the grid reading is lost
 
 
 class Outputs:
@@ -322,6 +326,10 @@ class Charger:
             self._raise(F_METER)
         elif self.out.faults & F_METER:
             self._clear(F_METER)
+        if self.inp.grid_ok is False:  # the site's limit is the fallback meanwhile
+            self._raise(F_GRID)
+        elif self.out.faults & F_GRID:
+            self._clear(F_GRID)
 
     def _fault_cp(self, cp):
         # State E: CP shorted to PE. Clears when the pilot reads anything else.
@@ -475,6 +483,9 @@ class Charger:
             lim = self.derate_ma
         if out.faults & F_METER and self.fallback_ma < lim:
             lim = self.fallback_ma
+        site = self.inp.site_ma
+        if site is not None and site < lim:
+            lim = site  # below 6 A: no offer, the vehicle pauses
         return P.clamp_offer(lim)
 
     # 5. ------------------------------------------------------------- pilot

@@ -15,6 +15,7 @@ METER_BAUDS = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 #   "num": number in [lo, hi];   "int": integer in [lo, hi]
 #   "bool";  "choice": one of the tuple;  "meter": None or a profile name
 #   "amps_or_none": None or a number in [lo, hi]
+#   "grid": None, "mqtt" or a profile name
 SCHEMA = {
     "max_current_a": (32, "amps", (6, 80)),
     "phases": (3, "choice", (1, 3)),
@@ -36,6 +37,18 @@ SCHEMA = {
     "temp_derate_c": (60, "num", (30, 100)),
     "temp_stop_c": (70, "num", (35, 110)),
     "temp_hyst_c": (10, "num", (1, 30)),
+    # --- Site energy (docs/site.md): the grid connection's limits.
+    "mode": ("normal", "choice", ("normal", "smart", "solar")),
+    "mains_max_a": (25, "amps", (6, 630)),
+    "solar_import_a": (0, "num", (0, 16)),
+    # the grid connection's meter: a profile on the charger meter's bus, or
+    # "mqtt" for currents the backend publishes (docs/site.md)
+    "grid_meter": (None, "grid", METER_PROFILES),
+    "grid_meter_unit": (2, "int", (1, 247)),
+    "solar_start_s": (60, "int", (0, 3600)),
+    "solar_stop_s": (300, "int", (0, 3600)),
+    "solar_min_run_s": (600, "int", (0, 7200)),
+    "solar_min_pause_s": (300, "int", (0, 7200)),
 }
 
 # --- Backend link over MQTT (issue #5, docs/mqtt.md). Extra kinds:
@@ -123,10 +136,12 @@ def check(key, v):
         if isinstance(v, bool) or v not in allowed:
             raise ConfigError("%s: must be one of %s, got %r"
                               % (key, ", ".join([repr(a) for a in allowed]), v))
-    elif kind == "meter":
+    elif kind == "meter" or kind == "grid":
+        if kind == "grid" and v == "mqtt":
+            return
         if v is not None and v not in allowed:
-            raise ConfigError("%s: must be null or one of %s, got %r"
-                              % (key, ", ".join(allowed), v))
+            raise ConfigError("%s: must be null or one of %s%s, got %r"
+                              % (key, '"mqtt", ' if kind == "grid" else "", ", ".join(allowed), v))
     elif kind == "int":
         if not isinstance(v, int) or isinstance(v, bool) or not allowed[0] <= v <= allowed[1]:
             raise ConfigError("%s: must be an integer in %s, got %r" % (key, _rng(allowed), v))
@@ -180,6 +195,20 @@ def validate(d):
                           % (cfg["temp_derate_c"], cfg["temp_stop_c"]))
     if cfg["mqtt_tls"] and cfg["mqtt_ca"] is None:
         raise ConfigError("mqtt_ca: required when mqtt_tls is true (the broker's CA file)")
+    if cfg["mode"] != "normal":
+        if cfg["grid_meter"] is None:
+            raise ConfigError("grid_meter: required when mode is %r (a meter at the grid "
+                              "connection, or \"mqtt\")" % cfg["mode"])
+        if cfg["meter"] is None:
+            raise ConfigError("meter: required when mode is %r (the charger's own current, "
+                              "to tell it from the house's)" % cfg["mode"])
+    g = cfg["grid_meter"]
+    if g is not None and g != "mqtt" and cfg["meter"] is not None \
+            and cfg["grid_meter_unit"] == cfg["meter_unit"]:
+        raise ConfigError("grid_meter_unit: must differ from meter_unit (%d): both meters "
+                          "are on one bus" % cfg["meter_unit"])
+    if g == "mqtt" and cfg["mqtt_host"] is None:
+        raise ConfigError("grid_meter: \"mqtt\" needs the backend link (mqtt_host)")
     if cfg["mqtt_password"] is not None and cfg["mqtt_user"] is None:
         raise ConfigError("mqtt_user: required when mqtt_password is set")
     return cfg

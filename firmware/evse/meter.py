@@ -70,7 +70,7 @@ class Meter:
     def __init__(self, profile, transport, unit=1, baud=9600, parity="N",
                  fail_polls=_DEFAULT_FAIL_POLLS, poll_ms=_DEFAULT_POLL_MS,
                  stop_bits=1, retries=_mb.DEFAULT_RETRIES,
-                 turnaround_ms=_mb.DEFAULT_TURNAROUND_MS):
+                 turnaround_ms=_mb.DEFAULT_TURNAROUND_MS, master=None):
         if isinstance(profile, str):
             from evse.meter_maps import load
 
@@ -80,7 +80,10 @@ class Meter:
         self.fail_polls = fail_polls
         self.poll_ms = poll_ms
         self.phases = profile["phases"]
-        self.master = _mb.Master(transport, baud, parity, stop_bits, retries, turnaround_ms)
+        # `master`: another Meter's, for a second meter on the same bus (the
+        # App lets only one of them poll at a time)
+        self.master = master or _mb.Master(transport, baud, parity, stop_bits, retries,
+                                           turnaround_ms)
         self._fc = profile["fc"]
         fields = profile["fields"]
         blocks = plan_blocks(fields, profile["max_regs"])
@@ -234,6 +237,18 @@ def from_config(cfg, transport):
     return Meter(name, transport, unit=cfg["meter_unit"], baud=int(cfg["meter_baud"]),
                  parity=cfg["meter_parity"], fail_polls=cfg["meter_fail_polls"],
                  poll_ms=int(cfg["meter_poll_s"] * 1000))
+
+
+def grid_from_config(cfg, transport, meter):
+    """The grid connection's Meter (`cfg["grid_meter"]` a profile) on the
+    charger meter's bus: the same line, its own address; None otherwise."""
+    name = cfg["grid_meter"]
+    if name is None or name == "mqtt":
+        return None
+    return Meter(name, transport, unit=cfg["grid_meter_unit"], baud=int(cfg["meter_baud"]),
+                 parity=cfg["meter_parity"], fail_polls=cfg["meter_fail_polls"],
+                 poll_ms=int(cfg["meter_poll_s"] * 1000),
+                 master=None if meter is None else meter.master)
 
 
 # ---------------------------------------------------------------- planning

@@ -190,15 +190,15 @@ class MeterDevice:
         us = self._start_us + self._resp_len * self.char_us
         return self._t_req + (us + 999) // 1000
 
-    def stride_end(self, T, nxt, app):
+    def stride_end(self, T, nxt, m):
         """Where the runner's quiet stride from T may end, given it wanted
         `nxt`: at the tick that completes an answer on the wire, or the next
-        tick while the firmware's meter is in the middle of a poll."""
+        tick while the firmware's meter `m` (None: none) is in the middle of
+        a poll."""
         d = self.due_ms()
         if d is not None and d > T:
             d = (d + TICK_MS - 1) // TICK_MS * TICK_MS
             return d if d < nxt else nxt
-        m = app.meter if app is not None else None
         if m is not None and m.busy:
             return T + TICK_MS
         return nxt
@@ -259,6 +259,77 @@ class MeterDevice:
         if first is not None:
             f.crc_from(first)
         return f
+
+
+class GridMeterDevice(MeterDevice):
+    """The meter at the grid connection: it reads what the house and the
+    charger draw together, per phase and signed (negative: export). Like a
+    real meter it answers each phase's current as a magnitude and the total
+    active power with its sign; its import register counts the net import
+    summed over the phases (what a bidirectional meter bills)."""
+
+    def __init__(self, profile, unit=2, baud=9600, parity="N", stop_bits=1):
+        MeterDevice.__init__(self, profile, unit, baud, parity, 3, stop_bits)
+        self.supply_phases = self.profile["phases"]
+        self.phase = [0, 0, 0]  # mA per phase, signed
+
+    def integrate(self, dt_ms, per_phase_ma, phases):
+        self.t_ms += dt_ms
+        net = self.phase[0] + self.phase[1] + self.phase[2]
+        if net > 0 and dt_ms > 0:
+            self.acc += net * VOLTS * dt_ms
+            if self.acc >= _MAVMS_PER_WH:
+                self.wh += self.acc // _MAVMS_PER_WH
+                self.acc = self.acc % _MAVMS_PER_WH
+
+    def set_phases(self, house_ma, ev_ma, ev_phases):
+        """The currents now: the house's per phase plus the charger's
+        `ev_ma` on its first `ev_phases` phases."""
+        for i in range(3):
+            x = house_ma[i] + (ev_ma if i < ev_phases else 0)
+            self.phase[i] = x if i < self.supply_phases else 0
+
+    def values(self):
+        v = [None] * _mm.ROLES
+        w = 0
+        for i in range(3):
+            on = i < self.supply_phases
+            a = self.phase[i]
+            v[_mm.V1 + i] = VOLTS * 1000 if on else 0
+            v[_mm.A1 + i] = (a if a >= 0 else -a) if on else 0
+            w += a
+        v[_mm.W] = VOLTS * w // 1000
+        v[_mm.WH] = self.wh
+        return v
+
+
+class VirtualBus:
+    """One RS-485 line with several devices on it (the charger's meter and
+    the grid meter): every request reaches each device, the addressed one
+    answers (evse.modbus's transport API)."""
+
+    def __init__(self, devices):
+        self.devices = devices
+
+    def write(self, buf):
+        b = bytes(buf)
+        for d in self.devices:
+            d.receive(b)
+        return len(buf)
+
+    def any(self):
+        n = 0
+        for d in self.devices:
+            n += d.available()
+        return n
+
+    def readinto(self, buf, n=None):
+        if n is None:
+            n = len(buf)
+        for d in self.devices:
+            if d.available():
+                return d.read(buf, n)
+        return 0
 
 
 class _Frame:

@@ -44,10 +44,11 @@ from evse import config as _config
 from evse.app import App
 from evse.charger import FAULTS
 from evse.meter import from_config as _meter_from_config
+from evse.meter import grid_from_config as _grid_from_config
 
 from simcore import trace as _trace
 from simcore.board import Board
-from simcore.meter import MeterDevice, VirtualUart
+from simcore.meter import GridMeterDevice, MeterDevice, VirtualBus
 
 TICK_MS = 10
 STRIDE_MS = 1000
@@ -79,6 +80,14 @@ class Sim:
         if cfg["meter"] is not None:
             self.device = MeterDevice(cfg["meter"], cfg["meter_unit"], int(cfg["meter_baud"]),
                                       cfg["meter_parity"], cfg["phases"])
+        # The site: what everything but the charger draws, per phase (mA),
+        # and the grid connection's meter on the same bus.
+        self.house = [0, 0, 0]
+        self.grid_dev = None
+        if cfg["grid_meter"] is not None:
+            self.grid_dev = GridMeterDevice(cfg["grid_meter"], cfg["grid_meter_unit"],
+                                            int(cfg["meter_baud"]), cfg["meter_parity"])
+        self.bus = [d for d in (self.device, self.grid_dev) if d is not None]
         self.app = None
         self.net = net
         self.broker_up = True
@@ -98,13 +107,14 @@ class Sim:
     def boot(self, T):
         """Start the firmware from what it persisted in the flash folder."""
         cfg = _config.load(self.cfg_path)
-        meter = None
-        if self.device is not None:
-            meter = _meter_from_config(cfg, VirtualUart(self.device))
+        line = VirtualBus(self.bus)
+        meter = _meter_from_config(cfg, line)
+        grid = _grid_from_config(cfg, line, meter)
         if self.net is None:
-            self.app = App(self.board, cfg, T & TICKS_MASK, meter, self.flash_dir)
+            self.app = App(self.board, cfg, T & TICKS_MASK, meter, self.flash_dir, grid=grid)
         else:
-            self.app = self.net.boot(self.board, cfg, T & TICKS_MASK, meter, self.flash_dir)
+            self.app = self.net.boot(self.board, cfg, T & TICKS_MASK, meter, self.flash_dir,
+                                     grid)
         self.boots += 1
         self._faults = 0
         self._session = None
@@ -119,6 +129,15 @@ class Sim:
                 self._fw.append('["session_lost", %d, "power"]' % self.app.out.session)
         self.app = None
         self.board.power_off()
+
+    def _grid_a(self):
+        """The trace's grid_a: what the grid meter reads now, per phase (A,
+        signed), as JSON text; None without a grid meter."""
+        g = self.grid_dev
+        if g is None:
+            return None
+        n = g.supply_phases
+        return "[" + ", ".join([_trace.amps_01(g.phase[i]) for i in range(n)]) + "]"
 
     # ---------------------------------------------------------- events
     def _apply(self, e, T, replies):
@@ -137,6 +156,14 @@ class Sim:
             b.vehicle.draw(v)
         elif k == "noise_v":
             b.noise_mv = v
+        elif k == "site":
+            for j in range(3):
+                self.house[j] = v[j]
+        elif k == "grid_meter":
+            if self.grid_dev is None:
+                self._notes.append("no grid meter configured")
+            else:
+                self.grid_dev.online = v == "online"
         elif k == "broker":
             self.broker_up = v == "up"
             if self.net is not None:
@@ -210,6 +237,7 @@ class Sim:
         board = self.board
         veh = board.vehicle
         dev = self.device
+        gdev = self.grid_dev
         T = 0
         prev = 0
         self.boot(0)
@@ -220,6 +248,8 @@ class Sim:
             now = T & TICKS_MASK
             if dev is not None:
                 dev.integrate(T - prev, veh.draw_ma, board.phases())
+            if gdev is not None:
+                gdev.integrate(T - prev, 0, 0)
             inputs = None
             replies = None
             while i < n and events[i]["t"] <= T:
@@ -229,12 +259,16 @@ class Sim:
                 inputs.append(events[i]["raw"])
                 self._apply(events[i], T, replies)
                 i += 1
+            if inputs is not None and gdev is not None:  # a `site` step reads at once
+                gdev.set_phases(self.house, veh.draw_ma if board.flowing() else 0,
+                                board.phases())
             app = self.app
             if app is not None:
                 app.tick(now)
                 self._fw_events()
                 out = app.out
-                key = (out.state, out.duty, out.offer_ma, out.contactor, out.error, out.session)
+                key = (out.state, out.duty, out.offer_ma, out.contactor, out.error, out.session,
+                       self._grid_a())
                 energy = app.energy_wh
                 ev_ma = app.inp.ev_ma
                 if app.reboot_requested:
@@ -244,7 +278,7 @@ class Sim:
                     self.energy_wh = app.energy_wh
                     self.boot(T)
             else:
-                key = ("E", 0, 0, False, None, None)
+                key = ("E", 0, 0, False, None, None, self._grid_a())
                 energy = self.energy_wh
                 ev_ma = None
             if self.net is not None:
@@ -253,8 +287,11 @@ class Sim:
                     replies = (replies or []) + got
                 self._notes.extend(notes)
             board.update_vehicle(T)
+            flow_ma = veh.draw_ma if board.flowing() else 0
             if dev is not None:
-                dev.set_current(veh.draw_ma if board.flowing() else 0)
+                dev.set_current(flow_ma)
+            if gdev is not None:
+                gdev.set_phases(self.house, flow_ma, board.phases())
             changed = key != self._key
             if changed or inputs is not None:
                 self._changed = T
@@ -267,6 +304,8 @@ class Sim:
                 if self._fw:
                     extra.append(("events", "[" + ", ".join(self._fw) + "]"))
                     self._fw = []
+                if gdev is not None:
+                    extra.insert(0, ("grid_a", key[6]))
                 if self._notes:
                     extra.append(("notes", _trace.jval(self._notes)))
                     self._notes = []
@@ -279,8 +318,11 @@ class Sim:
             prev = T
             if (not self.realtime and T - self._changed >= QUIET_MS and veh.settled()):
                 nxt = (T // STRIDE_MS + 1) * STRIDE_MS
+                app = self.app
                 if dev is not None:  # a meter exchange goes on at its own pace
-                    nxt = dev.stride_end(T, nxt, self.app)
+                    nxt = dev.stride_end(T, nxt, app.meter if app is not None else None)
+                if gdev is not None:
+                    nxt = gdev.stride_end(T, nxt, app.grid if app is not None else None)
             else:
                 nxt = T + TICK_MS
             if i < n:

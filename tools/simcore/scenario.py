@@ -17,7 +17,7 @@ import json
 from evse import config as _config
 
 EVENT_KEYS = ("ev", "ev_diode", "cp_short", "pp_ohm", "ev_draw", "fault", "cmd",
-              "broker", "noise_v")
+              "broker", "noise_v", "site", "grid_meter")
 FAULT_KEYS = ("rcd", "temp_c", "weld", "no_close", "pe", "meter", "power")
 DRAW_KEYS = ("max_a", "obey_pwm", "response_s", "phases")
 MAX_NOISE_V = 12
@@ -88,6 +88,22 @@ def _ev_draw(where, v):
     return out
 
 
+def _site(where, v):
+    """{"house_a": [L1, L2, L3]} or {"house_a": [L1]}: mA per phase (3)."""
+    if not isinstance(v, dict) or list(v) != ["house_a"]:
+        raise ScenarioError('%s must be an object with the one key "house_a", got %s'
+                            % (where, _j(v)))
+    a = v["house_a"]
+    w = where + ".house_a"
+    if not isinstance(a, list) or len(a) not in (1, 3):
+        raise ScenarioError("%s must be a list of 1 or 3 numbers (A per phase), got %s"
+                            % (w, _j(a)))
+    out = [0, 0, 0]
+    for i in range(len(a)):
+        out[i] = int(round(_num("%s[%d]" % (w, i), a[i], -1000, 1000) * 1000))
+    return out
+
+
 def _fault(where, v):
     if not isinstance(v, dict) or len(v) != 1:
         raise ScenarioError("%s must be an object with exactly one of %s, got %s"
@@ -127,6 +143,10 @@ def _event_value(where, k, v):
         return v
     if k == "broker":
         return _choice(w, v, ("down", "up"))
+    if k == "grid_meter":
+        return _choice(w, v, ("offline", "online"))
+    if k == "site":
+        return _site(w, v)
     # noise_v
     return int(round(_num(w, v, 0, MAX_NOISE_V) * 1000))
 
@@ -152,6 +172,9 @@ def normalize(d):
         cfg = _config.validate(d["config"])
     except _config.ConfigError as e:
         raise ScenarioError("config: %s" % e)
+    if cfg["grid_meter"] == "mqtt":
+        raise ScenarioError('config: grid_meter "mqtt" is not simulated (the simulator\'s '
+                            "grid meter is a profile on the charger meter's bus)")
     events = d["events"]
     if not isinstance(events, list):
         raise ScenarioError('"events" must be a list, got %s' % _j(events))

@@ -28,8 +28,10 @@ def dec(n, scale):
 
 def amps_01(ma):
     """mA rounded to 0.01 A (half away from zero), as a decimal."""
-    if ma < 0:
+    if ma <= -5:  # what rounds to 0 is written 0.0, without a sign
         return "-" + amps_01(-ma)
+    if ma < 0:
+        ma = 0
     return dec((ma + 5) // 10, 100)
 
 

@@ -45,10 +45,11 @@ class UnixNet:
         self._buf = ""
 
     # ------------------------------------------------------- runner hooks
-    def boot(self, board, cfg, now, meter, flash_dir):
+    def boot(self, board, cfg, now, meter, flash_dir, grid=None):
         graceful = self.app is not None and self.app.reboot_requested
         self._stop_link(graceful)
-        app = App(board, cfg, now, meter, flash_dir, backend=True, clock=_epoch)
+        app = App(board, cfg, now, meter, flash_dir, backend=True, clock=_epoch,
+                  grid=grid)
         ssl = None
         if cfg["mqtt_tls"]:  # the port's own ssl module, as the board's
             import ssl as _ssl

@@ -1,0 +1,256 @@
+"""Site energy: the charger's share of the grid connection (docs/site.md).
+
+Imported only when the configuration's `mode` is "smart" or "solar". Each
+control tick the App calls `site.step(dt, grid, meter)`: `grid` is the meter
+at the grid connection (an evse.meter.Meter on the charger meter's bus, or
+the backend's feed, evse.site.Feed), `meter` the charger's own meter. Both
+give the values of their last good poll: `ok`, `good_seq`, `phase_ma`,
+`phase_mv`, `power_w`. Afterwards:
+
+  limit_ma  the most the site allows per phase now (mA); 0 pauses the
+            charger (no PWM: the vehicle stops, the contactor opens; the
+            C1 rule of Table A.6). The charger takes the smallest of its
+            limits, lowers the PWM at once and raises it at most every 5 s.
+  grid_ok   False while the grid reading is lost: the charger raises the
+            `grid_meter` fault, and limit_ma is the fallback current.
+
+The readings are taken as a poll of the grid meter brings them (1 s).
+
+Smart, with M = `mains_max_a`. The grid meter reads house plus charger. A
+fuse trips on the magnitude of a phase's current, and a meter's phase
+current carries no sign, so the rest of the site on phase i is taken as
+|g_i| - e_i (g: grid meter, e: charger meter), never less than what it
+really draws while the charger imports:
+
+    room = min over the charger's phases of (M - |g_i| + e_i)
+
+and the charger may draw `room` on each phase. Below 6 A it drops to 6 A at
+once and pauses at the next reading that says the same (the house has
+priority; see step() for why not at the first), and resumes once the room has allowed
+6 A + _HYST_MA for _RESUME_MS, so that a load near the limit does not cycle
+the contactor.
+
+Solar. The surplus is the export at the grid connection summed over the
+phases (what a bidirectional meter nets and bills), from the grid meter's
+total active power P_g (negative: export) and the charger's own P_c, at the
+grid's voltage V:
+
+    budget = solar_import - (P_g - P_c) / V       (A, over all phases)
+
+shared by the phases the vehicle draws on (those with at least 1 A; all the
+charger's before it draws), smoothed over about two polls, and never above
+the smart room. Charging starts once the budget has allowed 6 A for
+`solar_start_s` and at least `solar_min_pause_s` after the last stop; while
+it runs, a budget below 6 A is met with 6 A (from the grid), and charging
+stops once that has lasted `solar_stop_s` and the run `solar_min_run_s`.
+The smart room below 6 A stops it as in smart mode, whatever the timers say.
+
+Integers only, no allocation in `step`.
+"""
+from micropython import const
+
+from evse import ticks_diff
+from evse.pilot import MIN_MA
+from evse.pilot import age as _age
+
+_HYST_MA = const(1000)  # smart: the room must allow 6 A + this to resume
+_RESUME_MS = const(30000)  # ... for this long
+_DRAWS_MA = const(1000)  # a phase with this much current is one the vehicle draws on
+_VOLTS = const(230)  # when the grid meter gives no voltage
+_STALE_MS = const(30000)  # Feed: a reading older than this is lost
+
+
+class Site:
+    def __init__(self, cfg):
+        self.solar = cfg["mode"] == "solar"
+        self.phases = cfg["phases"]
+        self.mains_ma = int(cfg["mains_max_a"] * 1000)
+        self.import_ma = int(cfg["solar_import_a"] * 1000)
+        self.fallback_ma = int(cfg["fallback_current_a"] * 1000)
+        self.start_ms = cfg["solar_start_s"] * 1000
+        self.stop_ms = cfg["solar_stop_s"] * 1000
+        self.min_run_ms = cfg["solar_min_run_s"] * 1000
+        self.min_pause_ms = cfg["solar_min_pause_s"] * 1000
+        self.limit_ma = 0  # nothing before the first reading
+        self.grid_ok = True
+        self.room_ma = None  # smart room per phase at the last reading
+        self.budget_ma = None  # solar: smoothed budget per phase
+        self.on = False  # the site lets the charger charge
+        self._first = True  # smart: the first reading starts without the wait
+        self._low = False  # on, and the last reading's room was below 6 A
+        self._seq = 0  # the grid poll the values come from
+        self._good_ms = 0  # the condition to (re)start has held this long
+        self._bad_ms = 0  # solar, on: the budget has been below 6 A this long
+        self._run_ms = 0  # since on
+        self._off_ms = self.min_pause_ms  # since off (boot: long ago)
+
+    def step(self, dt, grid, meter):
+        if dt < 0:
+            dt = 0
+        if self.on:
+            self._run_ms = _age(self._run_ms, dt)
+        else:
+            self._off_ms = _age(self._off_ms, dt)
+        if not grid.ok:
+            self.grid_ok = False
+            self._lost()
+            return
+        self.grid_ok = True
+        if meter is None or not meter.ok or meter.good_seq == 0:
+            self._lost()  # the charger's current unknown: the `meter` fault says so
+            return
+        new = grid.good_seq != self._seq
+        if new:
+            self._seq = grid.good_seq
+            if not self._read(grid, meter):
+                self.grid_ok = False
+        if self.room_ma is None or not self.grid_ok:
+            self._lost()
+            return
+        if new and self.on and self.room_ma < MIN_MA:
+            # Too little room: 6 A (the least the PWM offers) at once, and a
+            # pause if the next reading says so too. One reading alone may
+            # pair a grid meter that already sees a vehicle's step up with a
+            # charger meter that read just before it (the two polls are
+            # some 50 ms apart): that is no reason to cycle the contactor.
+            if self._low:
+                self._off()
+            self._low = True
+        elif new:
+            self._low = False
+        if self.solar:
+            self._solar(dt)
+        else:
+            self._smart(dt)
+        if self._low and self.on:
+            self.limit_ma = MIN_MA
+
+    def _lost(self):
+        self.limit_ma = self.fallback_ma
+        self.room_ma = None
+        self.budget_ma = None
+        self._good_ms = 0
+
+    def _read(self, grid, meter):
+        """Take a new grid reading; False when it lacks what the mode needs."""
+        gp = grid.phase_ma
+        ep = meter.phase_ma
+        room = None
+        n = 0
+        for i in range(self.phases):
+            g = gp[i]
+            if g is None:
+                return False
+            if g < 0:
+                g = -g
+            e = ep[i]
+            if e is None:
+                e = 0
+            elif e < 0:
+                e = -e
+            if e >= _DRAWS_MA:
+                n += 1
+            r = self.mains_ma - g + e
+            if room is None or r < room:
+                room = r
+        self.room_ma = room - room % 100
+        if self.solar:
+            pg = grid.power_w
+            pc = meter.power_w
+            if pg is None or pc is None:
+                return False
+            v = grid.phase_mv[0]
+            v = v // 1000 if v is not None and v > 100000 else _VOLTS
+            budget = self.import_ma - (pg - pc) * 1000 // v
+            b = budget // (n if n else self.phases)
+            b -= b % 100  # whole 0.1 A: the PWM's steps are coarser still
+            a = self.budget_ma
+            self.budget_ma = b if a is None else a + (b - a) // 2
+        return True
+
+    def _smart(self, dt):
+        room = self.room_ma
+        if self.on:
+            pass  # a room below 6 A: step() pauses
+        elif self._first and room >= MIN_MA:
+            self._on()
+        elif room >= MIN_MA + _HYST_MA:
+            self._good_ms = _age(self._good_ms, dt)
+            if self._good_ms >= _RESUME_MS:
+                self._on()
+        else:
+            self._good_ms = 0
+        self._first = False
+        self.limit_ma = room if self.on else 0
+
+    def _solar(self, dt):
+        room = self.room_ma
+        want = self.budget_ma
+        if room < want:
+            want = room
+        if self.on:
+            if room < MIN_MA:
+                pass  # the fuse first: step() pauses
+            elif want >= MIN_MA:
+                self._bad_ms = 0
+            else:
+                self._bad_ms = _age(self._bad_ms, dt)
+                if self._bad_ms >= self.stop_ms and self._run_ms >= self.min_run_ms:
+                    self._off()
+        else:
+            if want >= MIN_MA:
+                self._good_ms = _age(self._good_ms, dt)
+            else:
+                self._good_ms = 0
+            if self._good_ms >= self.start_ms and self._off_ms >= self.min_pause_ms:
+                self._on()
+        if not self.on:
+            self.limit_ma = 0
+        else:
+            self.limit_ma = want if want >= MIN_MA else MIN_MA
+
+    def _on(self):
+        self.on = True
+        self._run_ms = 0
+        self._bad_ms = 0
+
+    def _off(self):
+        self.on = False
+        self._low = False
+        self._off_ms = 0
+        self._good_ms = 0
+
+
+class Feed:
+    """The grid currents the backend publishes (grid_meter "mqtt",
+    docs/site.md), in the shape of a Meter's readings: `put` takes a
+    reading (mA per phase, W), `poll(now)` ages it, and after _STALE_MS
+    without a new one `ok` is False."""
+
+    busy = False
+
+    def __init__(self):
+        self.ok = True  # until the first reading is overdue
+        self.good_seq = 0
+        self.phase_ma = [None, None, None]
+        self.phase_mv = [None, None, None]
+        self.power_w = None
+        self._age_ms = 0
+        self._now = None
+
+    def put(self, a1, a2, a3, power_w):
+        p = self.phase_ma
+        p[0] = a1
+        p[1] = a2
+        p[2] = a3
+        self.power_w = power_w
+        self.good_seq += 1
+        self._age_ms = 0
+        self.ok = True
+
+    def poll(self, now):
+        if self._now is not None:
+            self._age_ms = _age(self._age_ms, ticks_diff(now, self._now))
+        self._now = now
+        if self._age_ms >= _STALE_MS:
+            self.ok = False
