@@ -549,30 +549,33 @@ class BatchClient(paho.Client):
     Nothing else changes: connecting, TLS, keepalive and reconnecting are
     paho's."""
 
-    _rbuf = b""
+    _rbuf = b""  # what was read from the socket, from _rpos on not yet taken
+    _rpos = 0
 
     def _sock_recv(self, bufsize):
-        buf = self._rbuf
-        if not buf:
-            buf = super()._sock_recv(65536)
+        buf, pos = self._rbuf, self._rpos
+        if pos >= len(buf):
+            buf, pos = super()._sock_recv(65536), 0
             if not buf:
                 return buf  # closed by the broker
-        self._rbuf = buf[bufsize:]
-        return buf[:bufsize]
+            self._rbuf = buf
+        self._rpos = pos + bufsize
+        return buf[pos:pos + bufsize]
 
     def loop_read(self, max_packets=1):
         rc = super().loop_read(max_packets)
         # each pass takes at least one packet or empties the buffer
-        while rc == paho.MQTT_ERR_SUCCESS and self._rbuf and self._sock is not None:
+        while rc == paho.MQTT_ERR_SUCCESS and self._rpos < len(self._rbuf) and \
+                self._sock is not None:
             rc = super().loop_read(max_packets)
         return rc
 
     def reconnect(self):
-        self._rbuf = b""
+        self._rbuf, self._rpos = b"", 0
         return super().reconnect()
 
     def _sock_close(self):
-        self._rbuf = b""
+        self._rbuf, self._rpos = b"", 0
         super()._sock_close()
 
     def _handle_on_message(self, message):

@@ -358,11 +358,18 @@ STATUS = (b'{"state": "A", "duty": 100.0, "offer_a": 0.0, "contactor": false, "e
 # A charger's connection goes DOWN -> CONNECTING (TCP) -> CONNACK -> SUBACK
 # -> READY, and back to DOWN when it fails (with the firmware's backoff).
 DOWN, CONNECTING, CONNACK, SUBACK, READY = range(5)
+STATE_NAMES = ("down", "connecting", "waiting for CONNACK", "waiting for SUBACK", "ready")
 CONNECT_TIMEOUT_S = 15.0  # CONNECT to SUBACK
 PUBACK_TIMEOUT_S = 10.0  # as umqtt.simple's socket timeout in the firmware
 PING_S = 30.0  # keepalive 60 s: a PINGREQ after 30 s without sending
 RAMP = 200  # connections opened per RAMP_S, over all workers
 RAMP_S = 0.05
+# connections between TCP connect and SUBACK at once, over all workers:
+# mosquitto listens with a backlog of 100, and a connection the kernel
+# dropped from a full accept queue comes back seconds later (SYN-ACK
+# retransmissions), its CONNECT then taking the session of the charger's
+# next connection
+HANDSHAKES = 64
 STATUS_S = 0.2  # a worker's report to the parent
 
 
@@ -435,17 +442,18 @@ class Charger:
         err = s.connect_ex(("127.0.0.1", self.w.port))
         if err not in (0, errno.EINPROGRESS):
             s.close()
-            self.fail(now)
+            self.fail(now, "connect: %s" % errno.errorcode.get(err, err))
             return
         self.sock = s
         self.state = CONNECTING
+        self.w.connecting += 1
         self.deadline = now + CONNECT_TIMEOUT_S
         self.rbuf.clear()
         self.out.clear()
         self.inflight = None
         self.w.sel.register(s, selectors.EVENT_WRITE, self)
 
-    def fail(self, now):
+    def fail(self, now, why):
         """The connection is gone (or never came): close, back off."""
         w = self.w
         if self.sock is not None:
@@ -455,11 +463,14 @@ class Charger:
                 pass
             self.sock.close()
             self.sock = None
+        if self.state in (CONNECTING, CONNACK, SUBACK):
+            w.connecting -= 1
         self.state = DOWN
         self.inflight = None
         if w.stopping:
             return
         w.lost_connections += 1
+        w.why[why] = w.why.get(why, 0) + 1
         self.fails += 1
         d = min(8.0, 0.5 * 2 ** (self.fails - 1))  # the firmware's backoff, capped for a bench
         w.retry(self, now + d / 2 + random.random() * d / 2)
@@ -472,8 +483,8 @@ class Charger:
             n = self.sock.send(data)
         except BlockingIOError:
             n = 0
-        except OSError:
-            self.fail(time.monotonic())
+        except OSError as e:
+            self.fail(time.monotonic(), "send: %s" % errno.errorcode.get(e.errno, e.errno))
             return
         if n < len(data):
             self.out += data[n:]
@@ -481,8 +492,9 @@ class Charger:
 
     def on_write(self, now):
         if self.state == CONNECTING:
-            if self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
-                self.fail(now)
+            err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if err:
+                self.fail(now, "connect: %s" % errno.errorcode.get(err, err))
                 return
             self.state = CONNACK
             self.w.sel.modify(self.sock, selectors.EVENT_READ, self)
@@ -493,8 +505,8 @@ class Charger:
             n = self.sock.send(self.out)
         except BlockingIOError:
             return
-        except OSError:
-            self.fail(now)
+        except OSError as e:
+            self.fail(now, "send: %s" % errno.errorcode.get(e.errno, e.errno))
             return
         del self.out[:n]
         if not self.out:
@@ -505,10 +517,11 @@ class Charger:
             data = self.sock.recv(65536)
         except BlockingIOError:
             return
-        except OSError:
-            data = b""
+        except OSError as e:
+            self.fail(now, "recv: %s" % errno.errorcode.get(e.errno, e.errno))
+            return
         if not data:
-            self.fail(now)
+            self.fail(now, "closed by the broker (%s)" % STATE_NAMES[self.state])
             return
         buf = self.rbuf
         buf += data
@@ -551,7 +564,7 @@ class Charger:
         elif t == 2:  # CONNACK
             if len(body) < 2 or body[1] != 0:
                 self.w.refused += 1
-                self.fail(now)
+                self.fail(now, "CONNACK refused")
                 return
             self.state = SUBACK
             self.send(publish_packet(self.base + "online", b"online", 1, self.next_mid(),
@@ -563,6 +576,7 @@ class Charger:
         elif t == 9:  # SUBACK
             if self.state == SUBACK:
                 self.state = READY
+                self.w.connecting -= 1
                 self.fails = 0
                 self.w.connects += 1
                 # after a (re)connect: everything not acknowledged again
@@ -625,7 +639,7 @@ class Charger:
         if st == READY:
             if self.inflight is not None:
                 if now - self.inflight_at > PUBACK_TIMEOUT_S:
-                    self.fail(now)  # no PUBACK: the firmware reconnects
+                    self.fail(now, "no PUBACK")  # the firmware reconnects
                 return
             if not self.todo and self.resend_at is not None and now >= self.resend_at:
                 resend_s, nxt = self.w.resend_s, None
@@ -644,7 +658,7 @@ class Charger:
                 self.tx_at = now
                 self.send(b"\xc0\x00")
         elif st != DOWN and now > self.deadline:
-            self.fail(now)
+            self.fail(now, "no CONNACK/SUBACK" if st != CONNECTING else "connect timeout")
 
 
 class Worker:
@@ -656,6 +670,8 @@ class Worker:
         self.stopping = False
         self.made = self.publishes = self.resent = self.acked = self.ack_unknown = 0
         self.connects = self.lost_connections = self.refused = 0
+        self.why = {}  # why connections failed: count
+        self.connecting = 0  # chargers between connect() and SUBACK
         self.latency, self.acked_rids = [], []
         self.first_pub = self.last_ack = None
         self.timers = []  # (at, index): chargers to connect
@@ -668,11 +684,12 @@ class Worker:
     def pending(self):
         return sum(len(c.journal) for c in self.chargers)
 
+
     def figures(self):
         return {"made": self.made, "publishes": self.publishes, "resent": self.resent,
                 "acked": self.acked, "ack_unknown": self.ack_unknown,
                 "connects": self.connects, "lost_connections": self.lost_connections,
-                "refused": self.refused, "first_pub": self.first_pub,
+                "refused": self.refused, "why": self.why, "first_pub": self.first_pub,
                 "last_ack": self.last_ack}
 
 
@@ -687,6 +704,7 @@ def _worker(lo, hi, k, workers, cfg, conn):
             for _ in range(cfg["records"]):
                 c.add_record(t0)
     per_step = max(1, RAMP // workers)
+    max_hs = max(1, HANDSHAKES // workers)
     for j in range(len(w.chargers)):
         heapq.heappush(w.timers, (t0 + (j // per_step) * RAMP_S, j))
     rate = cfg["rate"] * len(w.chargers) / cfg["n"] if steady else 0
@@ -697,6 +715,8 @@ def _worker(lo, hi, k, workers, cfg, conn):
     while True:
         now = time.monotonic()
         while timers and timers[0][0] <= now:
+            if w.connecting >= max_hs:
+                break
             _, j = heapq.heappop(timers)
             if chargers[j].state == DOWN:
                 chargers[j].connect(now)
@@ -717,7 +737,7 @@ def _worker(lo, hi, k, workers, cfg, conn):
                 if conn.recv() == "stop":
                     break
         timeout = 0.02
-        if timers:
+        if timers and w.connecting < max_hs:
             timeout = max(0.0, min(timeout, timers[0][0] - now))
         for key, mask in sel.select(timeout):
             c = key.data
@@ -728,7 +748,7 @@ def _worker(lo, hi, k, workers, cfg, conn):
                 c.on_write(now)
     w.stopping = True
     for c in chargers:
-        c.fail(time.monotonic())
+        c.fail(time.monotonic(), "stop")
     res = w.figures()
     res["latency"] = w.latency
     res["acked_rids"] = w.acked_rids
@@ -806,6 +826,9 @@ class Generator:
                     out[key] = (min if key == "first_pub" else max)(both) if both else None
                 elif isinstance(v, list):
                     out.setdefault(key, []).extend(v)
+                elif isinstance(v, dict):
+                    for k2, n in v.items():
+                        out.setdefault(key, {})[k2] = out.get(key, {}).get(k2, 0) + n
                 else:
                     out[key] = out.get(key, 0) + v
         return out
@@ -962,12 +985,18 @@ def run(scenario="steady", n=100, db="sqlite", records=30, rate=None, duration=1
             "wall_s": round(wall, 2), "publishes": st["publishes"], "resent": st["resent"],
             "acks_for_unknown_rids": st["ack_unknown"], "connects": st["connects"],
             "lost_connections": st["lost_connections"], "refused_connections": st["refused"],
+            "connection_failures": st.get("why") or {},
             "broker_cpu_pct": pcts[0], "backend_cpu_pct": pcts[1],
             "backend_threads_cpu_s": {"network": round(threads[0], 2),
                                       "database": round(threads[1], 2)}
             if len(threads) == 2 else None,
             "postgres_cpu_pct": pcts[2] if pg else None,
             "generator_cpu_pct": gen_cpu, "generator_procs": max(1, min(procs, n)),
+            # CPU per record stored, each process and all of them: what 2 cores can carry
+            "cpu_us_per_record": {k: round(v * wall * 1e4 / max(1, len(stored & made)), 1)
+                                  for k, v in (("broker", pcts[0]), ("backend", pcts[1]),
+                                               ("postgres", pcts[2] if pg else 0.0),
+                                               ("generator", gen_cpu), ("all", ours))},
             "other_cpu_pct": round(max(0.0, pcts[3] - ours), 1),
             "cores": os.cpu_count(), "loadavg_1m": [round(load0[0], 2),
                                                     round(os.getloadavg()[0], 2)],
