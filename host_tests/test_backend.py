@@ -120,6 +120,21 @@ def test_a_backlog_is_stored_in_batches_and_acknowledged_32_rids_at_a_time(broke
     assert "stopped: 100 sessions, 0 duplicates" in log
 
 
+def test_acknowledgements_are_what_the_firmware_reads():
+    from evse import payloads
+    longest = ["%08x-%d" % (i, 10 ** 17 + i) for i in range(70)]  # 18 digits: RID_RE's longest
+    assert all(backend.RID_RE.match(r) for r in longest)
+    out = backend.ack_payloads(longest)
+    assert [len(payloads.decode_ack(p)) for p in out] == [32, 32, 6]
+    assert sum((payloads.decode_ack(p) for p in out), []) == longest
+    assert max(len(p) for p in out) <= 1024  # evse/link.py's _MAX_PUBLISH
+    assert [json.loads(p) for p in backend.ack_payloads(["0a0b0c0d-1"])] == [
+        {"rids": ["0a0b0c0d-1"]}]
+    # on the wire: a QoS 0 PUBLISH of exactly that payload
+    pkt = backend.publish0(b"evse/d/ack", out[0])
+    assert pkt[0] == 0x30 and pkt.endswith(b"\x00\x0aevse/d/ack" + out[0])
+
+
 BAD = [
     # (topic, payload, rid that can be acknowledged or None, words of the reason)
     ("evse/bad1/session", session("00000001-1", "abc"), "00000001-1", "id: an integer"),

@@ -605,6 +605,14 @@ def publish0(topic, payload):
             return bytes(head) + body
 
 
+def ack_payloads(rids):
+    """{"rids": [...]} for a device's stored records, at most ACK_RIDS_MAX
+    a message (the longest, 32 rids of 18 digits, is 1,002 bytes: under the
+    1024 the firmware reads). The rids passed RID_RE: no escaping needed."""
+    return [('{"rids": ["%s"]}' % '", "'.join(rids[i:i + ACK_RIDS_MAX])).encode()
+            for i in range(0, len(rids), ACK_RIDS_MAX)]
+
+
 def mqtt_client(a, client_id, clean):
     c = BatchClient(paho.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean,
                     protocol=paho.MQTTv311, manual_ack=not clean)
@@ -926,12 +934,11 @@ class Backend:
         prefix = self.a.prefix
         for device, rids in acks.items():
             topic = ("%s/%s/ack" % (prefix, device)).encode()
-            for i in range(0, len(rids), ACK_RIDS_MAX):
+            for payload in ack_payloads(rids):
                 # QoS 0: the charger subscribes at QoS 0 anyway, and an
                 # acknowledgement lost on the way costs only a re-send
                 # (answered "already stored" and acknowledged again)
-                out += publish0(topic, ('{"rids": ["%s"]}' % '", "'.join(
-                    rids[i:i + ACK_RIDS_MAX])).encode())
+                out += publish0(topic, payload)
                 counts["acks"] += 1
         # PUBACKs only to the connection that delivered the messages
         c.send_raw(pubacks + out if gen == self.gen else out)
