@@ -5,7 +5,8 @@ tools/backend.py, loopback only (docs/mqtt.md, "Fleet benchmark").
 
     tools/fleet.py [--scenario steady|storm|broker-kill|backend-kill]
                    [--n N] [--db sqlite|postgres] [--records R] [--rate R/S]
-                   [--duration S] [--drain-s S] [--resend-s S] [--json FILE]
+                   [--duration S] [--drain-s S] [--resend-s S] [--procs P]
+                   [--json FILE]
 
 It starts everything itself in a temporary folder: mosquitto with exactly
 deploy/mosquitto/mosquitto.conf and acl (listener ports replaced by free
@@ -16,19 +17,28 @@ device id as user and client id, `online` retained, a status, SUBSCRIBE to
 its own `ack` (QoS 0, as the firmware), and its journal records (payloads
 from firmware/evse/payloads.py, session_record and event, each with its
 "rid") published one at a time at QoS 1, each waiting for its PUBACK; a
-record leaves the charger's journal only when its rid comes back in an ack;
-what is not acknowledged is sent again after a reconnect and after
---resend-s (doubling at each re-send up to 600 s, as the firmware).
+record leaves the charger's journal only when its rid comes back in an ack
+(read with the firmware's payloads.decode_ack); what is not acknowledged is
+sent again after a reconnect and after --resend-s (doubling at each re-send
+up to 600 s, as the firmware); no PUBACK within 10 s: a new connection.
+
+The chargers live in --procs forked processes (2), each owning a slice of
+them on one selector with non-blocking sockets; a record's payload and
+PUBLISH header are made once, before the start. At most 64 connections are
+between TCP connect and SUBACK at once (mosquitto's accept backlog is 100).
 
 Scenarios: `steady` (each charger one record every N/--rate seconds for
 --duration), `storm` (every charger arrives with --records records
 journaled, all connecting at once), `broker-kill` (steady, with the broker
 killed -9 half way and restarted), `backend-kill` (steady, the backend
-killed -9 half way and restarted). Figures: records stored per second,
-end-to-end latency (first publish to acknowledgement) p50/p99, CPU of the
-broker and the backend, records lost (not in the database at the end, goal
-0), duplicates stored (goal 0), acknowledged but not stored (must be 0).
-Everything is bounded: N <= 10,000, the run by --duration + --drain-s.
+killed -9 half way and restarted). Figures: records stored per second
+(first publish to last acknowledgement), end-to-end latency (record made to
+its acknowledgement) p50/p99, CPU of the broker, the backend (and its two
+threads), PostgreSQL and the generator, and what every other process on
+the machine used meanwhile, CPU per record stored, records lost (not in the
+database at the end, goal 0), duplicates stored (goal 0), acknowledged but
+not stored (must be 0), why connections failed. Everything is bounded:
+N <= 10,000, the run by --duration + --drain-s.
 """
 import argparse
 import collections
@@ -371,6 +381,7 @@ RAMP_S = 0.05
 # next connection
 HANDSHAKES = 64
 STATUS_S = 0.2  # a worker's report to the parent
+PREBUILD = 300000  # records a worker makes before the start, at most
 
 
 def _resend_wait(resend_s, sends):
@@ -385,16 +396,17 @@ class Charger:
     sends]; todo: the rids to send, in journal order. One QoS 1 PUBLISH in
     flight at a time, as umqtt.simple."""
 
-    __slots__ = ("w", "dev", "password", "nonce", "n", "sid", "journal", "todo", "sock",
-                 "state", "rbuf", "out", "mid", "inflight", "inflight_at", "fails", "deadline",
-                 "tx_at", "resend_at", "base", "ack_topic", "session_head", "event_head")
+    __slots__ = ("w", "dev", "password", "nonce", "n", "sid", "added", "journal", "todo",
+                 "sock", "state", "rbuf", "out", "mid", "inflight", "inflight_at", "fails",
+                 "deadline", "tx_at", "resend_at", "base", "ack_topic", "session_head",
+                 "event_head")
 
     def __init__(self, w, i):
         self.w = w
         self.dev = "fleet-%05d" % i
         self.password = "pw-%05d" % i
         self.nonce = "%08x" % random.getrandbits(32)
-        self.n = self.sid = 0
+        self.n = self.sid = self.added = 0
         self.journal = {}
         self.todo = collections.deque()
         self.sock = None
@@ -412,7 +424,9 @@ class Charger:
         self.event_head = _s((self.base + "event").encode())
 
     # --- the journal
-    def add_record(self, now):
+    def build(self):
+        """The next record's (rid, PUBLISH head, payload), from the
+        firmware's evse/payloads.py."""
         self.n += 1
         rid = "%s-%d" % (self.nonce, self.n)
         t = int(time.time())
@@ -428,6 +442,13 @@ class Charger:
         assert text.startswith('{"rid": "%s"' % rid), text  # the protocol: rid first
         payload = text.encode()
         head = b"\x32" + _vlen(len(topic) + 2 + len(payload)) + topic  # QoS 1, then the mid
+        return rid, head, payload
+
+    def add_record(self, now, built=None):
+        """A record into the journal (made at `now`): `built` by build()
+        beforehand, or now."""
+        rid, head, payload = built or self.build()
+        self.added += 1  # records 1..added made (built in the order they are added)
         self.journal[rid] = [head, payload, now, None, 0]
         self.todo.append(rid)
         self.w.made += 1
@@ -697,21 +718,37 @@ def _worker(lo, hi, k, workers, cfg, conn):
     """A generator process (forked): its chargers until the parent says stop."""
     random.seed()  # not the parent's sequence (nonces)
     w = Worker(lo, hi, cfg["port"], cfg["resend_s"])
-    t0, duration = cfg["t0"], cfg["duration"]
+    duration = cfg["duration"]
     steady = cfg["scenario"] != "storm"
-    if not steady:
-        for c in w.chargers:
+    rate = cfg["rate"] * len(w.chargers) / cfg["n"] if steady else 0
+    chargers = w.chargers
+    # every record's payload made before the start (PL.session_record is
+    # 15 us: CPU the system under test would not get), up to PREBUILD
+    prebuilt = collections.deque()
+    if steady:
+        for rr in range(min(PREBUILD, int(rate * duration) + 2)):
+            prebuilt.append(chargers[rr % len(chargers)].build())
+    else:
+        for c in chargers:
             for _ in range(cfg["records"]):
-                c.add_record(t0)
+                c.add_record(0.0)
+    conn.send(("ready",))
+    msg = conn.recv()
+    if msg[0] != "go":
+        return
+    t0 = msg[1]
+    cpu0 = sum(os.times()[:2])
+    for c in chargers:
+        for r in c.journal.values():
+            r[2] = t0  # the storm's records: made at the start
     per_step = max(1, RAMP // workers)
     max_hs = max(1, HANDSHAKES // workers)
     for j in range(len(w.chargers)):
         heapq.heappush(w.timers, (t0 + (j // per_step) * RAMP_S, j))
-    rate = cfg["rate"] * len(w.chargers) / cfg["n"] if steady else 0
     interval = 1.0 / rate if rate else None
     next_rec, rr = t0, 0
     next_tick = next_status = time.monotonic()
-    chargers, sel, timers = w.chargers, w.sel, w.timers
+    sel, timers = w.sel, w.timers
     while True:
         now = time.monotonic()
         while timers and timers[0][0] <= now:
@@ -723,7 +760,8 @@ def _worker(lo, hi, k, workers, cfg, conn):
         gen_done = not steady or now - t0 >= duration
         if interval and not gen_done:
             while next_rec <= now:
-                chargers[rr % len(chargers)].add_record(now)
+                chargers[rr % len(chargers)].add_record(
+                    now, prebuilt.popleft() if prebuilt else None)
                 rr += 1
                 next_rec += interval
         if now >= next_tick:
@@ -752,9 +790,9 @@ def _worker(lo, hi, k, workers, cfg, conn):
     res = w.figures()
     res["latency"] = w.latency
     res["acked_rids"] = w.acked_rids
-    res["made_rids"] = [(c.dev, c.nonce, c.n) for c in chargers]
+    res["made_rids"] = [(c.dev, c.nonce, c.added) for c in chargers]
     res["pending"] = w.pending()
-    res["cpu_s"] = sum(os.times()[:2])
+    res["cpu_s"] = sum(os.times()[:2]) - cpu0
     conn.send(("result", res))
     conn.close()
 
@@ -774,6 +812,17 @@ class Generator:
             p.start()
             theirs.close()
             self.procs.append([p, mine, None, None])  # process, pipe, last status, result
+        deadline = time.monotonic() + 300
+        for p, conn, _, _ in self.procs:  # each has made its chargers and records
+            while not conn.poll(0.2):
+                if not p.is_alive() or time.monotonic() > deadline:
+                    raise RuntimeError("a generator process did not start (exit code %s)"
+                                       % p.exitcode)
+            if conn.recv()[0] != "ready":
+                raise RuntimeError("a generator process did not start")
+        self.t0 = time.monotonic() + 0.05
+        for e in self.procs:
+            e[1].send(("go", self.t0))
 
     def poll(self):
         """Read the workers' reports; -> (pending, all done generating)."""
@@ -950,13 +999,13 @@ def run(scenario="steady", n=100, db="sqlite", records=30, rate=None, duration=1
                 time.sleep(1.0)
                 backend.start()
             events.append((duration / 2, kill_backend))
+        gen = Generator(n, procs, {"port": broker.port, "resend_s": resend_s,
+                                   "duration": duration, "scenario": scenario,
+                                   "records": records, "rate": rate, "n": n})
+        t0 = gen.t0  # the workers start together, their records made
         load0 = os.getloadavg()
         cpu0 = (broker.cpu(), backend.cpu(), pg.pid_cpu() if pg else 0.0, machine_cpu_s(),
                 sum(os.times()[:2]))
-        t0 = time.monotonic() + 0.2  # the workers start together
-        gen = Generator(n, procs, {"port": broker.port, "resend_s": resend_s, "t0": t0,
-                                   "duration": duration, "scenario": scenario,
-                                   "records": records, "rate": rate, "n": n})
         wall = _drive(gen, duration, drain_s, t0, events)
         cpu1 = (broker.cpu(), backend.cpu(), pg.pid_cpu() if pg else 0.0, machine_cpu_s(),
                 sum(os.times()[:2]))
