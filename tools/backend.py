@@ -533,6 +533,22 @@ def open_store(url):
 
 
 # ------------------------------------------------------------------ MQTT
+class Received:
+    """A PUBLISH as BatchClient hands it to on_message: what paho's
+    MQTTMessage has for it (without its MQTTMessageInfo and Condition,
+    which only an outgoing message needs)."""
+
+    __slots__ = ("_topic", "mid", "qos", "retain", "dup", "payload", "timestamp")
+    properties = None
+
+    def __init__(self, topic):
+        self._topic, self.mid = topic, 0
+
+    @property
+    def topic(self):
+        return self._topic.decode("utf-8")  # UnicodeDecodeError as paho's
+
+
 class BatchClient(paho.Client):
     """paho's client (2.x) with what a backend under load needs, measured
     with tools/fleet.py (docs/mqtt.md, "Inside"):
@@ -568,6 +584,58 @@ class BatchClient(paho.Client):
         while rc == paho.MQTT_ERR_SUCCESS and self._rpos < len(self._rbuf) and \
                 self._sock is not None:
             rc = super().loop_read(max_packets)
+        return rc
+
+    def _packet_read(self):
+        """A packet whole in the buffer is taken at once, a PUBLISH at QoS 0
+        or 1 decoded here (MQTT 3.1.1); anything else is paho's."""
+        buf, pos = self._rbuf, self._rpos
+        end = len(buf)
+        if self._in_packet["command"] or end - pos < 2 or self._protocol == paho.MQTTv5:
+            return super()._packet_read()
+        n, mult, i = 0, 1, pos + 1
+        while True:
+            if i >= end or i > pos + 4:
+                return super()._packet_read()  # a partial length, or a bad one: paho's
+            b = buf[i]
+            n += (b & 0x7F) * mult
+            mult <<= 7
+            i += 1
+            if not b & 0x80:
+                break
+        if end - i < n:
+            return super()._packet_read()  # the rest is still to come
+        cmd, stop = buf[pos], i + n
+        self._rpos = stop
+        qos = (cmd >> 1) & 3
+        if cmd & 0xF0 == paho.PUBLISH and qos < 2 and n >= 2:
+            off = i + 2 + ((buf[i] << 8) | buf[i + 1])
+            m = Received(buf[i + 2:off])
+            if qos:
+                m.mid = (buf[off] << 8) | buf[off + 1] if off + 2 <= stop else 0
+                off += 2
+            if off > stop:
+                return paho.MQTT_ERR_PROTOCOL
+            m.qos, m.retain, m.dup = qos, bool(cmd & 1), bool(cmd & 8)
+            m.payload = buf[off:stop]
+            m.timestamp = paho.time_func()
+            self._handle_on_message(m)
+            rc = paho.MQTT_ERR_SUCCESS
+            if qos and not self._manual_ack:
+                rc = self._send_puback(m.mid)
+        else:
+            self._in_packet = {"command": cmd, "have_remaining": 1, "remaining_count": [],
+                               "remaining_mult": 1, "remaining_length": n,
+                               "packet": bytearray(buf[i:stop]), "to_process": 0, "pos": 0}
+            try:
+                rc = self._packet_handle()
+            except paho.MalformedPacket:
+                rc = paho.MQTT_ERR_PROTOCOL
+            self._in_packet = {"command": 0, "have_remaining": 0, "remaining_count": [],
+                               "remaining_mult": 1, "remaining_length": 0,
+                               "packet": bytearray(b""), "to_process": 0, "pos": 0}
+        with self._msgtime_mutex:
+            self._last_bytes_received = paho.time_func()
         return rc
 
     def reconnect(self):
@@ -676,7 +744,10 @@ class Backend:
     # ---- network thread
     def on_message(self, client, userdata, msg):
         t = time.time()
-        topic = msg.topic
+        try:
+            topic = msg.topic
+        except UnicodeDecodeError:  # not ours (MQTT wants UTF-8): acknowledged, not stored
+            topic = ""
         if topic.startswith("$SYS/"):
             self._sys(topic, msg.payload)
             return
@@ -909,21 +980,22 @@ class Backend:
                 continue
             if rid is not None:
                 acks.setdefault(m.device, []).append(rid)
-            dev = safe(m.device, 40)
+            dev = None if quiet and what != "quarantine" else safe(m.device, 40)
             if what == "quarantine":
                 log("quarantined %s from %s: %s (%d bytes)" % (m.kind, dev, detail,
                                                                len(m.payload)))
             elif what.endswith("session"):
-                tail = " (rid %s)" % rid if rid else ""
                 if what == "session" and key in new_s:
                     counts["sessions"] += 1
                     if not quiet:
-                        log("session %s/%d: %s Wh, %s%s" % (dev, detail["id"], detail["energy_wh"],
-                                                             detail["reason"], tail))
+                        log("session %s/%d: %s Wh, %s%s" % (
+                            dev, detail["id"], detail["energy_wh"], detail["reason"],
+                            " (rid %s)" % rid if rid else ""))
                 else:
                     counts["duplicates"] += 1
                     if not quiet:
-                        log("session %s/%d again: already stored%s" % (dev, detail["id"], tail))
+                        log("session %s/%d again: already stored%s" % (
+                            dev, detail["id"], " (rid %s)" % rid if rid else ""))
             elif what.endswith("event"):
                 if what == "event" and key in new_e:
                     counts["events"] += 1
