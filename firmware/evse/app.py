@@ -243,7 +243,7 @@ class App:
             g.poll(now)
         s = self.site
         if s is not None:
-            s.step(ticks_diff(now, self.now), g, m)
+            s.step(ticks_diff(now, self.now), g, m, out.contactor)
             inp.site_ma = s.limit_ma
             inp.grid_ok = s.grid_ok
         self.charger.step(now)

@@ -42,7 +42,9 @@ charger's before it draws), smoothed over about two polls, and never above
 the smart room. Charging starts once the budget has allowed 6 A for
 `solar_start_s` and at least `solar_min_pause_s` after the last stop; while
 it runs, a budget below 6 A is met with 6 A (from the grid), and charging
-stops once that has lasted `solar_stop_s` and the run `solar_min_run_s`.
+stops once that has lasted `solar_stop_s` and the contactor has been closed
+for `solar_min_run_s` of the run (`closed`: the contactor, as the App
+reports it; with no vehicle charging there is nothing to wait for).
 The smart room below 6 A stops it as in smart mode, whatever the timers say.
 
 Integers only, no allocation in `step`.
@@ -83,19 +85,25 @@ class Site:
         self._bad_ms = 0  # solar, on: the budget has been below 6 A this long
         self._run_ms = 0  # since on
         self._off_ms = self.min_pause_ms  # since off (boot: long ago)
+        self._closed = False  # the contactor is closed (the App says)
 
-    def step(self, dt, grid, meter):
+    def step(self, dt, grid, meter, closed=False):
         if dt < 0:
             dt = 0
+        self._closed = closed
         if self.on:
-            self._run_ms = _age(self._run_ms, dt)
+            if closed:  # a run is the contactor's: it is what the minimum protects
+                self._run_ms = _age(self._run_ms, dt)
         else:
             self._off_ms = _age(self._off_ms, dt)
-        if not grid.ok:
+        if grid is None or not grid.ok:  # None: no grid source built (docs/site.md)
             self.grid_ok = False
             self._lost()
             return
         self.grid_ok = True
+        if grid.good_seq == 0:  # no reading yet: nothing, until one or the loss
+            self.limit_ma = 0
+            return
         if meter is None or not meter.ok or meter.good_seq == 0:
             self._lost()  # the charger's current unknown: the `meter` fault says so
             return
@@ -195,15 +203,16 @@ class Site:
                 self._bad_ms = 0
             else:
                 self._bad_ms = _age(self._bad_ms, dt)
-                if self._bad_ms >= self.stop_ms and self._run_ms >= self.min_run_ms:
+                if self._bad_ms >= self.stop_ms and (self._run_ms >= self.min_run_ms
+                                                     or not self._closed):
                     self._off()
         else:
-            if want >= MIN_MA:
-                self._good_ms = _age(self._good_ms, dt)
-            else:
+            if want < MIN_MA:
                 self._good_ms = 0
-            if self._good_ms >= self.start_ms and self._off_ms >= self.min_pause_ms:
-                self._on()
+            else:
+                self._good_ms = _age(self._good_ms, dt)
+                if self._good_ms >= self.start_ms and self._off_ms >= self.min_pause_ms:
+                    self._on()
         if not self.on:
             self.limit_ma = 0
         else:

@@ -1,0 +1,134 @@
+"""Site energy (firmware/evse/site.py, docs/site.md).
+
+The rules come from the physics of the site, checked on the simulator's
+traces by test_sim.check_site: here on scenarios that hypothesis makes up
+(house loads that step anywhere from export to above the fuse, vehicles
+that follow slowly or draw less than offered, power cuts), and on the Site
+itself for what a trace does not show (its inputs going missing).
+"""
+import json
+import os
+import sys
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if os.path.join(ROOT, "tools") not in sys.path:
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+
+import sim  # noqa: E402  (tools/sim.py)
+from evse import config  # noqa: E402
+from evse.site import Feed, Site  # noqa: E402
+from simcore import scenario as S  # noqa: E402
+from test_sim import check_rules, check_site  # noqa: E402
+
+amps = st.integers(-200, 300).map(lambda x: x / 10)  # -20.0 .. 30.0 A
+
+
+@st.composite
+def site_scenarios(draw):
+    mode = draw(st.sampled_from(["smart", "solar"]))
+    phases = draw(st.sampled_from([1, 3]))
+    cfg = {"mode": mode, "grid_meter": "sdm630", "phases": phases,
+           "mains_max_a": draw(st.integers(16, 40)),
+           "solar_start_s": draw(st.integers(0, 60)), "solar_stop_s": draw(st.integers(0, 120)),
+           "solar_min_run_s": draw(st.integers(0, 120)),
+           "solar_min_pause_s": draw(st.integers(0, 120)),
+           "solar_import_a": draw(st.integers(0, 6)),
+           "fallback_current_a": draw(st.sampled_from([0, 6]))}
+    dur = 400
+    events = [{"t": 0, "site": {"house_a": [draw(amps) for _ in range(3)]}},
+              {"t": 0, "ev_draw": {"max_a": draw(st.integers(6, 32)),
+                                   "response_s": draw(st.integers(1, 50)) / 10}},
+              {"t": 1, "ev": "B"}, {"t": 2, "ev": "C"}]
+    t = 2
+    for _ in range(draw(st.integers(1, 12))):
+        t += draw(st.integers(1, 60))
+        if t >= dur - 10:
+            break
+        kind = draw(st.sampled_from(["site"] * 6 + ["power", "grid"]))
+        if kind == "site":
+            events.append({"t": t, "site": {"house_a": [draw(amps) for _ in range(3)]}})
+        elif kind == "power":
+            events.append({"t": t, "fault": {"power": "off"}})
+            events.append({"t": t + 2, "fault": {"power": "on"}})
+            t += 2
+        else:
+            events.append({"t": t, "grid_meter": "offline"})
+            events.append({"t": t + 8, "grid_meter": "online"})
+            t += 8
+    return {"name": "prop", "duration_s": dur, "config": cfg, "events": events}
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(site_scenarios())
+def test_no_fuse_overload_and_solar_rules_whatever_the_site_does(d):
+    scen = S.load(json.dumps(d))
+    lines = []
+    sim.run_cpython(scen, lines.append)
+    rows = [json.loads(x) for x in lines]
+    check_rules(rows, scen)
+    check_site(rows, scen, d)
+    grid_lost = any("grid_meter" in e for e in d["events"])
+    errors = set(r["error"] for r in rows)
+    assert errors <= {None, "grid_meter"}, errors
+    if not grid_lost:
+        assert "grid_meter" not in errors
+
+
+# ------------------------------------------------------------ the Site itself
+class _M:
+    """A meter's readings, as evse.meter.Meter publishes them."""
+
+    def __init__(self, pa, power_w=0, ok=True):
+        self.ok = ok
+        self.good_seq = 1
+        self.phase_ma = list(pa)
+        self.phase_mv = [230000, 230000, 230000]
+        self.power_w = power_w
+        self.busy = False
+
+
+def _site(**kw):
+    cfg = config.validate(dict({"mode": "smart", "grid_meter": "sdm630"}, **kw))
+    return Site(cfg)
+
+
+def test_smart_room_is_the_fuse_less_the_rest_of_the_busiest_phase():
+    s = _site(mains_max_a=25)
+    s.step(10, _M([12000, 20000, 3000]), _M([10000, 10000, 10000]))
+    assert s.grid_ok and s.limit_ma == 15000  # 25 - (20 - 10) on L2
+
+
+def test_nothing_before_the_first_reading_and_fallback_when_an_input_is_missing():
+    s = _site(fallback_current_a=8)
+    g = _M([0, 0, 0])
+    g.good_seq = 0
+    m = _M([0, 0, 0])
+    s.step(10, g, m)
+    assert s.limit_ma == 0  # no reading yet: no offer
+    s.step(10, _M([0, 0, 0], ok=False), m)
+    assert not s.grid_ok and s.limit_ma == 8000
+    s.step(10, _M([0, 0, 0]), None)  # no charger meter: the fallback, not the fault
+    assert s.grid_ok and s.limit_ma == 8000
+    g = _M([None, None, None])
+    g.good_seq = 2
+    s.step(10, g, m)  # a profile without phase currents cannot protect the fuse
+    assert not s.grid_ok and s.limit_ma == 8000
+
+
+def test_solar_needs_the_power_and_a_feed_goes_stale():
+    s = _site(mode="solar")
+    s.step(10, _M([0, 0, 0], power_w=None), _M([0, 0, 0]))
+    assert not s.grid_ok
+    f = Feed()
+    f.poll(0)
+    f.put(1000, 2000, 3000, -500)
+    assert f.ok and f.good_seq == 1 and f.phase_ma == [1000, 2000, 3000]
+    f.poll(29999)
+    assert f.ok
+    f.poll(30000)
+    assert not f.ok
+    f.put(1000, 2000, 3000, -500)
+    assert f.ok
