@@ -1012,8 +1012,13 @@ class Backend:
                 # (answered "already stored" and acknowledged again)
                 out += publish0(topic, payload)
                 counts["acks"] += 1
-        # PUBACKs only to the connection that delivered the messages
-        c.send_raw(pubacks + out if gen == self.gen else out)
+        # the acknowledgements first: a backend killed in the middle of this
+        # write then loses PUBACKs rather than acknowledgements (the broker
+        # delivers again what it has no PUBACK for: "already stored",
+        # acknowledged again), not acknowledgements of PUBACKed records
+        # (those wait for the charger's re-send, 30 s). PUBACKs only to the
+        # connection that delivered the messages.
+        c.send_raw(out + pubacks if gen == self.gen else out)
         if quiet and time.monotonic() - self.last_summary >= 10:
             self.last_summary = time.monotonic()
             log("%(sessions)d sessions, %(duplicates)d duplicates, %(events)d events, "
