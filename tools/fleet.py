@@ -196,6 +196,17 @@ class Broker(Proc):
 
         wait_until(up, 15, "mosquitto")
 
+    def save(self):
+        """SIGUSR1: mosquitto writes its persistence file now (as its
+        autosave does every autosave_interval): the backend's session and
+        subscription are then in it, as in a broker that has been running
+        for a while, and survive a kill -9."""
+        db = os.path.join(self.dir, "data", "mosquitto.db")
+        before = os.stat(db).st_mtime_ns if os.path.exists(db) else None
+        self.proc.send_signal(signal.SIGUSR1)
+        wait_until(lambda: os.path.exists(db) and os.stat(db).st_mtime_ns != before, 10,
+                   "mosquitto's persistence file")
+
     def logtext(self):
         try:
             with open(self.log) as f:
@@ -986,6 +997,7 @@ def run(scenario="steady", n=100, db="sqlite", records=30, rate=None, duration=1
         else:
             url = "sqlite:///" + os.path.join(folder, "fleet.db")
         backend = BackendProc(broker, url, folder, "--quiet", *backend_args)
+        broker.save()  # the backend's session on disk before the load
         events = []
         if scenario == "broker-kill":
             def kill_broker():
