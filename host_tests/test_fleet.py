@@ -2,7 +2,8 @@
 speaking the firmware's protocol (payloads from evse/payloads.py with their
 rid, QoS 1, the end-to-end ack) against the shipped broker set-up and
 tools/backend.py, with the broker and then the backend killed -9 mid-run,
-and a storm of chargers arriving with 30 journal records each. The goal of
+and a storm of chargers arriving with 30 journal records each, the chargers
+in two generator processes. The goal of
 issue 12 in every scenario: nothing lost, nothing stored twice, nothing
 acknowledged that is not stored. Figures are printed (pytest -s)."""
 import pytest
@@ -22,5 +23,10 @@ def test_fleet_scenario_loses_nothing(scenario, db):
     assert res["duplicates_stored"] == 0 and res["acked_not_stored"] == 0, res
     assert res["records_stored"] == res["records_made"]
     assert res["refused_connections"] == 0
+    assert res["generator_procs"] == 2 and res["connects"] >= 40  # two slices of 20
+    assert all(res[k] >= 0 for k in ("broker_cpu_pct", "backend_cpu_pct", "generator_cpu_pct"))
     if scenario == "broker-kill":
         assert res["connects"] > 40  # they did lose the broker and came back
+        assert res["connection_failures"], res
+    else:  # a backend killed, or a storm: no charger loses its connection
+        assert res["lost_connections"] == 0, res["connection_failures"]

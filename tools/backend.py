@@ -21,11 +21,12 @@ default $EVSE_BACKEND_DB, else ~/.local/share/evse/backend.db).
 `run`: a persistent session (clean_session false) at QoS 1 on PREFIX/+/#.
 paho's network thread only hands messages to a queue; one database thread
 takes them in batches, validates each against the schema of its kind,
-stores a batch in one transaction, and only after the commit sends the
-PUBACKs (so the broker keeps what is not stored) and, for records that
-carry a "rid", the end-to-end acknowledgement PREFIX/<device>/ack
-{"rids": [...]} (at most 32 per message) after which the charger removes
-them from its journal. Records are stored once per (device, rid), or, from
+stores a batch in one transaction, and only after the commit sends, for
+records that carry a "rid", the end-to-end acknowledgement
+PREFIX/<device>/ack {"rids": [...]} (QoS 0, at most 32 per message, one
+message per device and batch) after which the charger removes them from its
+journal, and the PUBACKs (so the broker keeps what is not stored). paho's
+client is made lighter for that load (BatchClient). Records are stored once per (device, rid), or, from
 firmware without rids, per (device, session id) and (device, boot, n).
 A message that fails its schema goes to the quarantine table (and is
 acknowledged), never into the tables and never fatal. The latest status and
