@@ -25,8 +25,10 @@ import paho.mqtt.client as paho
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIM = os.path.join(ROOT, "tools", "sim.py")
 BACKEND = os.path.join(ROOT, "tools", "backend.py")
-sys.path.insert(0, os.path.join(ROOT, "tools", "host"))
-from waiting import wait_until  # noqa: E402,F401  (tools/host/waiting.py; tests import it from here)
+if os.path.join(ROOT, "tools", "host") not in sys.path:  # (conftest.py puts it first)
+    sys.path.append(os.path.join(ROOT, "tools", "host"))
+# tools/host/waiting.py, shared with tools/fleet.py; the tests import it from here
+from waiting import wait_until  # noqa: E402,F401
 
 
 def free_port():

@@ -26,8 +26,9 @@ records that carry a "rid", the end-to-end acknowledgement
 PREFIX/<device>/ack {"rids": [...]} (QoS 0, at most 32 per message, one
 message per device and batch) after which the charger removes them from its
 journal, and the PUBACKs (so the broker keeps what is not stored). paho's
-client is made lighter for that load (BatchClient). Records are stored once per (device, rid), or, from
-firmware without rids, per (device, session id) and (device, boot, n).
+client is made lighter for that load (BatchClient). Records are stored once
+per (device, rid), or, from firmware without rids, per (device, session id)
+and (device, boot, n).
 A message that fails its schema goes to the quarantine table (and is
 acknowledged), never into the tables and never fatal. The latest status and
 online value of each charger are kept in memory and written in batches.
