@@ -295,3 +295,31 @@ def test_shebang_is_the_venvs(tmp_path):
     assert os.access(BACKEND, os.X_OK)
     r = subprocess.run([sys.executable, BACKEND, "--help"], capture_output=True, text=True)
     assert r.returncode == 0
+
+
+def test_over_tls_a_backlog_is_read_and_acknowledged(broker, tmp_path):
+    """BatchClient's 64 KiB reads and whole-packet decoding on a TLS socket:
+    the backend on the broker's TLS listener, verifying its certificate.
+    (Last in the file: it shares the broker's evse-backend session.)"""
+    url = "sqlite:///%s" % (tmp_path / "b.db")
+    dev = Client(broker.port, "dev1", "pw1", topics=["evse/dev1/ack"])
+    args = [sys.executable, BACKEND, "--broker", "localhost:%d" % broker.tls_port, "--ca",
+            broker.ca, "--user", "evse-backend", "--password", "backend-pw", "--db", url, "run",
+            "--quiet"]
+    out = tmp_path / "backend.out"
+    with open(out, "w") as f:
+        p = subprocess.Popen(args, stdout=f, stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: "subscribed" in out.read_text() or p.poll() is not None, 20,
+                   "the backend's subscription over TLS")
+        assert p.poll() is None, out.read_text()
+        for i in range(1, 301):  # published at once: many packets per TLS read
+            dev.c.publish("evse/dev1/session", json.dumps(session("0000abcd-%d" % i, i)), qos=1)
+        wait_until(lambda: len(acked_rids(dev)) >= 300, 30, "300 acks over TLS")
+    finally:
+        dev.close()
+        p.terminate()
+        p.wait(20)
+    assert sorted(acked_rids(dev)) == sorted("0000abcd-%d" % i for i in range(1, 301))
+    assert rows(url, "SELECT COUNT(*) FROM sessions") == [(300,)]
+    assert "stopped: 300 sessions, 0 duplicates" in out.read_text()
