@@ -239,7 +239,12 @@ class Charger:
         self._rcd_trip_ms = _age(self._rcd_trip_ms, dt)
         left = self._limit_left
         if left is not None:
-            self._limit_left = left - dt if left > dt else 0
+            if left > dt:
+                self._limit_left = left - dt
+            else:  # not renewed in time: the fallback, with or without a session
+                self._limit_ma = self.fallback_ma
+                self._limit_left = None
+                self._event("limit", None)
 
     def take_events(self):
         ev = self.out.events
@@ -472,13 +477,8 @@ class Charger:
         cable = self._cable_ma
         if cable < lim:
             lim = cable
-        if self._limit_ma is not None:
-            if self._limit_left == 0:
-                self._limit_ma = self.fallback_ma  # not renewed in time
-                self._limit_left = None
-                self._event("limit", None)
-            if self._limit_ma < lim:
-                lim = self._limit_ma
+        if self._limit_ma is not None and self._limit_ma < lim:
+            lim = self._limit_ma
         if out.derate and self.derate_ma < lim:
             lim = self.derate_ma
         if out.faults & F_METER and self.fallback_ma < lim:
