@@ -6,7 +6,7 @@ tools/backend.py, loopback only (docs/mqtt.md, "Fleet benchmark").
     tools/fleet.py [--scenario steady|storm|broker-kill|backend-kill]
                    [--n N] [--db sqlite|postgres] [--records R] [--rate R/S]
                    [--duration S] [--drain-s S] [--resend-s S] [--procs P]
-                   [--json FILE]
+                   [--backend-args ARGS] [--json FILE]
 
 It starts everything itself in a temporary folder: mosquitto with exactly
 deploy/mosquitto/mosquitto.conf and acl (listener ports replaced by free
@@ -52,6 +52,7 @@ import random
 import re
 import resource
 import selectors
+import shlex
 import shutil
 import signal
 import socket
@@ -1095,13 +1096,15 @@ def main(argv=None):
                    help="a record not acknowledged is sent again after this (firmware: 30)")
     p.add_argument("--procs", type=int, default=2,
                    help="generator processes, each with a slice of the chargers (2)")
+    p.add_argument("--backend-args", default="", metavar="ARGS",
+                   help="more options for `tools/backend.py run`, e.g. \"--batch 5000\"")
     p.add_argument("--json", metavar="FILE", help="append the figures as a JSON line")
     a = p.parse_args(argv)
     if not 1 <= a.n <= N_MAX or a.duration > 600 or a.drain_s > 600:
         p.error("--n 1..%d, --duration and --drain-s at most 600" % N_MAX)
     try:
         res = run(a.scenario, a.n, a.db, a.records, a.rate, a.duration, a.drain_s, a.resend_s,
-                  procs=a.procs)
+                  backend_args=shlex.split(a.backend_args), procs=a.procs)
     except RuntimeError as e:
         sys.stderr.write("fleet.py: %s\n" % e)
         return 1
