@@ -91,10 +91,10 @@ class SimUart:
 
 
 class MeasuredApp(App):
-    def __init__(self, board, cfg, now, meter=None, flash_dir=None):
+    def __init__(self, board, cfg, now, meter=None, flash_dir=None, grid=None):
         if meter is not None:
             meter.master.transport = SimUart(meter.master.transport)
-        App.__init__(self, SimBoard(board), cfg, now, meter, flash_dir)
+        App.__init__(self, SimBoard(board), cfg, now, meter, flash_dir, grid=grid)
         self.ctx = Context(None, None, None, cfg, board, self)
 
     def tick(self, now):
