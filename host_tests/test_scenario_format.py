@@ -94,7 +94,7 @@ def test_the_documented_trace_fields_are_the_ones_written(tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     rows = [json.loads(x) for x in trace.read_text().splitlines()]
-    extras = {"input", "replies", "events", "notes"}  # ours (docs/simulator.md)
+    extras = {"input", "replies", "events", "notes", "phases"}  # ours (docs/simulator.md)
     for r in rows:
         assert set(t["trace"]) - SITE_TRACE <= set(r) <= set(t["trace"]) | extras, r
     # with a grid meter, grid_a too: one value per phase of the grid meter

@@ -302,9 +302,10 @@ def check_energy(rows, scen, raw):
         ws = 0.0
         slack = 0.0
         for a, b in zip(seg, seg[1:]):
-            ws += a["ev_a"] * phases * 230 * (b["t"] - a["t"])
-            if a["ev_a"] != b["ev_a"]:
-                slack += abs(a["ev_a"] - b["ev_a"]) * phases * 230 * 1.0
+            n = min(phases, a.get("phases", 3))  # 1p/3p: the phases in use
+            ws += a["ev_a"] * n * 230 * (b["t"] - a["t"])
+            if a["ev_a"] != b["ev_a"] or a.get("phases") != b.get("phases"):
+                slack += max(a["ev_a"], b["ev_a"]) * phases * 230 * 1.0
         expect_wh = ws / 3600
         tol = 0.03 * expect_wh + slack / 3600 + 2
         assert abs(wh - expect_wh) <= tol, (
@@ -429,8 +430,12 @@ def check_site(rows, scen, raw):
     others = [e["t"] / 1000 for e in scen["events"]
               if e["k"] in ("grid_meter", "fault", "ev", "cmd", "broker")]
     grace = R + 5
+    switch_s = cfg.get("phase_switch_s", 600)
     closed = False
     last_close = None
+    last_phases = None
+    last_switch = None
+    last_open = None
     last_step = 0.0
     for d in rows:
         t = d["t"]
@@ -441,25 +446,44 @@ def check_site(rows, scen, raw):
             fuse = [ts for ts, h in steps if last_close is not None and last_close - R < ts <= t
                     and min([mains - x for x in h[:n]]) < 6 + 1 + 0.05]
             # a stop for the fuse (smart room below 6 A) does not wait for the minimum run
-            if last_close is not None and not fuse and not [
-                    x for x in others if last_close < x <= t]:
+            ph = d.get("phases", n)
+            quiet = last_close is not None and not fuse and not [
+                x for x in others if last_close < x <= t]
+            # 1p/3p: a switch is the same run on other phases (the contactor
+            # opens for it and closes again within seconds), after the minimum run
+            switched = (ph != last_phases and last_open is not None
+                        and t - last_open <= 6 + 3 + 2 + 3 + R)
+            if quiet and switched:
+                need = cfg.get("solar_min_run_s", 600)
+                assert t - last_close >= need - EPS, (
+                    "closed on %d phases at %s, %s s after the last closing (at least %s)"
+                    % (ph, t, t - last_close, need))
+                if last_switch is not None:
+                    assert t - last_switch >= switch_s - EPS, (
+                        "phases switched at %s, %s s after the last switch (at least %s)"
+                        % (t, t - last_switch, switch_s))
+                last_switch = t
+            elif quiet:
                 assert t - last_close >= gap - EPS, (
                     "closed at %s, %s s after the last closing (at least %s)"
                     % (t, t - last_close, gap))
-            if not [x for x in others if t - start_s - R < x <= t]:
+            last_phases = ph
+            if not switched and not [x for x in others if t - start_s - R < x <= t]:
                 for ts in [x / 10 for x in range(int((t - start_s) * 10), int(t * 10))]:
                     h = _house_at(steps, ts)
-                    surplus = (imp - sum(h)) / n
+                    surplus = (imp - sum(h)) / d.get("phases", n)
                     assert surplus >= 6 - 0.05, (
                         "closed at %s, but at %s the surplus allowed only %.2f A per phase"
                         % (t, ts, surplus))
             last_close = t
+        if closed and not d["contactor"]:
+            last_open = t
         closed = d["contactor"]
         if closed and d["state"] == "C2" and t - last_step > grace:
             h = _house_at(steps, t)
             g = d["grid_a"]
             ev = sum(g) - sum(h[:len(g)])
-            allowed = max(imp - sum(h), 6 * n)
+            allowed = max(imp - sum(h), 6 * d.get("phases", n))
             assert ev <= allowed + 0.1 * n, (
                 "at %s the charger draws %.2f A in all, the surplus allows %.2f A: %s"
                 % (t, ev, allowed, d))

@@ -30,13 +30,15 @@ amps = st.integers(-200, 300).map(lambda x: x / 10)  # -20.0 .. 30.0 A
 def site_scenarios(draw):
     mode = draw(st.sampled_from(["smart", "solar"]))
     phases = draw(st.sampled_from([1, 3]))
+    switch = phases == 3 and draw(st.booleans())
     cfg = {"mode": mode, "grid_meter": "sdm630", "phases": phases,
            "mains_max_a": draw(st.integers(16, 40)),
            "solar_start_s": draw(st.integers(0, 60)), "solar_stop_s": draw(st.integers(0, 120)),
            "solar_min_run_s": draw(st.integers(0, 120)),
            "solar_min_pause_s": draw(st.integers(0, 120)),
            "solar_import_a": draw(st.integers(0, 6)),
-           "fallback_current_a": draw(st.sampled_from([0, 6]))}
+           "fallback_current_a": draw(st.sampled_from([0, 6])),
+           "phase_switch": switch, "phase_switch_s": draw(st.integers(60, 200))}
     dur = 400
     events = [{"t": 0, "site": {"house_a": [draw(amps) for _ in range(3)]}},
               {"t": 0, "ev_draw": {"max_a": draw(st.integers(6, 32)),

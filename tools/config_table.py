@@ -66,6 +66,10 @@ MEANING = {
                     "(meanwhile the charger takes 6 A)",
     "solar_min_run_s": "`solar`: a start runs at least this long before a stop for lack of sun",
     "solar_min_pause_s": "`solar`: after a stop, at least this long before the next start",
+    "phase_switch": "the board's second contactor switches L2 and L3 (board profile "
+                    "`phase_switch`): `solar` charges on one phase when the surplus covers 6 A on "
+                    "one but not on three (docs/site.md)",
+    "phase_switch_s": "`phase_switch`: at least this long between two switches during a run",
     "mqtt_host": "the broker; null: no backend link (and no journal)",
     "mqtt_port": "null: 1883, or 8883 with TLS",
     "mqtt_user": "user name at the broker (the shipped broker's ACL wants the device id)",

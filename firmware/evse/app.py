@@ -243,9 +243,10 @@ class App:
             g.poll(now)
         s = self.site
         if s is not None:
-            s.step(ticks_diff(now, self.now), g, m, out.contactor)
+            s.step(ticks_diff(now, self.now), g, m, out.contactor, out.phases)
             inp.site_ma = s.limit_ma
             inp.grid_ok = s.grid_ok
+            inp.phases_want = s.phases_want
         self.charger.step(now)
         self.board.apply(out)
         # The outputs are on the pins: bookkeeping and reports come after.
@@ -321,6 +322,8 @@ class App:
                 self._event(kind, (("code", ev[1]),))
             elif kind == "limit":  # the backend's limit or pause changed
                 self._save_state()
+            elif kind == "phases":  # 1p/3p: the phases in use changed
+                self._event("phases", (("phases", ev[1]),))
 
     def _session_stopped(self, sid, reason):
         """The session ended: its record waits for the meter's stop reading."""

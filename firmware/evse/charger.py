@@ -19,7 +19,8 @@ One step, in order (each a small method below):
   5. _pilot      steady +12 V, PWM duty, or -12 V (state F); X1 and rate rules
   6. _contactor  close in C2/D2 only on evidence (diode passed in this PWM
                  phase, mirror contact open, minimum open time and time
-                 between closings, RCD self-test), open on any fault
+                 between closings, RCD self-test), open on any fault; a
+                 change of the phases in use (1p/3p) only while open
   7. _state      the IEC state name and the error shown
 
 Time: the charger stores no tick values. Each step turns the tick time into
@@ -92,6 +93,7 @@ T_RCD_TEST = const(500)  # RCD self-test: trip, then release, each within this
 T_OVERCURRENT = const(7000)  # excess time in the bucket that raises `overcurrent`
 T_EV_FOLLOW = const(5000)  # the EV follows a lower PWM value within this
 T_PE_CLEAR = const(2000)  # PE present this long before `pe` clears
+T_PHASE_SETTLE = const(2000)  # 1p/3p: the contactor open this long before the phases change
 PP_GONE_READINGS = const(2)  # socket: PP open this many readings in a row = cable gone
 
 # Diode check: DIODE_PASS good readings in a row, in this PWM phase, before
@@ -132,6 +134,7 @@ class Inputs:
         self.ev_ma = None  # largest phase current from the meter, None = unknown
         self.meter_ok = None  # None: no meter; False: meter silent
         self.site_ma = None  # the site's limit (evse.site), None: no site energy
+        self.phases_want = None  # the site's choice of phases (1 or 3), None: no switching
         self.grid_ok = None  # None: no site energy; False: the grid reading is lost
 
 
@@ -149,6 +152,7 @@ class Outputs:
         self.faults = 0  # all active faults, a bit mask
         self.session = None  # id of the session under way
         self.derate = False  # thermal derating active
+        self.phases = 3  # phases in use: 1 while the L2/L3 contactor stays open (configure)
         self.events = []
 
 
@@ -186,6 +190,7 @@ class Charger:
         self._rcd_phase = _RT_IDLE
         self._rcd_retries = 0
         self._shown_faults = 0
+        self._switching = False  # 1p/3p: PWM off until the contactor has been open T_PHASE_SETTLE
 
     def configure(self, cfg):
         """Take a validated configuration (evse.config.validate)."""
@@ -195,6 +200,7 @@ class Charger:
         self.fallback_ma = int(cfg["fallback_current_a"] * 1000)
         self._cable_ma = self.cable_ma  # rating of the cable now (socket: from PP, each step)
         self.phases = cfg["phases"]
+        self.out.phases = self.phases
         self.socket = cfg["socket"]
         self.ventilation = cfg["ventilation"]
         self.backend_auth = cfg["authorization"] == "backend"
@@ -224,6 +230,7 @@ class Charger:
         cp = self._classify(dt)
         self._session(cp)
         self._faults(dt, cp)
+        self._phases()
         offer = self._offer()
         self._pilot(cp, offer)
         self._contactor(cp)
@@ -458,6 +465,24 @@ class Charger:
         elif self._oc_ms:
             self._oc_ms = self._oc_ms - dt if self._oc_ms > dt else 0
 
+    def _phases(self):
+        """1p/3p switching (evse.site asks through inp.phases_want): no load
+        is ever switched. The PWM goes off (the vehicle stops: IEC 61851-1
+        Table A.6 seq. 10.2, the contactor opens when it opens S2 or after
+        6 s), the phases change once the contactor has been open
+        T_PHASE_SETTLE, and the PWM comes back after the 3 s of X1. The
+        L2/L3 contactor only ever follows the main one (the board)."""
+        want = self.inp.phases_want
+        out = self.out
+        if want is None or want == out.phases or not 1 <= want <= self.phases:
+            self._switching = False
+            return
+        self._switching = True
+        if not out.contactor and self._cmd_ms >= T_PHASE_SETTLE:
+            out.phases = want
+            self._switching = False
+            self._event("phases", want)
+
     # 4. ------------------------------------------------------------- offer
     def _blocking(self):
         """Faults that stop the offer: every immediate one, `meter` with
@@ -471,7 +496,7 @@ class Charger:
     def _offer(self):
         """The current to offer now (mA, already clamped), 0 for none."""
         out = self.out
-        if self._blocking() or out.session is None or self._paused:
+        if self._blocking() or out.session is None or self._paused or self._switching:
             return 0
         lim = self.max_ma
         cable = self._cable_ma

@@ -22,6 +22,7 @@ KEYS = (
     "temp_derate_c", "temp_stop_c", "temp_hyst_c",
     "mode", "mains_max_a", "solar_import_a", "grid_meter", "grid_meter_unit",
     "solar_start_s", "solar_stop_s", "solar_min_run_s", "solar_min_pause_s",
+    "phase_switch", "phase_switch_s",
     "mqtt_host", "mqtt_port", "mqtt_user", "mqtt_password", "mqtt_tls", "mqtt_ca",
     "mqtt_prefix", "mqtt_device_id", "mqtt_keepalive_s", "mqtt_status_s", "mqtt_telemetry_s",
     "mqtt_ha_discovery", "mqtt_ha_prefix", "mqtt_remote_config", "mqtt_ack", "journal_kb",

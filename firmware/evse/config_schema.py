@@ -49,6 +49,9 @@ SCHEMA = {
     "solar_stop_s": (300, "int", (0, 3600)),
     "solar_min_run_s": (600, "int", (0, 7200)),
     "solar_min_pause_s": (300, "int", (0, 7200)),
+    # 1p/3p: the board's L2/L3 contactor (board profile `phase_switch`)
+    "phase_switch": (False, "bool", None),
+    "phase_switch_s": (600, "int", (60, 7200)),
 }
 
 # --- Backend link over MQTT (issue #5, docs/mqtt.md). Extra kinds:
@@ -202,6 +205,8 @@ def validate(d):
         if cfg["meter"] is None:
             raise ConfigError("meter: required when mode is %r (the charger's own current, "
                               "to tell it from the house's)" % cfg["mode"])
+    if cfg["phase_switch"] and cfg["phases"] != 3:
+        raise ConfigError("phase_switch: needs phases 3 (it switches L2 and L3 off for one)")
     g = cfg["grid_meter"]
     if g is not None and g != "mqtt" and cfg["meter"] is not None \
             and cfg["grid_meter_unit"] == cfg["meter_unit"]:

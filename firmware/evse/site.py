@@ -86,11 +86,23 @@ class Site:
         self._run_ms = 0  # since on
         self._off_ms = self.min_pause_ms  # since off (boot: long ago)
         self._closed = False  # the contactor is closed (the App says)
+        # 1p/3p (solar, a board with the L2/L3 contactor: `phase_switch`)
+        self.switch = self.solar and cfg["phase_switch"] and self.phases == 3
+        self.phases_want = None  # what the site asks the charger for (None: no switching)
+        self._p = self.phases  # phases in use (the charger's)
+        self._total_ma = None  # solar: the budget over all phases at the last reading
+        self._switch_ms = cfg["phase_switch_s"] * 1000
+        self._since_switch = self._switch_ms  # since the last switch during a run
+        self._up_ms = 0  # on one phase: the budget has allowed 6 A on three this long
+        self._div = 0  # the phases the last budget was shared by
 
-    def step(self, dt, grid, meter, closed=False):
+    def step(self, dt, grid, meter, closed=False, phases=None):
         if dt < 0:
             dt = 0
         self._closed = closed
+        if phases is not None:
+            self._p = phases
+        self._since_switch = _age(self._since_switch, dt)
         if self.on:
             if closed:  # a run is the contactor's: it is what the minimum protects
                 self._run_ms = _age(self._run_ms, dt)
@@ -145,7 +157,11 @@ class Site:
         ep = meter.phase_ma
         room = None
         n = 0
-        for i in range(self.phases):
+        p = self._p
+        w = self.phases_want
+        if w is None or w == p:
+            w = 0  # no switch under way
+        for i in range(p if p > w else w):  # during a switch: the phases to come too
             g = gp[i]
             if g is None:
                 return False
@@ -170,10 +186,16 @@ class Site:
             v = grid.phase_mv[0]
             v = v // 1000 if v is not None and v > 100000 else _VOLTS
             budget = self.import_ma - (pg - pc) * 1000 // v
-            b = budget // (n if n else self.phases)
+            self._total_ma = budget
+            div = w if w else (n if n and n < p else p)
+            b = budget // div
             b -= b % 100  # whole 0.1 A: the PWM's steps are coarser still
-            a = self.budget_ma
-            self.budget_ma = b if a is None else a + (b - a) // 2
+            a = self.budget_ma if div == self._div else None  # new phases: start afresh
+            self._div = div
+            if a is not None:  # halfway to the new reading, rounded towards it
+                d = b - a
+                b = a + ((d + 1) // 2 if d > 0 else d // 2)
+            self.budget_ma = b
         return True
 
     def _smart(self, dt):
@@ -192,6 +214,8 @@ class Site:
         self.limit_ma = room if self.on else 0
 
     def _solar(self, dt):
+        if self.switch:
+            self._choose_phases(dt)
         room = self.room_ma
         want = self.budget_ma
         if room < want:
@@ -205,7 +229,11 @@ class Site:
                 self._bad_ms = _age(self._bad_ms, dt)
                 if self._bad_ms >= self.stop_ms and (self._run_ms >= self.min_run_ms
                                                      or not self._closed):
-                    self._off()
+                    if (self.switch and self._p == 3 and self._closed
+                            and self._total_ma >= MIN_MA and self._ready()):
+                        self._switched(1)  # one phase instead of a stop
+                    else:
+                        self._off()
         else:
             if want < MIN_MA:
                 self._good_ms = 0
@@ -217,6 +245,37 @@ class Site:
             self.limit_ma = 0
         else:
             self.limit_ma = want if want >= MIN_MA else MIN_MA
+
+    def _choose_phases(self, dt):
+        """1p/3p: three phases once the budget allows 6 A on each (plus
+        _HYST_MA over them), else one. Idle, the choice costs nothing (the
+        charger changes the phases with the contactor open). During a run a
+        switch is a contactor cycle: down to one phase instead of a stop
+        (the stop's own delays: _solar), up to three after solar_start_s,
+        each at most once per phase_switch_s and not before solar_min_run_s."""
+        total = self._total_ma
+        three = total >= 3 * MIN_MA + _HYST_MA
+        p = self._p
+        if not self.on or not self._closed:
+            self.phases_want = 3 if three else 1
+            self._up_ms = 0
+            return
+        self._up_ms = _age(self._up_ms, dt) if three and p == 1 else 0
+        if self._up_ms >= self.start_ms and self._ready():
+            self._switched(3)
+
+    def _ready(self):
+        """A switch may come now (during a run)."""
+        return self._since_switch >= self._switch_ms and self._run_ms >= self.min_run_ms
+
+    def _switched(self, n):
+        self.phases_want = n
+        self._since_switch = 0
+        self._run_ms = 0
+        self._bad_ms = 0
+        self._up_ms = 0
+        self.budget_ma = self._total_ma // n  # per phase on the new phases
+        self._div = n
 
     def _on(self):
         self.on = True

@@ -146,6 +146,7 @@ class Board:
         self.duty = 10000
         self.coil = False
         self.rcd_test = False
+        self.line_phases = 3  # 1: the L2/L3 contactor stays open (1p/3p switching)
         # the contacts
         self.stuck = False  # welded shut
         self.closed = False
@@ -169,6 +170,7 @@ class Board:
         self.duty = out.duty
         self.coil = out.contactor
         self.rcd_test = out.rcd_test
+        self.line_phases = out.phases
         self.contacts()
 
     def safe(self):
@@ -218,6 +220,8 @@ class Board:
 
     def phases(self):
         p = self.vehicle.phases
+        if self.line_phases < p:
+            p = self.line_phases
         return p if p < self.supply_phases else self.supply_phases
 
     def update_vehicle(self, now_ms):

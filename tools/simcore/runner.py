@@ -88,6 +88,7 @@ class Sim:
             self.grid_dev = GridMeterDevice(cfg["grid_meter"], cfg["grid_meter_unit"],
                                             int(cfg["meter_baud"]), cfg["meter_parity"])
         self.bus = [d for d in (self.device, self.grid_dev) if d is not None]
+        self.switching = cfg["phase_switch"]  # the trace shows the phases in use
         self.app = None
         self.net = net
         self.broker_up = True
@@ -268,7 +269,7 @@ class Sim:
                 self._fw_events()
                 out = app.out
                 key = (out.state, out.duty, out.offer_ma, out.contactor, out.error, out.session,
-                       self._grid_a())
+                       self._grid_a(), out.phases)
                 energy = app.energy_wh
                 ev_ma = app.inp.ev_ma
                 if app.reboot_requested:
@@ -278,7 +279,8 @@ class Sim:
                     self.energy_wh = app.energy_wh
                     self.boot(T)
             else:
-                key = ("E", 0, 0, False, None, None, self._grid_a())
+                key = ("E", 0, 0, False, None, None, self._grid_a(),
+                       self._key[7] if self._key is not None else 3)
                 energy = self.energy_wh
                 ev_ma = None
             if self.net is not None:
@@ -304,6 +306,8 @@ class Sim:
                 if self._fw:
                     extra.append(("events", "[" + ", ".join(self._fw) + "]"))
                     self._fw = []
+                if self.switching:
+                    extra.insert(0, ("phases", str(key[7])))
                 if gdev is not None:
                     extra.insert(0, ("grid_a", key[6]))
                 if self._notes:
