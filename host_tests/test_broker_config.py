@@ -21,7 +21,7 @@ import pytest
 from backend_env import Client, fleet
 
 USERS = {"dev1": "pw-dev1", "dev2": "pw-dev2", "evse-backend": "pw-backend",
-         "evse-ops": "pw-ops"}
+         "evse-ops": "pw-ops", "evse-site": "pw-site"}
 
 
 @pytest.fixture(scope="module")
@@ -141,6 +141,31 @@ def test_the_ops_user_sends_commands_and_reads_replies_only(broker):
     finally:
         ops.close()
         dev1.close()
+
+
+def test_the_site_user_reads_status_and_writes_limits_and_grid_only(broker):
+    site = Client(broker.port, "evse-site", USERS["evse-site"], topics=["evse/#"])
+    dev1 = Client(broker.port, "dev1", USERS["dev1"], topics=["evse/dev1/#"])
+    dev2 = Client(broker.port, "dev2", USERS["dev2"], topics=["evse/+/grid"])
+    try:
+        # the site may not acknowledge records in the backend's place, nor
+        # read sessions and events
+        seen = _marker_after(site, dev1, [("evse/dev1/ack", b'{"rids": ["00000000-1"]}'),
+                                          ("evse/dev1/grid", b'{"a": [1, 2, 3], "t": 1}')],
+                             "evse/dev1/cmd")
+        assert seen == ["evse/dev1/grid"], seen
+        dev1.publish("evse/dev1/session", b'{"id": 1}')
+        dev1.publish("evse/dev1/status", b'{"state": "A"}')
+        site.wait_for(lambda t, p: t == "evse/dev1/status", 10, "the status")
+        assert "evse/dev1/session" not in site.topics_seen()
+        # a charger reads its own grid feed, not another's
+        site.publish("evse/dev1/grid", b'{"a": [1, 2, 3], "t": 2}')
+        site.publish("evse/dev2/grid", b'{"a": [4, 5, 6], "t": 2}')
+        dev2.wait_for(lambda t, p: t == "evse/dev2/grid", 10, "its grid feed")
+        assert "evse/dev1/grid" not in dev2.topics_seen()
+    finally:
+        for c in (site, dev1, dev2):
+            c.close()
 
 
 def test_a_device_cannot_take_the_backends_session_by_its_client_id(broker):
