@@ -118,6 +118,27 @@ def test_contactor_polarity_active_low_and_two_outputs():
     assert w.levels[32] == 0 and w.levels[27] == 1
 
 
+def test_phase_switch_contactor_follows_the_main_one_on_three_phases_only():
+    raw = hwrig.load("smartevse-v3")
+    raw["phase_switch"] = raw["contactor"].pop()  # SSR2 switches L2 and L3
+    board, w, _ = hwrig.make(raw)
+    assert w.levels[27] == 0  # created open
+    o = pwm_out(2500, contactor=True)
+    board.apply(o)
+    assert w.levels[32] == 1 and w.levels[27] == 1  # three phases: both
+    o.phases = 1
+    board.apply(o)  # the contacts are closed: L2/L3 are not switched under load
+    assert w.levels[32] == 1 and w.levels[27] == 1
+    o.contactor = False
+    board.apply(o)
+    assert w.levels[32] == 0 and w.levels[27] == 0
+    o.contactor = True
+    board.apply(o)  # one phase: L2/L3 stay open
+    assert w.levels[32] == 1 and w.levels[27] == 0
+    board.safe()
+    assert w.levels[32] == 0 and w.levels[27] == 0
+
+
 def test_cp_disconnect_pin_keeps_pilot_connected():
     board, w, _ = hwrig.make(hwrig.load("smartevse-v3"))
     assert w.levels[15] == 0  # PIN_CPOFF low = CP connected

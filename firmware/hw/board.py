@@ -53,6 +53,9 @@ class Board:
         for c in d["contactor"]:
             self._k.append(self._signal(c, False))
         self._k = tuple(self._k)
+        ps = d["phase_switch"]  # the L2/L3 contactor (1p/3p), or None
+        self._k3 = self._signal(ps, False) if ps is not None else None
+        self._three = True  # out.phases == 3: the L2/L3 contactor follows the main one
         rcd = d["rcd"]
         self._rcd_test = self._signal(rcd["test"], False) if rcd is not None and rcd["test"] else None
         cp = d["cp"]
@@ -234,6 +237,8 @@ class Board:
         if duty != self._duty:
             self._duty = duty
             self._pwm.duty_u16(self._u16(duty, self.full))
+        if self._k3 is not None and (out.phases == 3) != self._three and not self._contactor:
+            self._three = out.phases == 3  # changed only with the contacts open: no load switched
         if out.contactor != self._contactor:
             self._set_contactor(out.contactor)
         if out.rcd_test != self._rcd_test_on:
@@ -275,6 +280,8 @@ class Board:
         v = 1 if on else 0
         for s in self._k:
             s.value(v)
+        if self._k3 is not None:
+            self._k3.value(1 if on and self._three else 0)
 
     def _read_temp(self):
         raw = self._temp() // self._adc_div

@@ -179,8 +179,8 @@ def validate(d):
     if not isinstance(d, dict):
         raise ProfileError("profile: must be a JSON object")
     d = _copy(d)
-    top = _TEXT + ("port", "adc_vref_mv", "cp", "contactor", "mirror", "rcd", "pe", "pp",
-                   "temp", "led", "button", "rs485", "cp_interlock")
+    top = _TEXT + ("port", "adc_vref_mv", "cp", "contactor", "phase_switch", "mirror", "rcd",
+                   "pe", "pp", "temp", "led", "button", "rs485", "cp_interlock")
     _obj("profile", d, top, ("name", "port", "cp", "contactor"))
     for k in _TEXT:
         if k in d and not isinstance(d[k], str):
@@ -201,8 +201,12 @@ def validate(d):
     for i, c in enumerate(k):
         _output("contactor[%d]" % i, c, pins)
 
-    for key in ("mirror", "led", "button", "pp", "temp", "rcd", "pe", "rs485"):
+    for key in ("phase_switch", "mirror", "led", "button", "pp", "temp", "rcd", "pe", "rs485"):
         d.setdefault(key, None)
+    # phase_switch: the coil of a second contactor for L2 and L3 (1p/3p
+    # switching, docs/site.md); it follows the main contactor on three phases
+    if d["phase_switch"] is not None:
+        _output("phase_switch", d["phase_switch"], pins)
     # cp_interlock: the board opens the contactor in hardware when the CP
     # leaves state C/D (a comparator in the coil's supply), whatever the MCU
     # does: then a TLS handshake may hold the interpreter while charging.
