@@ -7,7 +7,9 @@
 
 Measures every figure of issues 7 and 11 (control step, heap allocation,
 heap in use, .mpy size, simulator speed, meter poll, the longest gap
-between control steps), under real MicroPython where the figure is about
+between control steps) and of issue 14 (site energy: a PV day's
+self-consumption against the ideal, the response to a house load step, in
+virtual time: bench/site_bench.py), under real MicroPython where the figure is about
 the board: the official WebAssembly port (tools/wasm/run.mjs) and the
 32-bit unix port with the GIL built by `make mp32` (the heap with and
 without the backend link, as .mpy files, frozen and in a ROMFS), and writes
@@ -24,7 +26,7 @@ BENCH_STRICT=1): then 1. --save-baseline copies the new results to the
 baseline file; --record also writes the committed record, bench/results.json
 and bench/results.md (`make bench-baseline` does both).
 
-Groups (--only): step, alloc, heap, heap32, mpy, sim, meter, gap. --quick
+Groups (--only): step, alloc, heap, heap32, mpy, sim, meter, gap, site. --quick
 runs every piece briefly (fewer steps, short scenarios: for the tests; its
 figures are not comparable with a full run's).
 
@@ -54,7 +56,7 @@ PY = sys.executable
 RUN_MJS = os.path.join(ROOT, "tools", "wasm", "run.mjs")
 SIM = os.path.join(ROOT, "tools", "sim.py")
 OUT = os.path.join(ROOT, "build", "bench")
-GROUPS = ("step", "alloc", "heap", "heap32", "mpy", "sim", "meter", "gap")
+GROUPS = ("step", "alloc", "heap", "heap32", "mpy", "sim", "meter", "gap", "site")
 KB = 1024
 
 # How much worse than the baseline a figure may get before it is flagged:
@@ -75,6 +77,12 @@ TOL_GAP = {"rel": 0.50, "abs": 5.0}
 # sizes, heap, allocation, and ratios of two timings taken in the same run.
 TIMING_TOLS = (TOL_TIME, TOL_TAIL, TOL_TAIL_CPY, TOL_SPEED, TOL_RATIO, TOL_GAP)
 TOL_SAME_RUN = {"rel": 0.30, "abs": 0.0}  # a ratio of two timings of one run
+# Site energy: virtual time, deterministic (the same figures on every machine),
+# so compared with the baseline like sizes: a change is the firmware's.
+TOL_SITE_KWH = {"rel": 0.02, "abs": 0.05}
+TOL_SITE_PCT = {"rel": 0.0, "abs": 1.0}  # percentage points
+TOL_SITE_S = {"rel": 0.0, "abs": 0.1}  # virtual s: ten control ticks
+TOL_SITE_N = {"rel": 0.0, "abs": 0}
 
 
 # What would close a missed goal (shown under the table for missed figures).
@@ -762,9 +770,144 @@ def measure_gap(ctx):
             how + " (%d steps)" % n, shown_b)
 
 
+def measure_site(ctx):
+    """Site energy (issue 14, docs/site.md): the self-consumption of a PV day
+    against the ideal, and smart mode's response to house load steps, in the
+    simulator in virtual time (bench/site_bench.py: deterministic, so these
+    are compared with the baseline like sizes)."""
+    import site_bench as sb
+
+    cmd = "make bench  (or: .venv/bin/python bench/bench.py --only site)"
+    day = sb.pv_day(ctx.quick)
+    t = time.monotonic()
+    rows = sb.run(day)
+    wall = time.monotonic() - t
+    r = sb.solar(day, rows)
+    ctx.raw["site_solar"] = dict(r, wall_s=round(wall, 2), trace_lines=len(rows),
+                                 events=len(day["events"]), clouds_h=sb.clouds())
+    if r["closings"] < 1 or not r["ideal_kwh"]:
+        raise BenchError("site_bench.py: the PV day did not charge: %r" % r)
+    noon = (sb.SUNRISE_H + sb.SUNSET_H) / 2
+    window = "%s (%d virtual s)" % ("11:00-12:30" if ctx.quick else "06:00-20:00",
+                                    day["duration_s"])
+    profile = (
+        "bench/site_bench.py pv_day(), %s: clear sky %.1f kW AC at %02d:%02d (a ~10 kWp roof, "
+        "three-phase inverter; sin^%.1f between sunrise %02d:%02d and sunset %02d:%02d), base "
+        "load %d W, %d appliance steps (kettle, washing machine, cooktop, dishwasher, heat "
+        "pump, oven; one or three phases), %d clouds from seed %d (%d long of 15-40 min, the "
+        "rest 20-120 s; %d %%-%d %% of clear sky; %d s edges), a `site` event a minute and at "
+        "every edge (%d events); solar mode, default timers (solar_start_s 60, solar_stop_s "
+        "300, solar_min_run_s 600, solar_min_pause_s 300), the vehicle plugged in throughout, "
+        "taking up to %d A on 3 phases (max_current_a %d); tools/sim.py's run_cpython, the "
+        "firmware in virtual time (%.1f s of wall time)"
+        % (window, sb.PV_PEAK_W / 1000.0, int(noon), round(noon % 1 * 60), sb.PV_SHAPE,
+           int(sb.SUNRISE_H), round(sb.SUNRISE_H % 1 * 60), int(sb.SUNSET_H),
+           round(sb.SUNSET_H % 1 * 60),
+           sum(sb.BASE_W), len(sb.APPLIANCES), len(sb.clouds()), sb.SEED,
+           len([c for c in sb.clouds() if c[1] - c[0] > 0.2]), sb.CLOUD_FACTOR[0] * 100,
+           sb.CLOUD_FACTOR[1] * 100, sb.RAMP_S, len(day["events"]), sb.VEHICLE_MAX_A,
+           sb.VEHICLE_MAX_A, wall))
+    split = ("per interval between two trace lines (at every change, at least once a "
+             "virtual second) the vehicle's current is the grid meter's reading (trace "
+             "grid_a) less the house's (the scenario's `site` events); from PV: min(vehicle, "
+             "export without the charger), summed over the phases as a bidirectional meter "
+             "nets them and as the firmware's surplus is defined; from the grid: the rest")
+    ctx.add("site_solar_charged_kwh", "PV day, energy charged", r["charged_kwh"], "kWh",
+            None, "higher", TOL_SITE_KWH,
+            profile + "; the vehicle's current integrated at 230 V (the charger meter's "
+            "session energy: %s Wh)" % r["session_energy_wh"], cmd)
+    ctx.add("site_solar_from_pv_kwh", "PV day, energy charged from the PV surplus",
+            r["from_pv_kwh"], "kWh", None, "higher", TOL_SITE_KWH,
+            split + "; of it %.2f kWh while the surplus allowed less than 6 A per phase "
+            "(bridging a dip at 6 A, the ideal counts none of it); the surplus over the "
+            "day: %.2f kWh" % (r["pv_below6_kwh"], r["surplus_kwh"]), cmd)
+    ctx.add("site_solar_from_grid_kwh", "PV day, grid import caused by charging",
+            r["from_grid_kwh"], "kWh", None, "lower", TOL_SITE_KWH,
+            split + "; this is the grid import the charging added at a meter that nets the "
+            "phases (%.2f kWh at one that bills each phase's import on its own); "
+            "charged = from PV + from the grid" % r["import_per_phase_kwh"], cmd)
+    ctx.add("site_solar_ideal_kwh", "PV day, ideal: all the surplus the vehicle could "
+            "have taken", r["ideal_kwh"], "kWh", None, "higher", TOL_SITE_KWH,
+            "the profile alone (house piecewise constant between its `site` events): the "
+            "surplus per phase s = -(h1 + h2 + h3) / 3 (the export netted over the phases, "
+            "shared by the three); integrated 3 x 230 V x min(s, %d A) where s >= 6 A, 0 "
+            "where s < 6 A (no charging below the PWM's 6 A without importing; the fuse's "
+            "room never binds while the site exports); no start delay, no smoothing, no "
+            "timers" % sb.VEHICLE_MAX_A, cmd)
+    ctx.add("site_solar_achieved_pct", "PV day, self-consumption achieved / ideal",
+            r["achieved_pct"], "%", None, "higher", TOL_SITE_PCT,
+            "the PV energy the vehicle took while the surplus allowed 6 A per phase (%.2f "
+            "kWh; at every instant min(vehicle, surplus) <= the ideal's rate, so at most "
+            "100 %%) over the ideal; the %.2f kWh left: %.2f kWh with the contactor open "
+            "while the surplus allowed 6 A (solar_start_s before each start), %.2f kWh "
+            "while charging below the surplus (the budget's 0.1 A steps, the offer's 5 s "
+            "between raises, the smoothing)"
+            % (r["achieved_kwh"], r["ideal_kwh"] - r["achieved_kwh"], r["lost_open_kwh"],
+               r["lost_running_kwh"]), cmd)
+    ctx.add("site_solar_closings", "PV day, contactor closings", r["closings"], "closings",
+            None, "lower", TOL_SITE_N,
+            "closings of the contactor over the %.1f h (%.2f per hour); the runs (virtual s "
+            "from the start): %s" % (r["hours"], r["closings_per_h"], ", ".join(
+                "%d-%s" % (a, "end" if b is None else "%d" % b) for a, b in r["runs_s"])), cmd)
+
+    raw, marks = sb.smart_steps(ctx.quick)
+    t = time.monotonic()
+    rows = sb.run(raw)
+    wall = time.monotonic() - t
+    try:
+        steps = sb.smart(raw, rows, marks)
+    except ValueError as e:
+        raise BenchError("site_bench.py smart steps: %s" % e)
+    ctx.raw["site_smart"] = {"steps": steps, "wall_s": round(wall, 2)}
+    if not all(s["stays"] for s in steps):
+        raise BenchError("site_bench.py: a grid phase went back above the fuse: %r" % steps)
+
+    def stats(key, only=None):
+        xs = [s[key] for s in steps if only is None or s["paused"] == only]
+        return (sb.percentile(xs, 0.5), max(xs)) if xs else (None, None)
+
+    how = ("bench/site_bench.py smart_steps(): smart mode, mains_max_a %d, the vehicle "
+           "charging %d A on 3 phases (response_s 1) on a %d A house, then %d house steps on "
+           "one phase (rotating L1-L3) that leave %s A of room (the last below 6 A: the "
+           "charger pauses), held %d s, one every %d s, each at +%s s of a whole virtual "
+           "second so that they fall on every part of the meters' 1 s poll cycle; "
+           "tools/sim.py's run_cpython in virtual time (deterministic; 10 ms ticks)"
+           % (sb.MAINS_A, sb.VEHICLE_MAX_A, sb.BASE_A, len(steps),
+              "/".join(str(x) for x in sb.STEP_ROOM_A), sb.STEP_HOLD_S, sb.CYCLE_S,
+              "/".join(sorted(set("%g" % s["frac_s"] for s in steps)))))
+    low, pause = stats("offer_s", False), stats("offer_s", True)
+    glow, gpause = stats("grid_s", False), stats("grid_s", True)
+    offer = stats("offer_s")
+    grid = stats("grid_s")
+    ctx.add("site_smart_offer_p50_s", "Smart, house load step to a lower offer, median",
+            offer[0], "virtual s", None, "lower", TOL_SITE_S,
+            how + "; from the step to the first trace line with a lower offer_a (the grid "
+                  "meter's next reading)", cmd)
+    ctx.add("site_smart_offer_max_s", "Smart, house load step to a lower offer, max",
+            offer[1], "virtual s", None, "lower", TOL_SITE_S,
+            "as above; the steps that leave 6 A or more: median %s, max %s s; the steps "
+            "below 6 A (offered 6 A at once, then paused): median %s, max %s s"
+            % (fmt_num(low[0]), fmt_num(low[1]), fmt_num(pause[0]), fmt_num(pause[1])), cmd)
+    ctx.add("site_smart_grid_p50_s", "Smart, house load step to the grid phase back at the "
+            "fuse, median", grid[0], "virtual s", None, "lower", TOL_SITE_S,
+            how + "; from the step to the first trace line with that phase of the grid meter "
+                  "(grid_a) at or below mains_max_a + 0.05 A (the trace's 0.01 A and the "
+                  "PWM's steps; it stays there until the house steps back), so the "
+                  "vehicle's response_s is in it", cmd)
+    ctx.add("site_smart_grid_max_s", "Smart, house load step to the grid phase back at the "
+            "fuse, max", grid[1], "virtual s", ("<=", 4.5), "lower", TOL_SITE_S,
+            "as above; the steps that leave 6 A or more: median %s, max %s s; the steps "
+            "below 6 A (a pause: confirmed by the next reading, then the vehicle stops): "
+            "median %s, max %s s; goal: docs/site.md's bound, 3 meter polls + response_s + "
+            "0.5 s (host_tests/test_sim.py check_site)"
+            % (fmt_num(glow[0]), fmt_num(glow[1]), fmt_num(gpause[0]), fmt_num(gpause[1])),
+            cmd)
+
+
 MEASURES = {"step": measure_step, "alloc": measure_alloc, "heap": measure_heap,
             "heap32": measure_heap32,
-            "mpy": measure_mpy, "sim": measure_sim, "meter": measure_meter, "gap": measure_gap}
+            "mpy": measure_mpy, "sim": measure_sim, "meter": measure_meter, "gap": measure_gap,
+            "site": measure_site}
 
 
 # ----------------------------------------------------------- judging
