@@ -54,9 +54,9 @@ _SEQ_MASK = const(0x3FFFFFFF)  # the sequence stays a small int (2**30 is even)
 _TRIES = const(3)
 
 
-def fields():
-    """A zeroed array for a snapshot's fields."""
-    return array("i", [0] * N_FIELDS)
+def fields(n=N_FIELDS):
+    """A zeroed array for a snapshot's fields (the first n)."""
+    return array("i", [0] * n)
 
 
 class Snapshot:

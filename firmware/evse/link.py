@@ -32,8 +32,8 @@ import random
 
 from micropython import const
 
+from evse import bus as B
 from evse import payloads as PL
-from evse.bus import KEY_N, N_FIELDS, S_CONTACTOR, fields
 from evse.charger import FAULTS
 from evse.commands import command_id
 from evse import sleep_ms, ticks_add, ticks_diff, ticks_ms
@@ -50,14 +50,14 @@ _CMDS_PER_STEP = const(32)  # incoming messages taken per step
 _MAX_OWN_REPLIES = const(16)  # error replies waiting to be published (beyond: the oldest go)
 _REFUSALS_PER_S = const(4)  # replies to refused payloads, at most this many a second,
 _REFUSALS_BURST = const(8)  # after a burst of this many; the rest are counted, not answered
-_URGENT = ("stop", "pause")  # commands that never wait behind a flood
+_URGENT = const(("stop", "pause"))  # commands that never wait behind a flood
 _NTP_EVERY_MS = const(6 * 3600 * 1000)
 STABLE_MS = 30000  # a connection up this long ends the run of failures (and the backoff)
 _SHORT_MS = const(10000)  # one lost sooner counts as short-lived (_SHORT_WARN in a row: a warning)
 _SHORT_WARN = const(3)
 ACK_WAIT_MS = 30000  # a record the backend has not confirmed is sent again after this,
 _ACK_WAIT_MAX_MS = const(600000)  # doubling up to this
-_ACKED = (None, 0, 0)  # _sent's entry for a record confirmed (waiting for its removal)
+_ACKED = const((None, 0, 0))  # _sent's entry for a record confirmed (waiting for its removal)
 
 
 def backoff_ms(failures, rand):
@@ -225,6 +225,14 @@ def _no_log(text):
     pass
 
 
+def _close(c):
+    """Close the client's socket, with no DISCONNECT (the broker sends the will)."""
+    try:
+        c.sock.close()
+    except Exception:
+        pass
+
+
 class Link:
     def __init__(self, app, cfg, device_id, mqtt=None, ssl=None, rand=None, log=None,
                  sync_time=None, net_ready=None, timeout_s=SOCK_TIMEOUT_S, defer_tls=True):
@@ -274,8 +282,8 @@ class Link:
         self._refusals = _REFUSALS_BURST  # replies to refused payloads still allowed now
         self._refusals_at = ticks_ms()
         self.unanswered = 0  # refused payloads not answered (a flood)
-        self._snap = fields()  # the snapshot as read this step
-        self._shown = fields()  # ... and as the last status published it
+        self._snap = B.fields()  # the snapshot as read this step
+        self._shown = B.fields(B.KEY_N)  # ... and its status key as the last status published it
         self._status_at = None  # None: publish the status at the next step
         self._tele_at = None  # the last telemetry while a vehicle is connected
         self._tail_at = ticks_ms()  # the last one is due (after the boot too)
@@ -294,7 +302,7 @@ class Link:
         c = self.client
         if c is not None and self.stopped:
             self.client = None
-            self._close(c)
+            _close(c)
 
     def step(self):
         """One pass; returns the ms to wait before the next one."""
@@ -302,7 +310,7 @@ class Link:
             wait = ticks_diff(self.next_try, ticks_ms())
             if wait > 0:
                 return wait if wait < _IDLE_MS else _IDLE_MS
-            if self.defer_tls and self.bus.snap.v[S_CONTACTOR]:
+            if self.defer_tls and self.bus.snap.v[B.S_CONTACTOR]:
                 if not self.deferred:
                     self.log("mqtt: TLS connect deferred while the contactor is closed")
                 self.deferred += 1
@@ -322,7 +330,7 @@ class Link:
         c = self.client
         self.client = None
         if c is not None:
-            self._close(c)
+            _close(c)
 
     def close(self):
         """Orderly end (before a reboot): `offline`, then DISCONNECT."""
@@ -335,19 +343,9 @@ class Link:
             c.publish(self.topics.online.encode(), b"offline", True, 1)
             c.disconnect()
         except Exception:
-            self._close(c)
+            _close(c)
 
     # ------------------------------------------------------- connection
-    def _client_class(self):
-        cls = self._cls
-        if cls is None:
-            mod = self.mqtt
-            if mod is None:
-                import umqtt.simple as mod
-                self.mqtt = mod
-            cls = self._cls = client_class(mod.MQTTClient)
-        return cls
-
     def _connect(self):
         cfg = self.cfg
         t = self.topics
@@ -356,7 +354,13 @@ class Link:
             return
         c = None
         try:
-            cls = self._client_class()
+            cls = self._cls
+            if cls is None:  # made at the first attempt: client_class(MQTTClient)
+                mod = self.mqtt
+                if mod is None:
+                    import umqtt.simple as mod
+                    self.mqtt = mod
+                cls = self._cls = client_class(mod.MQTTClient)
             port = cfg["mqtt_port"] or (8883 if cfg["mqtt_tls"] else 1883)
             user = cfg["mqtt_user"]
             pw = cfg["mqtt_password"]
@@ -389,11 +393,11 @@ class Link:
                     c.publish(topic.encode(), payload.encode(), True, 0)
         except Exception as e:
             if c is not None:
-                self._close(c)
+                _close(c)
             self._failed(e)
             return
         if self.stopped:
-            self._close(c)
+            _close(c)
             return
         now = ticks_ms()
         self.client = c
@@ -415,12 +419,6 @@ class Link:
             except Exception as e:
                 self.log("mqtt: time not synced: %s" % describe(e))
 
-    def _close(self, c):
-        try:
-            c.sock.close()
-        except Exception:
-            pass
-
     def _failed(self, e):
         self.failures += 1
         d = backoff_ms(self.failures, self.rand)
@@ -432,7 +430,7 @@ class Link:
         c = self.client
         self.client = None
         if c is not None:
-            self._close(c)
+            _close(c)
         up = self._up_at
         if up is not None and ticks_diff(ticks_ms(), up) < _SHORT_MS:
             self.short += 1
@@ -445,13 +443,6 @@ class Link:
         self._up_at = None
         self.log("mqtt: link lost")
         self._failed(e)
-
-    def _stable(self, now):
-        """The link has stayed up STABLE_MS: the run of failures is over."""
-        if self._up_at is not None and ticks_diff(now, self._up_at) >= STABLE_MS:
-            self._up_at = None
-            self.failures = 0
-            self.short = 0
 
     # ---------------------------------------------------------- service
     def _on_msg(self, topic, msg):
@@ -508,12 +499,23 @@ class Link:
         self._journal(c, self.journal, bus)
         self._status(c, bus.snap)
         now = ticks_ms()
-        self._stable(now)
-        half = self.cfg["mqtt_keepalive_s"] * 500
-        if ticks_diff(now, self._rx_at) >= half or ticks_diff(now, self._tx_at) >= half:
-            self._ping(c)
+        if self._up_at is not None and ticks_diff(now, self._up_at) >= STABLE_MS:
+            self._up_at = None  # the link has stayed up: the run of failures is over
+            self.failures = 0
+            self.short = 0
         if self._ntp_at is not None and ticks_diff(now, self._ntp_at) >= _NTP_EVERY_MS:
             self._ntp_at = None  # due: forget the time before it ages past half the period
+        half = self.cfg["mqtt_keepalive_s"] * 500
+        if ticks_diff(now, self._rx_at) >= half or ticks_diff(now, self._tx_at) >= half:
+            # PINGREQ, then wait (bounded) for the PINGRESP: in blocking mode
+            # wait_msg returns None only for a PINGRESP
+            c.ping()
+            self._tx_at = ticks_ms()
+            for _ in range(_CMDS_PER_STEP):
+                if c.wait_msg() is None:
+                    self._rx_at = ticks_ms()
+                    return
+            raise OSError("no PINGRESP")
 
     def _on_ack(self, msg):
         """The backend has committed these records: {"rids": [...]}."""
@@ -593,7 +595,7 @@ class Link:
         since = None if self._status_at is None else ticks_diff(now, self._status_at)
         due = since is None or since >= self.cfg["mqtt_status_s"] * 1000
         if not due and since >= _STATUS_MIN_MS:
-            for i in range(KEY_N):
+            for i in range(B.KEY_N):
                 if cur[i] != shown[i]:
                     due = True
                     break
@@ -602,7 +604,7 @@ class Link:
                 cur, FAULTS, VERSION,
                 (self.connects, self.resent, self.unconfirmed(), self.short)),
                 retain=True)
-            for i in range(N_FIELDS):
+            for i in range(B.KEY_N):
                 shown[i] = cur[i]
             self._status_at = now
         if PL.connected(cur):
@@ -622,14 +624,3 @@ class Link:
                 now, self._tail_at) >= self.cfg.get("meter_poll_s", 1) * 2000 + 2000):
             self._pub(c, self.topics.telemetry, PL.telemetry(cur))
             self._tail_at = None
-
-    def _ping(self, c):
-        """PINGREQ, then wait (bounded) for the PINGRESP: in blocking mode
-        wait_msg returns None only for a PINGRESP."""
-        c.ping()
-        self._tx_at = ticks_ms()
-        for _ in range(_CMDS_PER_STEP):
-            if c.wait_msg() is None:
-                self._rx_at = ticks_ms()
-                return
-        raise OSError("no PINGRESP")
