@@ -2,7 +2,8 @@
 
 main.py (deployed as source, which the board compiles at every boot) is a
 stub that imports this module, compiled like the rest of the firmware, and
-calls `main()`. This module imports nothing at import time.
+calls `main()`. This module imports nothing at import time (but `const`
+from the built-in `micropython`).
 
 Order (tested by host_tests/test_boot.py with a fake `machine`):
 
@@ -22,17 +23,19 @@ Order (tested by host_tests/test_boot.py with a fake `machine`):
    thread beside the network, or alone without a broker).
 
 Any uncaught exception: safe state, a crash record in crash.json (the
-journal of the MQTT issue takes these over), reset after RESET_DELAY_MS.
-After MAX_CRASHES crashes in a row without a healthy minute in between the
+journal of the MQTT issue takes these over), reset after _RESET_DELAY_MS.
+After _MAX_CRASHES crashes in a row without a healthy minute in between the
 board stays unavailable instead of resetting again. A hang: the watchdog
 resets into this same boot.
 """
-BOARD_FILE = "board.json"
+from micropython import const
+
+_BOARD_FILE = const("board.json")
 CONFIG_FILE = "config.json"
 CRASH_FILE = "crash.json"
-MAINT_FILE = "maint"
-RESET_DELAY_MS = 1000  # below the WDT timeout (2 s), so this reset is the one taken
-MAX_CRASHES = 5
+_MAINT_FILE = const("maint")
+_RESET_DELAY_MS = const(1000)  # below the WDT timeout (2 s), so this reset is the one taken
+_MAX_CRASHES = const(5)
 
 
 def _level(spec, on):
@@ -51,7 +54,7 @@ def early_safe(machine, root, high=True):
     import json
 
     try:
-        f = open(root + BOARD_FILE)
+        f = open(root + _BOARD_FILE)
         try:
             raw = json.loads(f.read())
         finally:
@@ -167,7 +170,7 @@ def _take_maint(root):
     import os
 
     try:
-        os.remove(root + MAINT_FILE)
+        os.remove(root + _MAINT_FILE)
         return True
     except OSError:
         return False
@@ -175,7 +178,7 @@ def _take_maint(root):
 
 def _set_maint(root):
     try:
-        f = open(root + MAINT_FILE, "w")
+        f = open(root + _MAINT_FILE, "w")
         f.close()
     except Exception:
         pass
@@ -199,7 +202,7 @@ def main(machine=None, clock=None, root="", out=print, max_ticks=None):
             "machine.reset() to run")
         return "maint"
     prev = _read_json(root + CRASH_FILE)
-    if isinstance(prev, dict) and isinstance(prev.get("n"), int) and prev["n"] >= MAX_CRASHES:
+    if isinstance(prev, dict) and isinstance(prev.get("n"), int) and prev["n"] >= _MAX_CRASHES:
         early_safe(machine, root, high=False)
         out("evse: %d crashes in a row (last: %s %s); staying unavailable. "
             "Remove %s and reset to retry" % (prev["n"], prev.get("type"), prev.get("msg"),
@@ -213,7 +216,7 @@ def main(machine=None, clock=None, root="", out=print, max_ticks=None):
 
         try:
             if raw is None:
-                raise system.SetupError("board profile: %s missing or not JSON" % BOARD_FILE)
+                raise system.SetupError("board profile: %s missing or not JSON" % _BOARD_FILE)
             ctx = system.build(machine, clock, raw, root + CONFIG_FILE,
                                root[:-1] if root else "")
             raw = None  # the profile's JSON: built from, not needed any more
@@ -235,7 +238,7 @@ def main(machine=None, clock=None, root="", out=print, max_ticks=None):
         # watchdog cannot be stopped, so: safe state, and reset into a
         # maintenance boot that starts none.
         _safe(ctx, machine, root)
-        if ctx is not None and ctx.wdt is not None:
+        if ctx is not None and ctx.supervisor is not None:  # the WDT runs
             _set_maint(root)
             out("evse: interrupted: resetting into maintenance mode")
             machine.reset()
@@ -243,12 +246,12 @@ def main(machine=None, clock=None, root="", out=print, max_ticks=None):
     except Exception as e:
         _safe(ctx, machine, root)
         n = record_crash(root, where, e)
-        out("evse: crash %d in %s: %r; reset in %d ms" % (n, where, e, RESET_DELAY_MS))
-        if n >= MAX_CRASHES:
+        out("evse: crash %d in %s: %r; reset in %d ms" % (n, where, e, _RESET_DELAY_MS))
+        if n >= _MAX_CRASHES:
             early_safe(machine, root, high=False)
             out("evse: too many crashes in a row: staying unavailable")
             return "crashed"
-        clock.sleep_ms(RESET_DELAY_MS)
+        clock.sleep_ms(_RESET_DELAY_MS)
         machine.reset()
         return "reset"
 

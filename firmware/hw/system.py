@@ -47,8 +47,7 @@ class Context:
         self.cfg = cfg
         self.board = board
         self.app = app
-        self.wdt = None
-        self.supervisor = None
+        self.supervisor = None  # and the WDT it feeds, once start_watchdog has run
         self.ticks = 0
         self._shown_state = None  # what the last status line showed
         self._shown_error = None
@@ -57,8 +56,8 @@ class Context:
 
     def start_watchdog(self, net_stall_ms=NET_STALL_MS):
         """Start machine.WDT (it cannot be stopped again) and its supervisor."""
-        self.wdt = self.machine.WDT(timeout=WDT_TIMEOUT_MS)
-        self.supervisor = Supervisor(self.wdt, self.clock.ticks_diff, self.clock.ticks_ms(),
+        wdt = self.machine.WDT(timeout=WDT_TIMEOUT_MS)
+        self.supervisor = Supervisor(wdt, self.clock.ticks_diff, self.clock.ticks_ms(),
                                      net_stall_ms)
         return self.supervisor
 
