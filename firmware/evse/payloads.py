@@ -4,13 +4,15 @@ the same values give the same bytes under CPython and MicroPython.
 """
 import json
 
+from micropython import const
+
 from evse import bus as B
 from evse.jsonw import dec, obj
 
-MAX_CMD_BYTES = 512  # larger command payloads are refused unread
+_MAX_CMD_BYTES = const(512)  # larger command payloads are refused unread
 
 
-_TOPICS = ("online", "status", "telemetry", "session", "event", "cmd", "reply", "ack")
+_TOPICS = const(("online", "status", "telemetry", "session", "event", "cmd", "reply", "ack"))
 
 
 class Topics:
@@ -42,27 +44,27 @@ def codes(faults, table):
 
 
 # How a session record's energy was measured (its "energy_status").
-ENERGY_MEASURED = "measured"  # both readings billing grade: energy_wh is the energy
-ENERGY_LATE_START = "late_start"  # the meter first answered after energy flowed
-ENERGY_NO_START = "no_start_reading"
-ENERGY_NO_STOP = "no_stop_reading"
-ENERGY_METER_RESET = "meter_reset"  # the stop reading is below the start
-ENERGY_NO_METER = "no_meter"
+_ENERGY_MEASURED = const("measured")  # both readings billing grade: energy_wh is the energy
+_ENERGY_LATE_START = const("late_start")  # the meter first answered after energy flowed
+_ENERGY_NO_START = const("no_start_reading")
+_ENERGY_NO_STOP = const("no_stop_reading")
+_ENERGY_METER_RESET = const("meter_reset")  # the stop reading is below the start
+_ENERGY_NO_METER = const("no_meter")
 
 
 def energy_status(start_wh, stop_wh, late_start=False, meter=True):
     """(energy_wh, status) of a session: energy_wh only when measured."""
     if not meter:
-        return None, ENERGY_NO_METER
+        return None, _ENERGY_NO_METER
     if start_wh is None:
-        return None, ENERGY_NO_START
+        return None, _ENERGY_NO_START
     if stop_wh is None:
-        return None, ENERGY_NO_STOP
+        return None, _ENERGY_NO_STOP
     if stop_wh < start_wh:
-        return None, ENERGY_METER_RESET
+        return None, _ENERGY_METER_RESET
     if late_start:
-        return None, ENERGY_LATE_START
-    return stop_wh - start_wh, ENERGY_MEASURED
+        return None, _ENERGY_LATE_START
+    return stop_wh - start_wh, _ENERGY_MEASURED
 
 
 def _rid(rid):
@@ -70,7 +72,7 @@ def _rid(rid):
 
 
 def session_record(sid, boot, start, stop, base, meter_start_wh, meter_stop_wh,
-                   energy_wh, peak_ma, reason, errors, status=ENERGY_MEASURED, estimate_wh=None,
+                   energy_wh, peak_ma, reason, errors, status=_ENERGY_MEASURED, estimate_wh=None,
                    rid=None):
     """One finished session (topic .../session). start/stop are seconds in
     `base` ("epoch": Unix time; "uptime": since boot number `boot`); stop is
@@ -166,7 +168,7 @@ def _list3(s, i, scale):
     return [dec(_v(s[i + k]), scale) for k in range(3)]
 
 
-_NULL3 = [None, None, None]
+_NULL3 = const((None, None, None))
 
 
 def telemetry(s):
@@ -187,7 +189,7 @@ def telemetry(s):
     )).text
 
 
-_RID_HEAD = '{"rid": "'
+_RID_HEAD = const('{"rid": "')
 
 
 def rid_of(data):
@@ -217,8 +219,8 @@ def decode_cmd(payload):
     """A command payload (bytes, or its size alone when the client did not
     keep a payload that large) -> (object, None), or (None, error text)."""
     n = payload if isinstance(payload, int) else len(payload)
-    if n > MAX_CMD_BYTES:
-        return None, "payload too large: %d bytes, at most %d" % (n, MAX_CMD_BYTES)
+    if n > _MAX_CMD_BYTES:
+        return None, "payload too large: %d bytes, at most %d" % (n, _MAX_CMD_BYTES)
     try:
         text = payload.decode()
     except ValueError:  # UnicodeError
