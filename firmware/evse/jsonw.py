@@ -13,6 +13,7 @@ network thread for every status and telemetry message: the fewer
 intermediate strings, the less garbage); keys are the firmware's own names
 and are written as they are.
 """
+from micropython import const
 
 
 class Raw:
@@ -23,8 +24,8 @@ class Raw:
 
 
 # "%d.%0Nd" for N fraction digits (after dropping trailing zeros), N = 0..3
-_FRAC = ("%d.0", "%d.%01d", "%d.%02d", "%d.%03d")
-_DIGITS = {10: 1, 100: 2, 1000: 3}
+_FRAC = const(("%d.0", "%d.%01d", "%d.%02d", "%d.%03d"))
+_SCALES = const((1, 10, 100, 1000))  # the index of a scale is its number of fraction digits
 
 
 def dec(n, scale):
@@ -36,7 +37,7 @@ def dec(n, scale):
     if neg:
         n = -n
     q, r = divmod(n, scale)
-    d = _DIGITS[scale]
+    d = _SCALES.index(scale)
     while r and r % 10 == 0:
         r //= 10
         d -= 1
@@ -44,10 +45,14 @@ def dec(n, scale):
     return Raw("-" + text if neg else text)
 
 
-_ESC = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+# the characters written as a two-character escape, and their escapes
+_ESC_CHARS = const('"\\\n\r\t')
+_ESC = const(('\\"', "\\\\", "\\n", "\\r", "\\t"))
 
 
 def _string(out, s):
+    """A JSON string. A lone surrogate is written as U+FFFD, the
+    replacement character, so the text always encodes."""
     out.append('"')
     for c in s:
         if c < " " or c == '"' or c == "\\" or "\ud7ff" < c < "\ue000":
@@ -57,8 +62,9 @@ def _string(out, s):
         out.append('"')
         return
     for c in s:
-        if c in _ESC:
-            out.append(_ESC[c])
+        i = _ESC_CHARS.find(c)
+        if i >= 0:
+            out.append(_ESC[i])
         elif c < " ":
             out.append("\\u%04x" % ord(c))
         elif "\ud7ff" < c < "\ue000":
@@ -69,14 +75,6 @@ def _string(out, s):
         else:
             out.append(c)
     out.append('"')
-
-
-def string(s):
-    """A JSON string. A lone surrogate is written as U+FFFD, the
-    replacement character, so the text always encodes."""
-    out = []
-    _string(out, s)
-    return "".join(out)
 
 
 def _put(out, v):
