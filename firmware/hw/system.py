@@ -4,7 +4,7 @@ main.py calls `build(...)` once (profile, configuration, board adapter,
 meter, application; nothing starts), `start_network(ctx)` (Wi-Fi and the
 MQTT link, or None without a broker), then `run_all(ctx, link)`:
 
-    control thread  `run`: App.tick every TICK_MS on deadlines (ticks_add);
+    control thread  `run`: App.tick every _TICK_MS on deadlines (ticks_add);
                     reads the board, steps the charger, drives the outputs,
                     writes the journal; the WDT fed after each completed
                     step, under the policy of hw/watchdog.py; never touches
@@ -25,15 +25,10 @@ thread (MicroPython's VFS is not thread-safe).
 from micropython import const
 
 from evse import config
-from hw import profile as boardprofile
 from hw.profile import SetupError
-from evse import meter as evmeter
-from evse.app import App
-from hw.rs485 import open_meter_uart
-from hw.board import Board
 from hw.watchdog import NET_STALL_MS, REASONS, WDT_TIMEOUT_MS, Supervisor
 
-TICK_MS = const(10)
+_TICK_MS = const(10)
 _CONTROL_STACK = const(8192)  # the control thread's stack, when the network runs beside it
 _SECRETS_FILE = const("secrets.json")  # {"wifi_ssid", "wifi_password", "mqtt_password"}
 _HEALTHY_AFTER_MS = const(60000)  # then the crash counter is cleared
@@ -84,6 +79,12 @@ class Context:
 
 def build(machine, clock, raw_profile, config_path, flash_dir):
     """Validate the profile and configuration, build the board and the app."""
+    # What only the build uses is imported here: its names stay out of this
+    # module's dict (the modules themselves stay loaded).
+    from evse.app import App
+    from hw import profile as boardprofile
+    from hw.board import Board
+
     try:
         prof = boardprofile.validate(raw_profile)
     except boardprofile.ProfileError as e:
@@ -223,6 +224,9 @@ def build_meter(machine, prof, cfg):
     """The Modbus meter on the profile's RS-485 pins, or None (`meter`: null)."""
     if cfg["meter"] is None:
         return None
+    from evse import meter as evmeter
+    from hw.rs485 import open_meter_uart
+
     rs = prof.d["rs485"]
     if rs is None:
         raise SetupError("configuration: meter %r but board %s has no rs485 pins "
@@ -235,7 +239,7 @@ def build_meter(machine, prof, cfg):
 
 def run(ctx, max_ticks=None, healthy=None, out=print, net_stall_ms=NET_STALL_MS,
         started=None, stop=None):
-    """The control loop: a step every TICK_MS, the WDT fed after each one
+    """The control loop: a step every _TICK_MS, the WDT fed after each one
     by its supervisor (hw/watchdog.py). Once the supervisor stops feeding,
     the board stays in its safe state until the WDT resets it.
 
@@ -275,10 +279,10 @@ def run(ctx, max_ticks=None, healthy=None, out=print, net_stall_ms=NET_STALL_MS,
             if healthy is not None and c.ticks_diff(now, start) >= _HEALTHY_AFTER_MS:
                 healthy()
                 healthy = None
-        nxt = c.ticks_add(nxt, TICK_MS)
+        nxt = c.ticks_add(nxt, _TICK_MS)
         wait = c.ticks_diff(nxt, c.ticks_ms())
         if wait > 0:
             c.sleep_ms(wait)
-        elif wait < -TICK_MS:  # overran by more than a tick: do not try to catch up
+        elif wait < -_TICK_MS:  # overran by more than a tick: do not try to catch up
             nxt = c.ticks_ms()
     return n
