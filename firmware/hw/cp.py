@@ -23,8 +23,6 @@ from array import array
 
 from micropython import const
 
-from hw.profile import CP_SHIFT
-
 _BURST_US = const(1200)  # at least 1.2 PWM periods
 _MIN_SAMPLES = const(8)
 _STEADY_SPAN_MV = const(2000)  # less than this between min and max: no edge
@@ -41,11 +39,7 @@ class CpSampler:
         self.size = size
         self.n = size
         self.us_per_sample = 0
-        self._mul = prof.adc_mul
-        self._shift = prof.adc_shift
-        self._zero = prof.cp_zero
-        self._num = prof.cp_num
-        self._trim = prof.cp_trim_mv
+        self.mv = prof.cp_mv  # a raw reading -> mV at the CP, the profile's transfer
         self.high_mv = 0
         self.low_mv = 0
         self.steady = True
@@ -73,9 +67,6 @@ class CpSampler:
         if len(buf) > n:  # the burst's length is known: keep no more buffer than it
             self._buf = array("H", [0] * n)
         return n
-
-    def mv(self, raw):
-        return ((((raw * self._mul) >> self._shift) - self._zero) * self._num >> CP_SHIFT) + self._trim
 
     def sample(self):
         buf = self._buf
