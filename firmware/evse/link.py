@@ -122,10 +122,8 @@ def client_class(base):
 
     class Client(base):
         timeout = SOCK_TIMEOUT_S
-
-        def __init__(self, *args, **kw):
-            super().__init__(*args, **kw)
-            self._b1 = bytearray(1)  # a packet's first byte, read without allocating
+        _b1 = bytearray(1)  # a packet's first byte, read without allocating (one
+        # client at a time uses this class: each Link makes its own)
 
         def _bound(self):
             ssl = self.ssl
