@@ -179,7 +179,8 @@ class Journal:
         self.skipped = 0  # garbage bytes found by load()
         self.unread = None  # where an unreadable journal was set aside
         self._stuck = False  # that file could not be moved: leave it alone
-        self.dirty = False  # a write failed: records in RAM not on flash
+        self.dirty = False  # the file is not the live records (a write failed, or load
+        # found it untidy): it is rewritten whole at the next compaction
         self.errors = 0  # failed flash writes
         self.dropped_events = 0  # since boot
         self.dropped_sessions = 0
@@ -209,14 +210,30 @@ class Journal:
             finally:
                 f.close()
         except Exception:  # MemoryError, OSError: keep the file, start empty
-            self._set_aside(tmp if from_tmp else self.path)
+            # Rename it to PATH.unread (PATH.unreadN if taken), never delete it.
+            self.live = ()
+            self.live_bytes = 0
+            bad = tmp if from_tmp else self.path
+            name = self.path + ".unread"
+            k = 1
+            while _exists(name):
+                k += 1
+                name = "%s.unread%d" % (self.path, k)
+            try:
+                os.rename(bad, name)
+                self.unread = name
+            except OSError:
+                self.errors += 1
+                self.unread = bad
+                self._stuck = True  # the file is still in the way: never remove it
             return self.live
         self.skipped = stats[0]
         self.live = tuple([live[s] for s in order if s in live])
         self.file_bytes = size
         if from_tmp or self.skipped or self.dropped_events or self.dropped_sessions or (
                 self.file_bytes > self.max_bytes + self.max_bytes // 2) or _exists(tmp):
-            self._compact()  # a clean, bounded file, and no stale .tmp
+            self.dirty = True  # wanted: a clean, bounded file, and no stale .tmp
+            self._compact()
         return self.live
 
     def _replay(self, records):
@@ -264,23 +281,6 @@ class Journal:
         self.next_seq = top + 1
         return live, order, size
 
-    def _set_aside(self, path):
-        """Rename an unreadable journal to PATH.unread (never delete it)."""
-        self.live = ()
-        self.live_bytes = 0
-        name = self.path + ".unread"
-        k = 1
-        while _exists(name):
-            k += 1
-            name = "%s.unread%d" % (self.path, k)
-        try:
-            os.rename(path, name)
-            self.unread = name
-        except OSError:
-            self.errors += 1
-            self.unread = path
-            self._stuck = True  # the file is still in the way: never remove it
-
     # ----------------------------------------------------------- write
     def _write(self, lines):
         try:
@@ -301,13 +301,12 @@ class Journal:
             self.file_bytes += len(line)
         return True
 
-    def _tidy(self):
-        """After an append or a removal: a rewrite when the file outgrew its
-        bound or records are missing from it."""
-        if self.dirty or self.file_bytes > self.max_bytes + self.max_bytes // 2:
-            self._compact()
-
     def _compact(self):
+        """Rewrite the file with the live records when that is due: it is
+        dirty or outgrew its bound; and remove it when no record is live."""
+        if self.live and not (self.dirty or
+                              self.file_bytes > self.max_bytes + self.max_bytes // 2):
+            return
         if self._stuck:
             return  # an unreadable journal is still at our path: append only
         tmp = self.path + ".tmp"
@@ -385,7 +384,7 @@ class Journal:
         if de or ds:
             self._dropped(de, ds)
         if wrote:
-            self._tidy()
+            self._compact()
         return seq
 
     def _dropped(self, de, ds):
@@ -431,7 +430,5 @@ class Journal:
         wrote = self._remove(seqs)
         if wrote is None:
             return
-        if not self.live:
+        if wrote or not self.live:
             self._compact()
-        elif wrote:
-            self._tidy()
