@@ -54,8 +54,8 @@ _SEQ_MASK = const(0x3FFFFFFF)  # the sequence stays a small int (2**30 is even)
 _TRIES = const(3)
 
 
-def fields(n=N_FIELDS):
-    """A zeroed array for a snapshot's fields (the first n)."""
+def fields(n):
+    """A zeroed array for a snapshot's first n fields (N_FIELDS: all)."""
     return array("i", [0] * n)
 
 
@@ -65,7 +65,7 @@ class Snapshot:
     one single write. `seq` is odd while a write is under way."""
 
     def __init__(self):
-        self.v = fields()
+        self.v = fields(N_FIELDS)
         self.seq = 0
 
     def begin(self):

@@ -271,7 +271,6 @@ class Link:
         # seq -> [rid, sent at, wait ms] for each record published on this
         # connection and not confirmed yet; _ACKED once confirmed
         self._sent = {}
-        self._by_rid = {}  # rid -> seq of the records in _sent
         self._live = None  # the journal's live tuple when _sent was last tidied
         self._acks = []  # seqs confirmed that did not fit into the Bus yet
         self.resent = 0  # records sent again for want of the backend's ack
@@ -280,7 +279,7 @@ class Link:
         self._refusals = _REFUSALS_BURST  # replies to refused payloads still allowed now
         self._refusals_at = ticks_ms()
         self.unanswered = 0  # refused payloads not answered (a flood)
-        self._snap = B.fields()  # the snapshot as read this step
+        self._snap = B.fields(B.N_FIELDS)  # the snapshot as read this step
         self._shown = B.fields(B.KEY_N)  # ... and its status key as the last status published it
         self._status_at = None  # None: publish the status at the next step
         self._tele_at = None  # the last telemetry while a vehicle is connected
@@ -400,7 +399,6 @@ class Link:
         now = ticks_ms()
         self.client = c
         self._sent = {}  # a new connection: everything not confirmed goes again
-        self._by_rid = {}
         self._live = None
         self.deferred = 0
         self._up_at = now  # failures are forgotten once the link has stayed up
@@ -522,11 +520,13 @@ class Link:
         except ValueError:
             self.bad_acks += 1
             return
+        sent = self._sent
         for rid in rids:
-            seq = self._by_rid.pop(rid, None)
-            if seq is not None and self._sent.get(seq) is not None:
-                self._sent[seq] = _ACKED
-                self._acks.append(seq)
+            for seq in sent:  # at most the journal's max_records
+                if sent[seq][0] == rid:  # published on this connection, not confirmed yet
+                    sent[seq] = _ACKED
+                    self._acks.append(seq)
+                    break
 
     def _journal(self, c, journal, bus):
         """Publish the journal's records at QoS 1. A record leaves the
@@ -545,9 +545,7 @@ class Link:
                 seqs = [r[0] for r in live]
                 for s in list(sent):
                     if s not in seqs:
-                        st = sent.pop(s)
-                        if st[0] is not None:
-                            self._by_rid.pop(st[0], None)
+                        del sent[s]
         now = ticks_ms()
         n = 0
         for seq, kind, data in live:
@@ -564,7 +562,6 @@ class Link:
                 acks.append(seq)
             elif st is None:
                 sent[seq] = [rid, now, ACK_WAIT_MS]
-                self._by_rid[rid] = seq
             else:
                 self.resent += 1
                 st[1] = now

@@ -47,7 +47,6 @@ class Supervisor:
         self.net_dead = False  # set by the network thread's runner
         self.reason = OK  # why feeding stopped (OK: it has not)
         self.holding = False  # the network is down, the reset waits for the contactor
-        self.fed = 0
         self.late = 0
         self.max_gap_ms = 0
         self._last = now
@@ -83,5 +82,4 @@ class Supervisor:
         else:
             self.holding = False
         self._wdt.feed()
-        self.fed += 1
         return True

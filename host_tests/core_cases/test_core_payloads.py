@@ -63,7 +63,7 @@ def test_event_and_reply():
 
 
 def _snap(**kw):
-    v = B.fields()
+    v = B.fields(B.N_FIELDS)
     for k in kw:
         v[getattr(B, "S_" + k.upper())] = kw[k]
     return v
