@@ -146,26 +146,23 @@ def client_class(base):
                     raise OSError(110)  # ETIMEDOUT: the packet is too slow
                 sleep_ms(_POLL_MS)
 
-        def _byte(self):
-            """One byte, before the packet's deadline (without allocating)."""
-            b1 = self._b1
-            while True:
-                n = self.sock.readinto(b1)
-                if n:
-                    return b1[0]
-                if n is not None:
-                    raise OSError(-1)  # 0: the broker closed mid-packet
-                if ticks_diff(self._deadline, ticks_ms()) <= 0:
-                    raise OSError(110)  # ETIMEDOUT: the packet is too slow
-                sleep_ms(_POLL_MS)
-
         def _length(self):
-            """The fixed header's Remaining Length (1 to 4 bytes, 7 bits each)."""
+            """The fixed header's Remaining Length (1 to 4 bytes, 7 bits each),
+            each byte read before the packet's deadline (without allocating)."""
+            b1 = self._b1
             n = 0
             for shift in (0, 7, 14, 21):
-                b = self._byte()
-                n |= (b & 0x7F) << shift
-                if not b & 0x80:
+                while True:
+                    got = self.sock.readinto(b1)
+                    if got:
+                        break
+                    if got is not None:
+                        raise OSError(-1)  # 0: the broker closed mid-packet
+                    if ticks_diff(self._deadline, ticks_ms()) <= 0:
+                        raise OSError(110)  # ETIMEDOUT: the packet is too slow
+                    sleep_ms(_POLL_MS)
+                n |= (b1[0] & 0x7F) << shift
+                if not b1[0] & 0x80:
                     return n
             raise OSError(-1)  # malformed: a fifth length byte
 
@@ -180,41 +177,38 @@ def client_class(base):
             self._deadline = ticks_add(ticks_ms(), int(self.timeout * 1000))
             self.sock.setblocking(False)  # the rest against the deadline
             try:
-                return self._packet(kind)
+                if kind == _PINGRESP:
+                    if self._length():
+                        raise OSError(-1)  # a PINGRESP carries nothing
+                    return None
+                if kind & 0xF0 != _PUBLISH:
+                    return kind  # the caller reads the rest (PUBACK, SUBACK)
+                qos = (kind >> 1) & 3
+                left = self._length()
+                t = self._take(2)
+                topic = self._take((t[0] << 8) | t[1])
+                left -= 2 + len(topic)
+                pid = None
+                if qos:
+                    if qos != 1:
+                        raise OSError(-1)  # we subscribe at QoS 0 and never ask for 2
+                    pid = self._take(2)
+                    left -= 2
+                if left < 0:
+                    raise OSError(-1)
+                if left > _MAX_PUBLISH:
+                    n = left
+                    while n:  # read past it, within the deadline
+                        n -= len(self._take(n if n < _SKIP_CHUNK else _SKIP_CHUNK))
+                    self.cb(topic, left)
+                else:
+                    self.cb(topic, self._take(left) if left else b"")
+                if pid is not None:
+                    self._bound()
+                    self.sock.write(b"\x40\x02" + pid)  # PUBACK
+                return kind
             finally:
                 self._bound()
-
-        def _packet(self, kind):
-            if kind == _PINGRESP:
-                if self._length():
-                    raise OSError(-1)  # a PINGRESP carries nothing
-                return None
-            if kind & 0xF0 != _PUBLISH:
-                return kind
-            qos = (kind >> 1) & 3
-            left = self._length()
-            t = self._take(2)
-            topic = self._take((t[0] << 8) | t[1])
-            left -= 2 + len(topic)
-            pid = None
-            if qos:
-                if qos != 1:
-                    raise OSError(-1)  # we subscribe at QoS 0 and never ask for 2
-                pid = self._take(2)
-                left -= 2
-            if left < 0:
-                raise OSError(-1)
-            if left > _MAX_PUBLISH:
-                n = left
-                while n:  # read past it, within the deadline
-                    n -= len(self._take(n if n < _SKIP_CHUNK else _SKIP_CHUNK))
-                self.cb(topic, left)
-            else:
-                self.cb(topic, self._take(left) if left else b"")
-            if pid is not None:
-                self._bound()
-                self.sock.write(b"\x40\x02" + pid)  # PUBACK
-            return kind
 
     return Client
 
