@@ -39,7 +39,7 @@ products stay below 2**30, so the conversion allocates nothing on the board.
 """
 from micropython import const
 
-CP_SHIFT = const(14)  # cp_num is a fraction of 2**14
+_CP_SHIFT = const(14)  # cp_num is a fraction of 2**14
 
 
 class SetupError(ValueError):
@@ -71,7 +71,7 @@ class Profile:
         self.cp_zero = (zero_uv + 5) // 10  # ADC input at CP = 0 V, 10 uV units
         # cp_mv per 10 uV at the ADC = 10_000 / uv_per_v, as a fraction of 2**14,
         # corrected by trim_ppm.
-        num = 10000 * (1 << CP_SHIFT) * (1000000 + cp.get("trim_ppm", 0))
+        num = 10000 * (1 << _CP_SHIFT) * (1000000 + cp.get("trim_ppm", 0))
         self.cp_num = (num + uv_per_v * 500000) // (uv_per_v * 1000000)
         self.cp_trim_mv = cp.get("trim_mv", 0)
 
@@ -83,7 +83,7 @@ class Profile:
         return (raw * self.adc_mul) >> self.adc_shift
 
     def cp_mv(self, raw):
-        return (((self.adc_10uv(raw) - self.cp_zero) * self.cp_num) >> CP_SHIFT) + self.cp_trim_mv
+        return (((self.adc_10uv(raw) - self.cp_zero) * self.cp_num) >> _CP_SHIFT) + self.cp_trim_mv
 
 
 
@@ -119,22 +119,3 @@ def validate(d):
         return sys.modules["hw.profile_check"].validate(d)
     finally:
         forget("hw", "profile_check")
-
-
-def load(path):
-    """Read and validate a profile file (JSON)."""
-    import json
-
-    try:
-        f = open(path)
-    except OSError:
-        raise ProfileError("profile: %s not found" % path)
-    try:
-        text = f.read()
-    finally:
-        f.close()
-    try:
-        d = json.loads(text)
-    except ValueError:
-        raise ProfileError("profile: %s is not valid JSON" % path)
-    return validate(d)

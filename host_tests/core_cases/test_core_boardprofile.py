@@ -106,7 +106,7 @@ def test_divider_transfer_is_exact():
 
 def _raw_for_cp_mv(p, mv):
     """The raw sample that reads as about `mv` on CP (the inverse of cp_mv)."""
-    a = p.cp_zero + ((mv - p.cp_trim_mv) << bp.CP_SHIFT) // p.cp_num
+    a = p.cp_zero + ((mv - p.cp_trim_mv) << 14) // p.cp_num  # cp_num: a fraction of 2**14
     return (a << p.adc_shift) // p.adc_mul
 
 
