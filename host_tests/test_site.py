@@ -134,3 +134,23 @@ def test_solar_needs_the_power_and_a_feed_goes_stale():
     assert not f.ok
     f.put(1000, 2000, 3000, -500)
     assert f.ok
+
+
+def test_the_backends_grid_feed_is_validated_and_stale_readings_are_ignored():
+    from evse.site import decode_grid
+
+    assert decode_grid(b'{"a": [1.5, -2, 3], "w": -120, "t": 1000}') == (1500, -2000, 3000,
+                                                                         -120, 1000)
+    assert decode_grid(b'{"a": [7]}') == (7000, 0, 0, None, None)  # a single-phase site
+    for bad in (b"", b"[]", b"{", b'{"a": [1, 2]}', b'{"a": [1, 2, "x"]}', b'{"a": [1e9, 0, 0]}',
+                b'{"a": [true, 0, 0]}', b'{"a": [1, 2, 3], "w": "lots"}',
+                b'{"a": [1, 2, 3], "t": null, "w": 1e12}', b'{"a": [1, 2, 3], "t": "now"}',
+                b'{"a": [1, 2, 3], "pad": "' + b"x" * 300 + b'"}', 4096):
+        assert decode_grid(bad) is None, bad
+    f = Feed()
+    f.take(decode_grid(b'{"a": [1, 2, 3], "t": 1000}'), 2000)  # an hour-old retained reading
+    assert f.good_seq == 0
+    f.take(decode_grid(b'{"a": [1, 2, 3], "t": 1000}'), 1010)
+    assert f.good_seq == 1 and f.phase_ma == [1000, 2000, 3000] and f.power_w is None
+    f.take(decode_grid(b'{"a": [4, 5, 6], "w": 10}'), None)  # no clock on either side
+    assert f.good_seq == 2 and f.power_w == 10

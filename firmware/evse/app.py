@@ -56,9 +56,11 @@ _CMDS_PER_TICK = const(4)
 # What set_config may change remotely. Everything else -- the safety
 # functions (RCD self-test and retries, temperature limits, ventilation),
 # the installation's facts (phases, socket, cable rating) and the link's own
-# keys -- is the installer's, on the device. max_current_a only downwards.
+# keys -- is the installer's, on the device. max_current_a only downwards;
+# mode only between "smart" and "solar" (both keep the main fuse protected:
+# turning site energy on or off is the installer's).
 REMOTE_KEYS = ("max_current_a", "fallback_current_a", "authorization", "meter_loss",
-               "meter", "meter_unit", "meter_baud", "meter_parity")
+               "meter", "meter_unit", "meter_baud", "meter_parity", "mode")
 
 
 def _int(v, default=0):
@@ -104,6 +106,10 @@ class App:
             from evse.site import Site
 
             self.site = Site(cfg)
+            if grid is None and cfg["grid_meter"] == "mqtt" and backend:
+                from evse.site import Feed  # the backend's grid feed, through the Bus
+
+                self.grid = self.site.feed = Feed()
         self.flash_dir = flash_dir
         self.cfg = cfg
         self.clock = clock
@@ -145,6 +151,10 @@ class App:
         self._snap_error = 0
         if backend and flash_dir is not None:
             self.bus = Bus()
+            if self.site is not None and self.site.feed is not None:
+                from evse.bus import Ring
+
+                self.bus.grid = Ring(2)  # (a1, a2, a3, power_w) from the link
             self.journal = Journal(self._path(_JOURNAL_FILE), cfg["journal_kb"] * 1024,
                                    report=self._drop_report)
             try:
@@ -243,6 +253,12 @@ class App:
             g.poll(now)
         s = self.site
         if s is not None:
+            f = s.feed
+            if f is not None and self.bus is not None:
+                r = self.bus.grid.get()
+                while r is not None:
+                    f.take(r, self._epoch())
+                    r = self.bus.grid.get()
             s.step(ticks_diff(now, self.now), g, m, out.contactor, out.phases)
             inp.site_ma = s.limit_ma
             inp.grid_ok = s.grid_ok
@@ -556,6 +572,9 @@ class App:
         if key == "max_current_a" and new[key] > self.cfg[key]:
             return no("max_current_a: not above %s A over MQTT (the installer's limit: raise "
                       "it on the device)" % self.cfg[key])
+        if key == "mode" and new[key] != self.cfg[key] and "normal" in (new[key], self.cfg[key]):
+            return no("mode: only between \"smart\" and \"solar\" over MQTT (site energy on "
+                      "or off is the installer's, on the device)")
         if self.flash_dir is not None:
             try:
                 write_json_atomic(self._path(CONFIG_FILE), new)
@@ -564,4 +583,10 @@ class App:
                 return no("config not saved: flash write failed")
         self.cfg = new
         self.charger.configure(new)
+        if key == "mode" and self.site is not None and self.site.solar != (new[key] == "solar"):
+            from evse.site import Site
+
+            feed = self.site.feed
+            self.site = Site(new)  # afresh: the new mode's timers from now
+            self.site.feed = feed
         return {"id": cid, "ok": True}

@@ -74,6 +74,7 @@ class Site:
         self.min_run_ms = cfg["solar_min_run_s"] * 1000
         self.min_pause_ms = cfg["solar_min_pause_s"] * 1000
         self.limit_ma = 0  # nothing before the first reading
+        self.feed = None  # the backend's grid feed (Feed), when grid_meter is "mqtt"
         self.grid_ok = True
         self.room_ma = None  # smart room per phase at the last reading
         self.budget_ma = None  # solar: smoothed budget per phase
@@ -307,6 +308,7 @@ class Feed:
         self._now = None
 
     def put(self, a1, a2, a3, power_w):
+        # power_w None: no power (solar then counts the reading as lost)
         p = self.phase_ma
         p[0] = a1
         p[1] = a2
@@ -316,9 +318,66 @@ class Feed:
         self._age_ms = 0
         self.ok = True
 
+    def take(self, r, epoch):
+        """A reading from decode_grid; one more than 30 s from the charger's
+        clock (`epoch`, None before NTP) is no reading: a retained message
+        left over from an hour ago, or a feed whose own clock is wrong."""
+        t = r[4]
+        if t is not None and epoch is not None and not -30 <= epoch - t <= 30:
+            return
+        self.put(r[0], r[1], r[2], r[3])
+
     def poll(self, now):
         if self._now is not None:
             self._age_ms = _age(self._age_ms, ticks_diff(now, self._now))
         self._now = now
         if self._age_ms >= _STALE_MS:
             self.ok = False
+
+
+_MAX_GRID_BYTES = const(256)
+
+
+def _ma(v):
+    # A (int or float) -> mA, or None outside +-1000 A
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not -1000 <= v <= 1000:
+        return None
+    return int(v * 1000)
+
+
+def decode_grid(payload):
+    """The backend's grid feed (docs/site.md), in the network thread ->
+    (a1, a2, a3, power_w, t) in mA, W and s, or None for a message to
+    ignore. `payload`: bytes, {"a": [L1, L2, L3] or [L1], "w": W, "t": T},
+    amperes per phase signed (negative: export), the total power in W
+    (optional; `solar` needs it), T the reading's Unix time (optional:
+    Feed.take compares it with the charger's clock)."""
+    if isinstance(payload, int) or len(payload) > _MAX_GRID_BYTES:
+        return None
+    import json
+
+    try:
+        d = json.loads(payload)
+    except (ValueError, RuntimeError):
+        return None
+    if not isinstance(d, dict):
+        return None
+    a = d.get("a")
+    if not isinstance(a, list) or len(a) not in (1, 3):
+        return None
+    out = [0, 0, 0]
+    for i in range(len(a)):
+        x = _ma(a[i])
+        if x is None:
+            return None
+        out[i] = x
+    w = d.get("w")
+    if w is not None:
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not -10 ** 6 <= w <= 10 ** 6:
+            return None
+        w = int(w)
+    t = d.get("t")
+    if t is not None:
+        if isinstance(t, bool) or not isinstance(t, (int, float)):
+            return None
+    return out[0], out[1], out[2], w, t

@@ -149,6 +149,24 @@ def test_set_config_only_when_enabled():
     assert config.load(rig.flash + "/config.json")["max_current_a"] == 16
 
 
+def test_set_config_switches_between_smart_and_solar_only():
+    """Remotely, site energy goes from one mode to the other, both of which
+    keep the main fuse protected; never on or off."""
+    rig = Rig(cfg={"mqtt_remote_config": True, "mode": "smart", "grid_meter": "sdm630"})
+    cmd = rig.app.command
+    assert rig.app.site is not None and not rig.app.site.solar
+    assert cmd({"cmd": "set_config", "key": "mode", "value": "solar", "id": 1},
+               rig.now) == {"id": 1, "ok": True}
+    assert rig.app.site.solar and config.load(rig.flash + "/config.json")["mode"] == "solar"
+    r = cmd({"cmd": "set_config", "key": "mode", "value": "normal", "id": 2}, rig.now)
+    assert r["ok"] is False and "installer" in r["error"], r
+    assert rig.app.cfg["mode"] == "solar"
+    rig = Rig(cfg={"mqtt_remote_config": True, "grid_meter": "sdm630"})
+    r = rig.app.command({"cmd": "set_config", "key": "mode", "value": "smart", "id": 3}, rig.now)
+    assert r["ok"] is False and "installer" in r["error"], r
+    assert rig.app.site is None
+
+
 def test_set_config_never_weakens_a_safety_function_nor_raises_the_limit():
     """Whoever can publish on the command topic cannot turn off the RCD
     self-test, move the temperature limits, claim a bigger cable or raise
