@@ -42,6 +42,21 @@ def test_meter_on_the_profiles_rs485_pins(tmp_path, board):
     assert m is not None and m.unit == 7
 
 
+def test_grid_meter_shares_the_meters_bus_and_its_master(tmp_path):
+    ctx, raw = _build(tmp_path, "esp32-devkitc", {"mode": "smart", "grid_meter": "sdm630",
+                                                  "grid_meter_unit": 9})
+    uarts = [e for e in fm.WORLD.log if e[0] == "UART"]
+    assert len(uarts) == 1  # one RS-485 line, two units on it
+    m, g = ctx.app.meter, ctx.app.site.grid
+    assert g is not None and g.unit == 9 and g.master is m.master
+    assert ctx.app.site is not None
+
+
+def test_phase_switch_needs_the_boards_output(tmp_path):
+    with pytest.raises(system.SetupError, match="phase_switch"):
+        _build(tmp_path, "esp32-devkitc", {"phase_switch": True})
+
+
 def test_no_meter_configured_no_uart(tmp_path):
     ctx, _ = _build(tmp_path, "pico-w", {"meter": None})
     assert ctx.app.meter is None

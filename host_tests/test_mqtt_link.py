@@ -464,3 +464,61 @@ def test_shared_subscription_splits_the_load_and_stores_each_session_once(broker
         l1, l2 = stop(b1), stop(b2)
     assert _rows(db, "SELECT COUNT(*) FROM sessions") == [(12,)]
     assert "session share-1/" in l1 and "session share-1/" in l2, (l1, l2)  # both worked
+
+
+def test_the_grid_feed_from_the_broker_drives_smart_mode_and_its_loss_is_a_fault(broker, tmp_path):
+    """grid_meter "mqtt" (docs/site.md): a feeder publishes the grid
+    currents (house plus what the charger's telemetry says it draws) on the
+    charger's own grid topic; the offer keeps the 25 A fuse; a stale
+    retained reading is ignored; once the feed stops, the grid reading is
+    lost after 30 s: the grid_meter fault and the fallback current."""
+    dev = "grid-1"
+    w = Watcher(broker.port, ["evse/%s/#" % dev])
+    scen = write_scenario(tmp_path, "grid", 150, CHARGE, {
+        "mqtt_device_id": dev, "mode": "smart", "grid_meter": "mqtt", "mains_max_a": 25,
+        "mqtt_telemetry_s": 1, "fallback_current_a": 6})
+    topic = "evse/%s/grid" % dev
+    # an hour-old retained reading, there before the charger: no reading
+    w.publish(topic, json.dumps({"a": [1, 1, 1], "t": int(time.time()) - 3600}).encode())
+    house = [5.0, 5.0, 5.0]
+    feeding = threading.Event()
+    feeding.set()
+    done = threading.Event()
+
+    def feeder():
+        while not done.is_set():
+            if feeding.is_set():
+                ev = [0.0, 0.0, 0.0]
+                for t, text, _ in reversed(w.msgs[-50:]):
+                    if t.endswith("/telemetry"):
+                        ev = [x or 0.0 for x in json.loads(text)["current_a"]]
+                        break
+                a = [round(house[i] + ev[i], 2) for i in range(3)]
+                w.c.publish(topic, json.dumps({"a": a, "t": int(time.time())}), qos=0,
+                            retain=True)
+            done.wait(0.5)
+
+    p = start_sim(scen, broker.port, tmp_path)
+    th = threading.Thread(target=feeder, daemon=True)
+    try:
+        w.wait_for(_is("/online", lambda x: x == "online"), 10, "online")
+        th.start()
+        # 25 A fuse, 5 A of house: 20 A of room, the vehicle takes its 16 A
+        w.wait_for(_is("/status", lambda x: _status(x)["offer_a"] == 20.0
+                       and _status(x)["state"] == "C2"), 20, "an offer of 20 A")
+        house[0] = 18.0  # 25 - 18: 7 A of room on L1
+        w.wait_for(_is("/status", lambda x: _status(x)["offer_a"] == 7.0), 20, "7 A")
+        feeding.clear()  # the feed stops: lost after 30 s without a reading
+        d = _status(w.wait_for(_is("/status", lambda x: _status(x)["error"] == "grid_meter"),
+                               45, "the grid_meter fault")[1])
+        assert d["offer_a"] == 6.0 and d["state"] == "C2", d
+        feeding.set()
+        w.wait_for(_is("/status", lambda x: _status(x)["error"] is None
+                       and _status(x)["offer_a"] == 7.0), 20, "the feed back")
+    finally:
+        done.set()
+        p.send_signal(signal.SIGINT)
+        out = finish(p, 20)
+        w.c.publish(topic, b"", qos=0, retain=True).wait_for_publish(5)  # no retained leftovers
+        w.close()
+    assert "Traceback" not in out, out

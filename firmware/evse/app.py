@@ -100,8 +100,7 @@ class App:
         board.safe()  # first: before any flash I/O
         self.board = board
         self.meter = meter
-        self.grid = grid
-        self.site = None
+        self.site = None  # site energy: the Site, which holds the grid source
         if cfg["mode"] != "normal":
             from evse.site import Site
 
@@ -109,7 +108,8 @@ class App:
             if grid is None and cfg["grid_meter"] == "mqtt" and backend:
                 from evse.site import Feed  # the backend's grid feed, through the Bus
 
-                self.grid = self.site.feed = Feed()
+                grid = self.site.feed = Feed()
+            self.site.grid = grid
         self.flash_dir = flash_dir
         self.cfg = cfg
         self.clock = clock
@@ -243,7 +243,8 @@ class App:
         out = self.out
         self.board.read(inp)
         m = self.meter
-        g = self.grid
+        s = self.site
+        g = None if s is None else s.grid
         if m is not None:
             if g is None or not g.busy:
                 m.poll(now)
@@ -251,7 +252,6 @@ class App:
             inp.ev_ma = m.a_ma if m.ok else None
         if g is not None and (m is None or not m.busy):
             g.poll(now)
-        s = self.site
         if s is not None:
             f = s.feed
             if f is not None and self.bus is not None:
@@ -260,9 +260,7 @@ class App:
                     f.take(r, self._epoch())
                     r = self.bus.grid.get()
             s.step(ticks_diff(now, self.now), g, m, out.contactor, out.phases)
-            inp.site_ma = s.limit_ma
-            inp.grid_ok = s.grid_ok
-            inp.phases_want = s.phases_want
+            inp.site = s
         self.charger.step(now)
         self.board.apply(out)
         # The outputs are on the pins: bookkeeping and reports come after.
@@ -586,7 +584,9 @@ class App:
         if key == "mode" and self.site is not None and self.site.solar != (new[key] == "solar"):
             from evse.site import Site
 
-            feed = self.site.feed
+            old = self.site
             self.site = Site(new)  # afresh: the new mode's timers from now
-            self.site.feed = feed
+            self.site.feed = old.feed
+            self.site.grid = old.grid
+            self.inp.site = self.site
         return {"id": cid, "ok": True}

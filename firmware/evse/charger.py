@@ -52,7 +52,7 @@ _F_VENT = const(0x040)
 _F_OVERTEMP = const(0x080)
 _F_OVERCURRENT = const(0x100)
 F_METER = const(0x200)
-F_GRID = const(0x400)
+_F_GRID = const(0x400)
 
 FAULTS = (
     (_F_CP_SHORT, "cp_short"),
@@ -65,7 +65,7 @@ FAULTS = (
     (_F_OVERTEMP, "overtemp"),
     (_F_OVERCURRENT, "overcurrent"),
     (F_METER, "meter"),
-    (F_GRID, "grid_meter"),
+    (_F_GRID, "grid_meter"),
 )
 
 # Reactions.
@@ -93,7 +93,7 @@ T_RCD_TEST = const(500)  # RCD self-test: trip, then release, each within this
 T_OVERCURRENT = const(7000)  # excess time in the bucket that raises `overcurrent`
 T_EV_FOLLOW = const(5000)  # the EV follows a lower PWM value within this
 T_PE_CLEAR = const(2000)  # PE present this long before `pe` clears
-T_PHASE_SETTLE = const(2000)  # 1p/3p: the contactor open this long before the phases change
+_T_PHASE_SETTLE = const(2000)  # 1p/3p: the contactor open this long before the phases change
 PP_GONE_READINGS = const(2)  # socket: PP open this many readings in a row = cable gone
 
 # Diode check: DIODE_PASS good readings in a row, in this PWM phase, before
@@ -133,9 +133,10 @@ class Inputs:
         self.temp_dc = None  # enclosure temperature in 0.1 degC, None = no sensor
         self.ev_ma = None  # largest phase current from the meter, None = unknown
         self.meter_ok = None  # None: no meter; False: meter silent
-        self.site_ma = None  # the site's limit (evse.site), None: no site energy
-        self.phases_want = None  # the site's choice of phases (1 or 3), None: no switching
-        self.grid_ok = None  # None: no site energy; False: the grid reading is lost
+        # site energy (evse.site.Site, None: none): its limit_ma (the most per
+        # phase, mA), grid_ok (False: the grid reading is lost) and
+        # phases_want (1 or 3, None: no switching), as of this tick
+        self.site = None
 
 
 class Outputs:
@@ -190,7 +191,7 @@ class Charger:
         self._rcd_phase = _RT_IDLE
         self._rcd_retries = 0
         self._shown_faults = 0
-        self._switching = False  # 1p/3p: PWM off until the contactor has been open T_PHASE_SETTLE
+        self._switching = False  # 1p/3p: PWM off until the contactor has been open _T_PHASE_SETTLE
 
     def configure(self, cfg):
         """Take a validated configuration (evse.config.validate)."""
@@ -338,10 +339,11 @@ class Charger:
             self._raise(F_METER)
         elif self.out.faults & F_METER:
             self._clear(F_METER)
-        if self.inp.grid_ok is False:  # the site's limit is the fallback meanwhile
-            self._raise(F_GRID)
-        elif self.out.faults & F_GRID:
-            self._clear(F_GRID)
+        site = self.inp.site
+        if site is not None and not site.grid_ok:  # the site's limit is the fallback meanwhile
+            self._raise(_F_GRID)
+        elif self.out.faults & _F_GRID:
+            self._clear(_F_GRID)
 
     def _fault_cp(self, cp):
         # State E: CP shorted to PE. Clears when the pilot reads anything else.
@@ -466,19 +468,20 @@ class Charger:
             self._oc_ms = self._oc_ms - dt if self._oc_ms > dt else 0
 
     def _phases(self):
-        """1p/3p switching (evse.site asks through inp.phases_want): no load
+        """1p/3p switching (evse.site asks through its phases_want): no load
         is ever switched. The PWM goes off (the vehicle stops: IEC 61851-1
         Table A.6 seq. 10.2, the contactor opens when it opens S2 or after
         6 s), the phases change once the contactor has been open
-        T_PHASE_SETTLE, and the PWM comes back after the 3 s of X1. The
+        _T_PHASE_SETTLE, and the PWM comes back after the 3 s of X1. The
         L2/L3 contactor only ever follows the main one (the board)."""
-        want = self.inp.phases_want
+        site = self.inp.site
+        want = None if site is None else site.phases_want
         out = self.out
         if want is None or want == out.phases or not 1 <= want <= self.phases:
             self._switching = False
             return
         self._switching = True
-        if not out.contactor and self._cmd_ms >= T_PHASE_SETTLE:
+        if not out.contactor and self._cmd_ms >= _T_PHASE_SETTLE:
             out.phases = want
             self._switching = False
             self._event("phases", want)
@@ -508,9 +511,9 @@ class Charger:
             lim = self.derate_ma
         if out.faults & F_METER and self.fallback_ma < lim:
             lim = self.fallback_ma
-        site = self.inp.site_ma
-        if site is not None and site < lim:
-            lim = site  # below 6 A: no offer, the vehicle pauses
+        site = self.inp.site
+        if site is not None and site.limit_ma < lim:
+            lim = site.limit_ma  # below 6 A: no offer, the vehicle pauses
         return P.clamp_offer(lim)
 
     # 5. ------------------------------------------------------------- pilot

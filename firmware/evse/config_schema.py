@@ -212,8 +212,6 @@ def validate(d):
             and cfg["grid_meter_unit"] == cfg["meter_unit"]:
         raise ConfigError("grid_meter_unit: must differ from meter_unit (%d): both meters "
                           "are on one bus" % cfg["meter_unit"])
-    if g == "mqtt" and cfg["mqtt_host"] is None:
-        raise ConfigError("grid_meter: \"mqtt\" needs the backend link (mqtt_host)")
     if cfg["mqtt_password"] is not None and cfg["mqtt_user"] is None:
         raise ConfigError("mqtt_user: required when mqtt_password is set")
     return cfg

@@ -376,6 +376,8 @@ class Link:
             c.subscribe(self._cmd_topic, 0)
             if self._e2e:
                 c.subscribe(self._ack_topic, 0)
+            if self._grid():
+                c.subscribe((t.base + "grid").encode(), 0)
             if cfg["mqtt_ha_discovery"]:
                 from evse import hass  # only when enabled: its code stays out of RAM otherwise
 
@@ -435,12 +437,23 @@ class Link:
         self._failed(e)
 
     # ---------------------------------------------------------- service
+    def _grid(self):
+        """The site's grid feed is read from the broker (docs/site.md)."""
+        cfg = self.cfg
+        return cfg["grid_meter"] == "mqtt" and cfg["mode"] != "normal"
+
     def _on_msg(self, topic, msg):
         """Called by the client inside check_msg/wait_msg/publish: queue
         only, never publish from here."""
         if topic != self._cmd_topic:
             if topic == self._ack_topic:
                 self._on_ack(msg)
+            elif self._grid():  # the only other topic subscribed to
+                from evse.site import decode_grid
+
+                r = decode_grid(msg)
+                if r is not None:
+                    self.bus.grid.put(r)
             return
         m, err = PL.decode_cmd(msg)
         if err is None:

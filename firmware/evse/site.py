@@ -75,6 +75,7 @@ class Site:
         self.min_pause_ms = cfg["solar_min_pause_s"] * 1000
         self.limit_ma = 0  # nothing before the first reading
         self.feed = None  # the backend's grid feed (Feed), when grid_meter is "mqtt"
+        self.grid = None  # the grid source the App polls (a Meter, the feed, or None)
         self.grid_ok = True
         self.room_ma = None  # smart room per phase at the last reading
         self.budget_ma = None  # solar: smoothed budget per phase

@@ -54,8 +54,10 @@ class Board:
             self._k.append(self._signal(c, False))
         self._k = tuple(self._k)
         ps = d["phase_switch"]  # the L2/L3 contactor (1p/3p), or None
-        self._k3 = self._signal(ps, False) if ps is not None else None
-        self._three = True  # out.phases == 3: the L2/L3 contactor follows the main one
+        self._k3 = None
+        if ps is not None:
+            self._k3 = self._signal(ps, False)
+            self._three = True  # out.phases == 3: the L2/L3 contactor follows the main one
         rcd = d["rcd"]
         self._rcd_test = self._signal(rcd["test"], False) if rcd is not None and rcd["test"] else None
         cp = d["cp"]

@@ -97,13 +97,16 @@ def build(machine, clock, raw_profile, config_path, flash_dir):
     if cfg["rcd_selftest"] and (rcd is None or rcd["test"] is None):
         raise SetupError("configuration: rcd_selftest is true but board %s has no RCD test "
                          "output (set rcd_selftest to false for this board)" % prof.name)
+    if cfg["phase_switch"] and prof.d["phase_switch"] is None:
+        raise SetupError("configuration: phase_switch is true but board %s has no phase_switch "
+                         "output (the L2/L3 contactor; docs/boards.md)" % prof.name)
     board = Board(machine, prof, clock)
-    meter = build_meter(machine, prof, cfg)
+    meter, grid = build_meter(machine, prof, cfg, True)
     prof.release()  # built: the profile's dicts go (the Profile keeps its scalars)
     backend = cfg["mqtt_host"] is not None
     app = App(board, cfg, clock.ticks_ms(), meter=meter,
               flash_dir=flash_dir, backend=backend, clock=_epoch if backend else None,
-              boot_reason=_boot_reason(machine))
+              boot_reason=_boot_reason(machine), grid=grid)
     return Context(machine, clock, prof, cfg, board, app)
 
 
@@ -220,21 +223,30 @@ def run_all(ctx, link, max_ticks=None, healthy=None, out=print, net_stall_ms=NET
     return ctx.ticks
 
 
-def build_meter(machine, prof, cfg):
-    """The Modbus meter on the profile's RS-485 pins, or None (`meter`: null)."""
-    if cfg["meter"] is None:
-        return None
+def build_meter(machine, prof, cfg, grid=False):
+    """The Modbus meter on the profile's RS-485 pins, or None (`meter`: null).
+    grid=True: (meter, grid meter), the grid connection's meter on the same
+    bus when `grid_meter` is a profile (docs/site.md), else None."""
+    name = cfg["meter"]
+    g = cfg["grid_meter"] if grid and cfg["mode"] != "normal" else None
+    if g == "mqtt":
+        g = None  # the feed comes through the link
+    if name is None and g is None:
+        return (None, None) if grid else None
     from evse import meter as evmeter
     from hw.rs485 import open_meter_uart
 
     rs = prof.d["rs485"]
     if rs is None:
         raise SetupError("configuration: meter %r but board %s has no rs485 pins "
-                         "(set meter to null for this board)" % (cfg["meter"], prof.name))
+                         "(set meter to null for this board)" % (name or g, prof.name))
     transport = open_meter_uart(rs["uart"], rs["tx"], rs["rx"], rs.get("de"),
                                 baud=int(cfg["meter_baud"]), parity=cfg["meter_parity"],
                                 machine=machine)
-    return evmeter.from_config(cfg, transport)
+    meter = evmeter.from_config(cfg, transport)
+    if not grid:
+        return meter
+    return meter, evmeter.grid_from_config(cfg, transport, meter)
 
 
 def run(ctx, max_ticks=None, healthy=None, out=print, net_stall_ms=NET_STALL_MS,

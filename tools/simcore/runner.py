@@ -84,7 +84,7 @@ class Sim:
         # and the grid connection's meter on the same bus.
         self.house = [0, 0, 0]
         self.grid_dev = None
-        if cfg["grid_meter"] is not None:
+        if cfg["grid_meter"] not in (None, "mqtt"):  # "mqtt": the feed comes through the broker
             self.grid_dev = GridMeterDevice(cfg["grid_meter"], cfg["grid_meter_unit"],
                                             int(cfg["meter_baud"]), cfg["meter_parity"])
         self.bus = [d for d in (self.device, self.grid_dev) if d is not None]
@@ -326,7 +326,8 @@ class Sim:
                 if dev is not None:  # a meter exchange goes on at its own pace
                     nxt = dev.stride_end(T, nxt, app.meter if app is not None else None)
                 if gdev is not None:
-                    nxt = gdev.stride_end(T, nxt, app.grid if app is not None else None)
+                    nxt = gdev.stride_end(T, nxt, app.site.grid if app is not None
+                                          and app.site is not None else None)
             else:
                 nxt = T + TICK_MS
             if i < n:

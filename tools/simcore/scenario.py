@@ -172,9 +172,6 @@ def normalize(d):
         cfg = _config.validate(d["config"])
     except _config.ConfigError as e:
         raise ScenarioError("config: %s" % e)
-    if cfg["grid_meter"] == "mqtt":
-        raise ScenarioError('config: grid_meter "mqtt" is not simulated (the simulator\'s '
-                            "grid meter is a profile on the charger meter's bus)")
     events = d["events"]
     if not isinstance(events, list):
         raise ScenarioError('"events" must be a list, got %s' % _j(events))
