@@ -220,3 +220,35 @@ def test_a_silent_meter_shows_no_numbers(peers, tmp_path):
         out = finish(sim, 90)
     assert sim.returncode == 0, out
     assert not hass.mqtt_complaints(), "\n".join(hass.mqtt_complaints())
+
+
+def test_site_energy_shows_the_grid_and_the_mode_select_switches_it(peers, tmp_path):
+    """Issue 14 part 6: with `smart` and a grid meter, Home Assistant shows
+    the grid's phase currents, the site's limit and the phases in use, and
+    the Mode select sends set_config: the status's mode follows."""
+    broker, hass = peers
+    scen = scenario(tmp_path, "ha-site", 45, [
+        {"t": 0.0, "site": {"house_a": [5, 5, 5]}}, {"t": 0.0, "ev": "A"},
+        {"t": 2.0, "ev": "B"}, {"t": 2.0, "ev_draw": {"max_a": 16}}, {"t": 4.0, "ev": "C"}],
+        {"mode": "smart", "mains_max_a": 25, "grid_meter": "sdm630",
+         "mqtt_remote_config": True})
+    sim = start_sim(scen, broker.port, tmp_path)
+    scr = Screen(hass, "sim-ha-site")
+    try:
+        # 5 A of house and the vehicle's 16 A on each phase
+        ents = scr.wait(lambda e: charging_at(e, 16) and num(e, "Grid L1") == 21, 25,
+                        "charging at 16 A, the grid meter at 21 A")
+        for k in ("Grid L1", "Grid L2", "Grid L3", "Site limit", "Phases in use", "Mode"):
+            assert k in ents, sorted(ents)
+        assert ents["Mode"]["entity_id"].startswith("select.")
+        assert ents["Mode"]["state"] == "smart"
+        assert ents["Mode"]["attributes"]["options"] == ["smart", "solar"]
+        assert ents["Phases in use"]["state"] == "3"
+        a = ents["Grid L1"]["attributes"]
+        assert (a.get("device_class"), a.get("unit_of_measurement")) == ("current", "A"), a
+        hass.call("select", "select_option", entity_id=scr.entity_id("Mode"), option="solar")
+        scr.wait(lambda e: e["Mode"]["state"] == "solar", 10, "the mode solar")
+    finally:
+        out = finish(sim, 90)
+    assert sim.returncode == 0, out
+    assert not hass.mqtt_complaints(), "\n".join(hass.mqtt_complaints())

@@ -90,6 +90,12 @@ class _M:
         self.phase_mv = [230000, 230000, 230000]
         self.power_w = power_w
         self.busy = False
+        self.a_ma = max([abs(x) for x in pa if x is not None] or [0])
+        self.energy_wh = 1000
+        self.started = 1
+
+    def poll(self, now):
+        pass
 
 
 def _site(**kw):
@@ -154,3 +160,32 @@ def test_the_backends_grid_feed_is_validated_and_stale_readings_are_ignored():
     assert f.good_seq == 1 and f.phase_ma == [1000, 2000, 3000] and f.power_w is None
     f.take(decode_grid(b'{"a": [4, 5, 6], "w": 10}'), None)  # no clock on either side
     assert f.good_seq == 2 and f.power_w == 10
+
+
+def test_the_status_says_the_mode_the_phases_the_site_limit_and_the_grid(tmp_path):
+    """Issue 14 part 6: with site energy the status has a `site` object, and
+    without it none (the snapshot's site fields exist only then)."""
+    from evse import bus as B
+    from evse import payloads as PL
+    from evse.app import App
+    from evse.charger import FAULTS
+    from simcore.board import Board
+
+    cfg = config.validate({"mode": "solar", "grid_meter": "mqtt", "mqtt_host": "x",
+                           "phase_switch": True})
+    app = App(Board(3), cfg, 0, meter=_M([6000, 0, 0], power_w=1380), flash_dir=str(tmp_path),
+              backend=True)
+    assert app.site.feed is app.site.grid and app.bus.grid is not None
+    app.bus.grid.put((-9000, 2000, 1000, -1380, None))
+    for t in range(0, 2000, 10):
+        app.tick(t)
+    d = json.loads(PL.status(app.bus.snap.v, FAULTS, "x"))
+    assert d["site"]["mode"] == "solar" and d["site"]["phases"] in (1, 3), d
+    assert "limit_a" in d["site"]
+    assert json.loads(PL.telemetry(app.bus.snap.v))["grid_a"] == [-9.0, 2.0, 1.0]
+    plain = App(Board(3), config.validate({"mqtt_host": "x"}), 0, flash_dir=str(tmp_path / "p"),
+                backend=True)
+    plain.tick(10)
+    assert len(plain.bus.snap.v) == B.N_FIELDS
+    assert "site" not in json.loads(PL.status(plain.bus.snap.v, FAULTS, "x"))
+    assert "grid_a" not in json.loads(PL.telemetry(plain.bus.snap.v))

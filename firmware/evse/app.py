@@ -151,10 +151,12 @@ class App:
         self._snap_error = 0
         if backend and flash_dir is not None:
             self.bus = Bus()
-            if self.site is not None and self.site.feed is not None:
-                from evse.bus import Ring
+            if self.site is not None:  # the snapshot carries the site's fields too
+                from evse.site import N_SITE
 
-                self.bus.grid = Ring(2)  # (a1, a2, a3, power_w) from the link
+                self.bus.snap.v = B.fields(N_SITE)
+                if self.site.feed is not None:
+                    self.bus.grid = B.Ring(2)  # decode_grid's readings from the link
             self.journal = Journal(self._path(_JOURNAL_FILE), cfg["journal_kb"] * 1024,
                                    report=self._drop_report)
             try:
@@ -489,6 +491,9 @@ class App:
         v[B.S_DROPPED] = j.dropped_events + j.dropped_sessions
         v[B.S_ERRORS] = j.errors + self.flash_errors + self.report_errors
         v[B.S_TEMP] = none if inp.temp_dc is None else inp.temp_dc
+        s = self.site
+        if s is not None:
+            s.snapshot_into(v, out.phases, none)
         m = self.meter
         if m is None:
             for i in range(B.S_V1, B.S_METER_WH + 1):

@@ -81,7 +81,7 @@ class Snapshot:
         for _ in range(_TRIES):
             s = self.seq
             if not s & 1:
-                for i in range(N_FIELDS):
+                for i in range(len(v)):  # N_FIELDS, more with site energy (evse.site)
                     dst[i] = v[i]
                 if self.seq == s:
                     return True

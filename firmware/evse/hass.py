@@ -3,7 +3,10 @@ charger appear in Home Assistant (config key `mqtt_ha_discovery`).
 
 Entities: state, current, power, meter energy, session energy, error
 (sensors), the current limit (a number that sends set_current) and pause
-(a switch that sends pause / resume). All read the charger's own status and
+(a switch that sends pause / resume); with site energy (docs/site.md) also
+the grid's phase currents, the site's limit and the phases in use
+(sensors), and the mode (a select that sends set_config, when
+mqtt_remote_config allows it; a sensor otherwise). All read the charger's own status and
 telemetry topics; availability follows the online topic, and for the
 meter's sensors (current, power, meter energy) also the meter: they are
 unavailable while the status lists the `meter` fault (the meter does not
@@ -25,8 +28,9 @@ _METER_OK = "{{ 'offline' if 'meter' in value_json.faults else 'online' }}"
 _METER = ("current", "power", "energy")
 
 
-def discovery(ha_prefix, topics, device_id, version, max_a):
-    """[(topic, payload), ...] to publish retained."""
+def discovery(ha_prefix, topics, device_id, version, max_a, site=False, remote=False):
+    """[(topic, payload), ...] to publish retained. `site`: site energy is
+    on; `remote`: set_config is accepted (mqtt_remote_config)."""
     node = "evse_" + device_id
     device = obj((("identifiers", [node]), ("name", "EV charger " + device_id),
                   ("manufacturer", "micropython-evse"), ("model", "IEC 61851-1 AC charger"),
@@ -54,6 +58,23 @@ def discovery(ha_prefix, topics, device_id, version, max_a):
             ("state_topic", st), ("state_on", "ON"), ("state_off", "OFF"),
             ("value_template", "{{ 'ON' if value_json.limits.paused else 'OFF' }}")]),
     ]
+    if site:
+        for i in range(3):
+            ents.append(_sensor("Grid L%d" % (i + 1), "grid_l%d" % (i + 1), te,
+                                "{{ value_json.grid_a[%d] }}" % i, "A", "current",
+                                "measurement"))
+        ents.append(_sensor("Site limit", "site_limit", st, "{{ value_json.site.limit_a }}",
+                            "A", "current", "measurement"))
+        ents.append(_sensor("Phases in use", "phases", st, "{{ value_json.site.phases }}"))
+        if remote:  # smart and solar only: site energy on or off is the installer's
+            ents.append(("select", "mode", [
+                ("name", "Mode"), ("command_topic", topics.cmd),
+                ("command_template",
+                 '{"cmd": "set_config", "key": "mode", "value": "{{ value }}"}'),
+                ("state_topic", st), ("value_template", "{{ value_json.site.mode }}"),
+                ("options", ["smart", "solar"])]))
+        else:
+            ents.append(_sensor("Mode", "mode", st, "{{ value_json.site.mode }}"))
     out = []
     online = obj((("topic", topics.online), ("payload_available", "online"),
                   ("payload_not_available", "offline")))

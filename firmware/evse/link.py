@@ -273,7 +273,7 @@ class Link:
         self._refusals = _REFUSALS_BURST  # replies to refused payloads still allowed now
         self._refusals_at = ticks_ms()
         self.unanswered = 0  # refused payloads not answered (a flood)
-        self._snap = B.fields(B.N_FIELDS)  # the snapshot as read this step
+        self._snap = B.fields(len(app.bus.snap.v))  # the snapshot as read this step
         self._shown = B.fields(B.KEY_N)  # ... and its status key as the last status published it
         self._status_at = None  # None: publish the status at the next step
         self._tele_at = None  # the last telemetry while a vehicle is connected
@@ -381,8 +381,10 @@ class Link:
             if cfg["mqtt_ha_discovery"]:
                 from evse import hass  # only when enabled: its code stays out of RAM otherwise
 
-                for topic, payload in hass.discovery(cfg["mqtt_ha_prefix"], t, self.device_id,
-                                                     VERSION, int(cfg["max_current_a"])):
+                for topic, payload in hass.discovery(
+                        cfg["mqtt_ha_prefix"], t, self.device_id, VERSION,
+                        int(cfg["max_current_a"]), cfg["mode"] != "normal",
+                        cfg["mqtt_remote_config"]):
                     c.publish(topic.encode(), payload.encode(), True, 0)
         except Exception as e:
             if c is not None:

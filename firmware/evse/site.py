@@ -61,6 +61,15 @@ _DRAWS_MA = const(1000)  # a phase with this much current is one the vehicle dra
 _VOLTS = const(230)  # when the grid meter gives no voltage
 _STALE_MS = const(30000)  # Feed: a reading older than this is lost
 
+# The status snapshot's site fields (evse.bus), after its N_FIELDS: the App
+# writes them and the link's status shows them only with site energy.
+S_MODE = const(29)  # 1 smart, 2 solar
+S_PHASES = const(30)  # phases in use
+S_LIMIT = const(31)  # the site's limit per phase, mA (NONE while the grid reading is lost)
+S_G1 = const(32)  # the grid meter's phase currents, mA (S_G1 + 0..2; NONE: not read)
+N_SITE = const(35)
+MODES = ("normal", "smart", "solar")  # S_MODE's names
+
 
 class Site:
     def __init__(self, cfg):
@@ -146,6 +155,17 @@ class Site:
             self._smart(dt)
         if self._low and self.on:
             self.limit_ma = MIN_MA
+
+    def snapshot_into(self, v, phases, none):
+        """The site's fields of the status snapshot (S_MODE..), without
+        allocating."""
+        v[S_MODE] = 2 if self.solar else 1
+        v[S_PHASES] = phases
+        v[S_LIMIT] = none if not self.grid_ok or self.room_ma is None else self.limit_ma
+        g = self.grid
+        for i in range(3):
+            x = None if g is None or not g.ok or g.good_seq == 0 else g.phase_ma[i]
+            v[S_G1 + i] = none if x is None else x
 
     def _lost(self):
         self.limit_ma = self.fallback_ma

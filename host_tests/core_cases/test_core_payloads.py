@@ -190,6 +190,28 @@ def test_home_assistant_discovery():
     return len("".join([m[1] for m in msgs]))
 
 
+def test_home_assistant_discovery_with_site_energy():
+    """Issue 14 part 6: the grid's currents, the site's limit, the phases in
+    use, and the mode: a select that sends set_config (smart and solar only)
+    when set_config is accepted, a sensor otherwise."""
+    t = PL.Topics("evse", "a0b1")
+    plain = [m[0] for m in hass.discovery("homeassistant", t, "a0b1", "0.5.0", 32)]
+    msgs = hass.discovery("homeassistant", t, "a0b1", "0.5.0", 32, True, True)
+    topics = [m[0] for m in msgs]
+    added = [x for x in topics if x not in plain]
+    assert added == ["homeassistant/sensor/evse_a0b1/%s/config" % k for k in
+                     ("grid_l1", "grid_l2", "grid_l3", "site_limit", "phases")] + [
+        "homeassistant/select/evse_a0b1/mode/config"], added
+    sel = json.loads(msgs[topics.index("homeassistant/select/evse_a0b1/mode/config")][1])
+    assert sel["options"] == ["smart", "solar"] and sel["command_topic"] == "evse/a0b1/cmd"
+    assert json.loads(sel["command_template"].replace("{{ value }}", "solar")) == {
+        "cmd": "set_config", "key": "mode", "value": "solar"}
+    assert sel["value_template"] == "{{ value_json.site.mode }}"
+    ro = [m[0] for m in hass.discovery("homeassistant", t, "a0b1", "0.5.0", 32, True, False)]
+    assert "homeassistant/sensor/evse_a0b1/mode/config" in ro
+    assert not [x for x in ro if "/select/" in x]
+
+
 def test_a_reply_always_encodes_even_with_a_lone_surrogate():
     """A command whose id (or a field name) is "\\ud800": json.loads gives a
     lone surrogate, which has no UTF-8 form. The reply must still encode to
