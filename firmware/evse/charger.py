@@ -191,7 +191,6 @@ class Charger:
         self._rcd_phase = _RT_IDLE
         self._rcd_retries = 0
         self._shown_faults = 0
-        self._switching = False  # 1p/3p: PWM off until the contactor has been open _T_PHASE_SETTLE
 
     def configure(self, cfg):
         """Take a validated configuration (evse.config.validate)."""
@@ -231,8 +230,7 @@ class Charger:
         cp = self._classify(dt)
         self._session(cp)
         self._faults(dt, cp)
-        self._phases()
-        offer = self._offer()
+        offer = self._offer(self._phases())
         self._pilot(cp, offer)
         self._contactor(cp)
         self._state(cp)
@@ -473,18 +471,18 @@ class Charger:
         Table A.6 seq. 10.2, the contactor opens when it opens S2 or after
         6 s), the phases change once the contactor has been open
         _T_PHASE_SETTLE, and the PWM comes back after the 3 s of X1. The
-        L2/L3 contactor only ever follows the main one (the board)."""
+        L2/L3 contactor only ever follows the main one (the board). True
+        while a switch is under way (no offer meanwhile)."""
         site = self.inp.site
         want = None if site is None else site.phases_want
         out = self.out
         if want is None or want == out.phases or not 1 <= want <= self.phases:
-            self._switching = False
-            return
-        self._switching = True
-        if not out.contactor and self._cmd_ms >= _T_PHASE_SETTLE:
-            out.phases = want
-            self._switching = False
-            self._event("phases", want)
+            return False
+        if out.contactor or self._cmd_ms < _T_PHASE_SETTLE:
+            return True
+        out.phases = want
+        self._event("phases", want)
+        return False
 
     # 4. ------------------------------------------------------------- offer
     def _blocking(self):
@@ -496,10 +494,11 @@ class Charger:
             f &= ~_F_DIODE
         return f
 
-    def _offer(self):
-        """The current to offer now (mA, already clamped), 0 for none."""
+    def _offer(self, switching):
+        """The current to offer now (mA, already clamped), 0 for none
+        (also while the phases are being switched)."""
         out = self.out
-        if self._blocking() or out.session is None or self._paused or self._switching:
+        if self._blocking() or out.session is None or self._paused or switching:
             return 0
         lim = self.max_ma
         cable = self._cable_ma

@@ -141,14 +141,17 @@ def status(s, faults_table, version, link=None):
                          ("errors", s[B.S_ERRORS])))),
     ) + ((("link", obj((("connects", link[0]), ("resent", link[1]),
                         ("unconfirmed", link[2]), ("short_lived", link[3])))),)
-         if link is not None else ()) + (_site(s) if len(s) > B.N_FIELDS else ())).text
+         if link is not None else ()) + (_site(s, False) if len(s) > B.N_FIELDS else ())).text
 
 
-def _site(s):
-    """The status's `site` object, from the snapshot's site fields (evse.site:
-    a snapshot has them only with site energy)."""
+def _site(s, grid):
+    """From the snapshot's site fields (evse.site: a snapshot has them only
+    with site energy): the status's `site` object, or with `grid` the
+    telemetry's grid_a."""
     from evse import site as S
 
+    if grid:
+        return (("grid_a", [amps(_v(s[S.S_G1 + i])) for i in range(3)]),)
     return (("site", obj((
         ("mode", S.MODES[s[S.S_MODE]]), ("phases", s[S.S_PHASES]),
         ("limit_a", dec(_v(s[S.S_LIMIT]), 1000)),
@@ -197,14 +200,7 @@ def telemetry(s):
         ("power_w", _v(s[B.S_POWER]) if m else None), ("meter_wh", _v(s[B.S_METER_WH])),
         ("ev_a", amps(_v(s[B.S_EV]))), ("temp_c", dec(_v(s[B.S_TEMP]), 10)),
         ("energy_wh", s[B.S_ENERGY]),
-    ) + (_grid(s) if len(s) > B.N_FIELDS else ())).text
-
-
-def _grid(s):
-    # with site energy: what the grid meter reads per phase (evse.site)
-    from evse import site as S
-
-    return (("grid_a", [amps(_v(s[S.S_G1 + i])) for i in range(3)]),)
+    ) + (_site(s, True) if len(s) > B.N_FIELDS else ())).text
 
 
 _RID_HEAD = const('{"rid": "')
