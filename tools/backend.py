@@ -49,8 +49,12 @@ import uuid
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "firmware"))
+sys.path.insert(1, os.path.join(ROOT, "tools", "host"))
 
 import paho.mqtt.client as paho  # noqa: E402
+
+import clitext  # noqa: E402  (tools/host/clitext.py)
+from clitext import first_line, safe  # noqa: E402
 
 from evse.tls import context as tls_context  # noqa: E402
 
@@ -63,18 +67,6 @@ QUARANTINE_KEEP = 1024  # characters of a quarantined payload kept (escaped)
 # ------------------------------------------------------------------ logs
 
 
-def safe(v, limit=240):
-    """Text for one log line: backslashes doubled, control characters and
-    non-ASCII as backslash escapes (no newline can get in), cut to `limit`."""
-    if isinstance(v, bytes):
-        v = v.decode("utf-8", "replace")
-    s = (v if isinstance(v, str) else str(v)).replace("\\", "\\\\")
-    s = _CONTROL.sub(lambda m: "\\x%02x" % ord(m.group()), s)
-    s = s.encode("ascii", "backslashreplace").decode("ascii")
-    return s if len(s) <= limit else s[:limit] + "...(%d chars)" % len(s)
-
-
-_CONTROL = re.compile("[\x00-\x1f\x7f]")
 
 
 _out_lock = threading.Lock()
@@ -88,14 +80,7 @@ def log(text):
 
 def fail(text, code=1):
     """One clear line on stderr, no traceback."""
-    sys.stderr.write("backend.py: %s\n" % text)
-    sys.stderr.flush()
-    return code
-
-
-def first_line(e):
-    s = str(e).strip().splitlines()
-    return safe(s[0] if s else type(e).__name__, 300)
+    return clitext.fail(__file__, text, code)
 
 
 # ------------------------------------------------------------ validation

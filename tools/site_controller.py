@@ -38,6 +38,10 @@ import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tools", "host"))
+
+import clitext  # noqa: E402  (tools/host/clitext.py)
+from clitext import first_line  # noqa: E402
 
 INF = float("inf")
 MIN_MA = 6000  # IEC 61851-1: no PWM offer below 6 A
@@ -677,14 +681,7 @@ class Site:
 # ------------------------------------------------------------------ MQTT glue
 def fail(text, code=1):
     """One clear line on stderr, no traceback."""
-    sys.stderr.write("site_controller.py: %s\n" % text)
-    sys.stderr.flush()
-    return code
-
-
-def first_line(e):
-    s = str(e).strip().splitlines()
-    return s[0][:300] if s else type(e).__name__
+    return clitext.fail(__file__, text, code)
 
 
 def say(text):
