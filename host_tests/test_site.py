@@ -105,7 +105,8 @@ def _site(**kw):
 
 def test_smart_room_is_the_fuse_less_the_rest_of_the_busiest_phase():
     s = _site(mains_max_a=25)
-    s.step(10, _M([12000, 20000, 3000]), _M([10000, 10000, 10000]))
+    s.grid = _M([12000, 20000, 3000])
+    s.step(10, _M([10000, 10000, 10000]))
     assert s.grid_ok and s.limit_ma == 15000  # 25 - (20 - 10) on L2
 
 
@@ -114,21 +115,26 @@ def test_nothing_before_the_first_reading_and_fallback_when_an_input_is_missing(
     g = _M([0, 0, 0])
     g.good_seq = 0
     m = _M([0, 0, 0])
-    s.step(10, g, m)
+    s.grid = g
+    s.step(10, m)
     assert s.limit_ma == 0  # no reading yet: no offer
-    s.step(10, _M([0, 0, 0], ok=False), m)
+    s.grid = _M([0, 0, 0], ok=False)
+    s.step(10, m)
     assert not s.grid_ok and s.limit_ma == 8000
-    s.step(10, _M([0, 0, 0]), None)  # no charger meter: the fallback, not the fault
+    s.grid = _M([0, 0, 0])
+    s.step(10, None)  # no charger meter: the fallback, not the fault
     assert s.grid_ok and s.limit_ma == 8000
     g = _M([None, None, None])
     g.good_seq = 2
-    s.step(10, g, m)  # a profile without phase currents cannot protect the fuse
+    s.grid = g
+    s.step(10, m)  # a profile without phase currents cannot protect the fuse
     assert not s.grid_ok and s.limit_ma == 8000
 
 
 def test_solar_needs_the_power_and_a_feed_goes_stale():
     s = _site(mode="solar")
-    s.step(10, _M([0, 0, 0], power_w=None), _M([0, 0, 0]))
+    s.grid = _M([0, 0, 0], power_w=None)
+    s.step(10, _M([0, 0, 0]))
     assert not s.grid_ok
     f = Feed()
     f.poll(0)

@@ -119,6 +119,7 @@ class App:
         self._restore_backend(state.get("backend"))
         self.inp = self.charger.inp
         self.out = self.charger.out
+        self.inp.site = self.site  # the charger reads the site's verdict (evse.site)
         self.energy_wh = 0  # energy of the current (or last) session
         self.start_wh = None  # meter reading at session start
         self.reboot_requested = False
@@ -244,6 +245,7 @@ class App:
         inp = self.inp
         out = self.out
         self.board.read(inp)
+        dt = ticks_diff(now, self.now)
         m = self.meter
         s = self.site
         g = None if s is None else s.grid
@@ -261,12 +263,11 @@ class App:
                 while r is not None:
                     f.take(r, self._epoch())
                     r = self.bus.grid.get()
-            s.step(ticks_diff(now, self.now), g, m, out.contactor, out.phases)
-            inp.site = s
+            s.step(dt, m, out.contactor, out.phases)
         self.charger.step(now)
         self.board.apply(out)
         # The outputs are on the pins: bookkeeping and reports come after.
-        ms = self._ms + ticks_diff(now, self.now)
+        ms = self._ms + dt
         self.now = now
         if ms >= 1000:
             self.uptime_s += ms // 1000

@@ -1,9 +1,10 @@
 """Site energy: the charger's share of the grid connection (docs/site.md).
 
 Imported only when the configuration's `mode` is "smart" or "solar". Each
-control tick the App calls `site.step(dt, grid, meter)`: `grid` is the meter
-at the grid connection (an evse.meter.Meter on the charger meter's bus, or
-the backend's feed, evse.site.Feed), `meter` the charger's own meter. Both
+control tick the App calls `site.step(dt, meter, closed, phases)`: the
+Site's `grid` is the meter at the grid connection (an evse.meter.Meter on
+the charger meter's bus, or the backend's feed, evse.site.Feed), `meter`
+the charger's own meter. Both
 give the values of their last good poll: `ok`, `good_seq`, `phase_ma`,
 `phase_mv`, `power_w`. Afterwards:
 
@@ -107,7 +108,8 @@ class Site:
         self._up_ms = 0  # on one phase: the budget has allowed 6 A on three this long
         self._div = 0  # the phases the last budget was shared by
 
-    def step(self, dt, grid, meter, closed=False, phases=None):
+    def step(self, dt, meter, closed=False, phases=None):
+        grid = self.grid
         if dt < 0:
             dt = 0
         self._closed = closed
