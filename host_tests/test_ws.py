@@ -351,3 +351,40 @@ def test_bad_accept_refused():
     finally:
         p.stop()
         s.stop()
+
+
+def test_wss_with_the_ca_and_refused_without_it(tmp_path):
+    import ssl
+
+    from evse.tls import context
+    from mqtt_env import make_ca
+
+    ca, crt, key = make_ca(tmp_path / "good", server=True)
+    other, _, _ = make_ca(tmp_path / "other")
+    s = Server(echo, tls=(crt, key))
+    try:
+        with open(ca, "rb") as f:
+            ws = WebSocket(mpsocket, os.urandom, timeout_s=5, ssl=mpsocket.tls(context(ssl, f.read())))
+        ws.connect(s.url("/ocpp/CP1"), PROTO)
+        ws.send_text(b"over tls")
+        assert text(ws) == "echo:over tls"
+        ws.close()
+        with open(other, "rb") as f:
+            ws = WebSocket(mpsocket, os.urandom, timeout_s=5, ssl=mpsocket.tls(context(ssl, f.read())))
+        with pytest.raises(ssl.SSLCertVerificationError):
+            ws.connect(s.url("/ocpp/CP1"), PROTO)
+        assert not ws.connected()
+        with pytest.raises(W.WsError):  # wss:// needs a TLS context: never in the clear
+            client().connect(s.url("/ocpp/CP1"), PROTO)
+    finally:
+        s.stop()
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.binary(max_size=200))
+def test_sha1_fallback_is_sha1(data):
+    import hashlib
+
+    from evse.sha1 import digest
+
+    assert digest(data) == hashlib.sha1(data).digest()

@@ -27,7 +27,7 @@ WAIT_S = 20  # bound of every wait on the server's side
 
 class Server:
     def __init__(self, handler, subprotocols=("ocpp1.6",), user=None, password=None,
-                 max_size=1 << 20):
+                 max_size=1 << 20, tls=None):
         self.handler = handler
         self.seen = []
         self.conns = []
@@ -35,6 +35,7 @@ class Server:
         self.loop = asyncio.new_event_loop()
         self._user = user
         self._password = password
+        self._tls = tls  # (cert, key) files: wss://
         ready = threading.Event()
         self._thread = threading.Thread(target=self._main, args=(subprotocols, max_size, ready),
                                         daemon=True)
@@ -49,12 +50,21 @@ class Server:
             self._server = await serve(
                 self._handle, "127.0.0.1", 0, subprotocols=list(subprotocols) or None,
                 process_request=self._check, max_size=max_size, ping_interval=None,
-                close_timeout=2)
+                close_timeout=2, ssl=self._ssl())
             self.port = self._server.sockets[0].getsockname()[1]
             ready.set()
 
         self.loop.run_until_complete(start())
         self.loop.run_forever()
+
+    def _ssl(self):
+        if self._tls is None:
+            return None
+        import ssl
+
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(*self._tls)
+        return ctx
 
     def _check(self, conn, request):
         got = request.headers.get("Authorization")
@@ -81,7 +91,7 @@ class Server:
         return self.conns[i]
 
     def url(self, path="/", port=None):
-        return "ws://127.0.0.1:%d%s" % (port or self.port, path)
+        return "%s://127.0.0.1:%d%s" % ("wss" if self._tls else "ws", port or self.port, path)
 
     def run(self, coro, timeout=WAIT_S):
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
