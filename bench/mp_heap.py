@@ -24,7 +24,7 @@ in at 5 s, asks for current at 10 s, unplugs 30 s before the end.
   heap_start     bytes in use after the build, less the baseline
   heap_session   the same after MINUTES of control steps (10 min: 60,000)
   heap_base      the baseline (interpreter and test rig)
-  ticks, meter_requests, meter_good, sessions, records, state, ...
+  ticks, meter_requests, meter_good, sessions, state, ...
 
 "In use" is gc.mem_alloc() after a collection. This port defers
 gc.collect() until control is back at the JavaScript top level
@@ -109,6 +109,5 @@ print("RESULT state %s" % ctx.app.out.state)
 print("RESULT meter_requests %d" % METER.polls)
 print("RESULT meter_good %d" % ctx.app.meter.good)
 print("RESULT sessions %d" % st.get("session_seq", 0))
-print("RESULT records %d" % len(ctx.app.records))
 print("RESULT status_lines %d" % lines[0])
 micropython.mem_info()

@@ -33,7 +33,7 @@ the link in its own thread, hw/system.run_all). Then the control loop
   heap_start     after boot (build, network started, link connected), less the baseline
   heap_session   the same after MINUTES of control steps (10 min: 60,000)
   heap_total     gc.mem_alloc() + gc.mem_free(): the heap the collector has
-  ticks, meter_good, sessions, records, connects, link_steps, link_error, ...
+  ticks, meter_good, sessions, connects, link_steps, link_error, ...
 
 MODULE...: instead of the boot, import these modules one by one (in
 dependency order) and print `RESULT import NAME BYTES` for each.
@@ -179,7 +179,6 @@ result("state", ctx.app.out.state)
 result("meter_requests", METER.polls)
 result("meter_good", ctx.app.meter.good)
 result("sessions", st.get("session_seq", 0))
-result("records", len(ctx.app.records))
 result("status_lines", lines[0])
 if link is not None:
     result("connects", link.connects)

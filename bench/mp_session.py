@@ -31,9 +31,9 @@ import json
 import os
 import sys
 
-from evse.app import App
 from hw.system import Context
 from simcore import runner
+from simcore.simapp import SimApp
 
 counts = {"disturbed": 0, "sim": 0, "ticks": 0, "bytes": 0, "ticks_alloc": 0, "max_tick": 0, "steady_bytes": 0,
           "steady_ticks": 0, "cmd_bytes": 0, "cmds": 0, "status_bytes": 0, "status_lines": 0}
@@ -90,19 +90,19 @@ class SimUart:
         return r
 
 
-class MeasuredApp(App):
+class MeasuredApp(SimApp):
     def __init__(self, board, cfg, now, meter=None, flash_dir=None, grid=None):
         if meter is not None:
             meter.master.transport = SimUart(meter.master.transport)
-        App.__init__(self, SimBoard(board), cfg, now, meter, flash_dir, grid=grid)
+        SimApp.__init__(self, SimBoard(board), cfg, now, meter, flash_dir, grid=grid)
         self.ctx = Context(None, None, None, cfg, board, self)
 
     def tick(self, now):
         c = counts
         s0 = c["sim"]
-        n_rec = len(self.records)
+        n_rec = self.done
         a0 = gc.mem_alloc()
-        out = App.tick(self, now)
+        out = SimApp.tick(self, now)
         a1 = gc.mem_alloc()
         line = self.ctx.status_line()
         a2 = gc.mem_alloc()
@@ -118,7 +118,7 @@ class MeasuredApp(App):
         c["status_bytes"] += a2 - a1
         if line is not None:
             c["status_lines"] += 1
-        elif not out.events and len(self.records) == n_rec:
+        elif not out.events and self.done == n_rec:
             # (a session's record is written a poll after its stop event)
             c["steady_ticks"] += 1
             c["steady_bytes"] += d
@@ -126,7 +126,7 @@ class MeasuredApp(App):
 
     def command(self, msg, now):
         a0 = gc.mem_alloc()
-        r = App.command(self, msg, now)
+        r = SimApp.command(self, msg, now)
         d = gc.mem_alloc() - a0
         if d < 0:
             counts["disturbed"] += 1
@@ -142,7 +142,7 @@ try:
     os.mkdir("/flash")
 except OSError:
     pass
-runner.App = MeasuredApp
+runner.SimApp = MeasuredApp
 sim = runner.Sim(scen, "/flash", None, realtime=True)
 # The runner's tick (tools/simcore/runner.py, Sim.run) at every 10 ms, less
 # the trace; in a top-level loop, so that the collector runs every second.
@@ -180,5 +180,5 @@ while T <= sim.end:
 for k in sorted(counts):
     print("RESULT %s %d" % (k, counts[k]))
 print("RESULT sessions %d" % sim.app.charger.session_seq)
-print("RESULT records %d" % len(sim.app.records))
+print("RESULT records %d" % sim.app.done)
 print("RESULT meter_good %d" % sim.app.meter.good)

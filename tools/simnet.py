@@ -28,15 +28,16 @@ import threading
 import time
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-for _p in (os.path.join(_ROOT, "tools", "host"), os.path.join(_ROOT, "firmware")):
+for _p in (os.path.join(_ROOT, "tools"), os.path.join(_ROOT, "tools", "host"),
+           os.path.join(_ROOT, "firmware")):
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
 from evse import config as _config
-from evse.app import App
 from evse.link import Link
 from evse.payloads import Topics
 from evse.tls import context as tls_context
+from simcore.simapp import SimApp
 
 import mpsocket
 import umqtt_host
@@ -267,7 +268,7 @@ class SimNet:
     def boot(self, board, cfg, now, meter, flash_dir, grid=None):
         graceful = self.app is not None and self.app.reboot_requested
         self._stop_link(graceful)
-        app = App(board, cfg, now, meter, flash_dir, backend=True, clock=lambda: int(time.time()),
+        app = SimApp(board, cfg, now, meter, flash_dir, backend=True, clock=lambda: int(time.time()),
                   grid=grid)
         ctx = None
         if cfg["mqtt_tls"]:

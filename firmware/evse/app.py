@@ -123,7 +123,6 @@ class App:
         self.energy_wh = 0  # energy of the current (or last) session
         self.start_wh = None  # meter reading at session start
         self.reboot_requested = False
-        self.records = []  # finished sessions of this boot, newest last
         self.now = now
         self.uptime_s = 0
         self._ms = 0  # ms towards the next uptime second
@@ -374,12 +373,7 @@ class App:
         estimate = None
         if energy is None and self.start_wh is not None and self.energy_wh >= 0:
             estimate = self.energy_wh  # up to the last reading: the least it was
-        self.records.append({
-            "id": sid, "reason": reason, "meter_start_wh": self.start_wh,
-            "meter_stop_wh": stop_wh, "energy_wh": energy, "energy_status": status,
-        })
-        if len(self.records) > 8:
-            self.records.pop(0)
+        self._finished(sid, reason, self.start_wh, stop_wh, energy, status)
         o = self._open
         if o is not None and self.journal is not None:
             t = st[5]
@@ -395,6 +389,11 @@ class App:
         self.start_wh = None
         self._open = None
         self._save_state()
+
+    def _finished(self, sid, reason, start_wh, stop_wh, energy_wh, status):
+        """A session has ended (its record, if there is a journal, is in it).
+        The board keeps nothing more: the simulator and the tests subclass
+        this to see each session as it ends (tools/simcore/runner.py)."""
 
     def _finish_lost(self, now_or_never):
         """The record of the session the last boot left open (power loss or

@@ -61,6 +61,9 @@ _RESUME_MS = const(30000)  # ... for this long
 _DRAWS_MA = const(1000)  # a phase with this much current is one the vehicle draws on
 _VOLTS = const(230)  # when the grid meter gives no voltage
 _STALE_MS = const(30000)  # Feed: a reading older than this is lost
+_STEADY_MA = const(100)  # the charger's draw moved more than this around a grid reading:
+_HOLD_MAX = const(1)  # ... the reading is not taken, at most this many in a row
+_HELD = const(2)  # _read: a reading not taken
 
 # The status snapshot's site fields (evse.bus), after its N_FIELDS: the App
 # writes them and the link's status shows them only with site energy.
@@ -93,6 +96,11 @@ class Site:
         self._first = True  # smart: the first reading starts without the wait
         self._low = False  # on, and the last reading's room was below 6 A
         self._seq = 0  # the grid poll the values come from
+        self._mark = -1  # the charger meter's polls started when it came (-1: taken)
+        self._e0 = [0, 0, 0]  # the charger's phase currents then, mA
+        self._pc0 = 0  # and its power, W
+        self._held = 0  # grid readings in a row not taken (_STEADY_MA)
+        self._taken = False  # a grid reading has been taken
         self._good_ms = 0  # the condition to (re)start has held this long
         self._bad_ms = 0  # solar, on: the budget has been below 6 A this long
         self._run_ms = 0  # since on
@@ -132,14 +140,30 @@ class Site:
         if meter is None or not meter.ok or meter.good_seq == 0:
             self._lost()  # the charger's current unknown: the `meter` fault says so
             return
-        new = grid.good_seq != self._seq
-        if new:
-            self._seq = grid.good_seq
-            if not self._read(grid, meter):
+        if grid.good_seq != self._seq:  # a new grid reading: hold it against the
+            self._seq = grid.good_seq  # charger's readings before and after it
+            self._mark = meter.started
+            e0 = self._e0
+            ep = meter.phase_ma
+            for i in range(3):
+                e = ep[i]
+                e0[i] = 0 if e is None else (e if e >= 0 else -e)
+            self._pc0 = meter.power_w
+        new = self._mark >= 0 and meter.good_seq > self._mark
+        if new:  # the charger meter has read again since
+            self._mark = -1
+            r = self._read(grid, meter)
+            if not r:
                 self.grid_ok = False
+            elif r == _HELD:
+                new = False
         if self.room_ma is None or not self.grid_ok:
+            if self.grid_ok and not self._taken:
+                self.limit_ma = 0  # the first reading, not yet taken
+                return
             self._lost()
             return
+        self._taken = True
         if new and self.on and self.room_ma < MIN_MA:
             # Too little room: 6 A (the least the PWM offers) at once, and a
             # pause if the next reading says so too. One reading alone may
@@ -179,8 +203,10 @@ class Site:
         """Take a new grid reading; False when it lacks what the mode needs."""
         gp = grid.phase_ma
         ep = meter.phase_ma
+        e0 = self._e0
         room = None
         n = 0
+        steady = True
         p = self._p
         w = self.phases_want
         if w is None or w == p:
@@ -198,15 +224,26 @@ class Site:
                 e = -e
             if e >= _DRAWS_MA:
                 n += 1
+            d = e - e0[i]
+            if d > 0:  # the least of the two: never more room than there is
+                e = e0[i]
+            if d > _STEADY_MA or d < -_STEADY_MA:
+                steady = False
             r = self.mains_ma - g + e
             if room is None or r < room:
                 room = r
+        if not steady and self._held < _HOLD_MAX and self.room_ma is not None:
+            self._held += 1  # the vehicle changed its draw around the grid reading:
+            return _HELD  # which part of it was the house's is unsure
+        self._held = 0
         self.room_ma = room - room % 100
         if self.solar:
             pg = grid.power_w
             pc = meter.power_w
-            if pg is None or pc is None:
+            if pg is None or pc is None or self._pc0 is None:
                 return False
+            if self._pc0 < pc:
+                pc = self._pc0
             v = grid.phase_mv[0]
             v = v // 1000 if v is not None and v > 100000 else _VOLTS
             budget = self.import_ma - (pg - pc) * 1000 // v
@@ -216,9 +253,12 @@ class Site:
             b -= b % 100  # whole 0.1 A: the PWM's steps are coarser still
             a = self.budget_ma if div == self._div else None  # new phases: start afresh
             self._div = div
-            if a is not None:  # halfway to the new reading, rounded towards it
-                d = b - a
-                b = a + ((d + 1) // 2 if d > 0 else d // 2)
+            if a is not None:  # halfway to the new reading, in whole 0.1 A towards
+                d = b - a  # it (both are whole 0.1 A): it settles within a few polls
+                if d > 0:
+                    b = a + (d + 199) // 200 * 100
+                elif d < 0:
+                    b = a - (199 - d) // 200 * 100
             self.budget_ma = b
         return True
 
@@ -298,7 +338,8 @@ class Site:
         self._run_ms = 0
         self._bad_ms = 0
         self._up_ms = 0
-        self.budget_ma = self._total_ma // n  # per phase on the new phases
+        b = self._total_ma // n  # per phase on the new phases
+        self.budget_ma = b - b % 100
         self._div = n
 
     def _on(self):

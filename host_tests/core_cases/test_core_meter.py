@@ -250,6 +250,15 @@ class _Board:
         self.contactor = False
 
 
+class _RecApp(App):
+    """The App with its finished sessions kept, as the simulator keeps them."""
+
+    def _finished(self, sid, reason, start_wh, stop_wh, energy_wh, status):
+        self.records.append({"id": sid, "reason": reason, "meter_start_wh": start_wh,
+                             "meter_stop_wh": stop_wh, "energy_wh": energy_wh,
+                             "energy_status": status})
+
+
 def test_session_energy_is_stop_minus_start_reading():
     fc, regs, mv, ma, w, wh = IMAGES["sdm630"]
     slave = Slave(1, fc, regs)
@@ -258,7 +267,8 @@ def test_session_energy_is_stop_minus_start_reading():
     meter = from_config(cfg, slave)
     board = _Board()
     now = 0
-    app = App(board, cfg, now, meter)
+    app = _RecApp(board, cfg, now, meter)
+    app.records = []
 
     def run(ms):
         nonlocal now

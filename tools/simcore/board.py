@@ -93,8 +93,8 @@ class Vehicle:
         self.response_ms = 1000
         self.phases = phases
         self.seen_ma = 0  # the offer the vehicle acts on
-        self.pending_ma = 0  # the offer the PWM shows now
-        self.due = None  # when pending_ma becomes seen_ma
+        self.pending = []  # [due_ms, offer_ma] the PWM showed, not yet acted on
+        self.shown_ma = 0  # the offer the PWM shows now
         self.draw_ma = 0  # current per phase now
 
     def draw(self, kw):
@@ -109,14 +109,16 @@ class Vehicle:
             self.phases = kw["phases"]
 
     def update(self, now_ms, pwm_offer_ma, flowing):
-        """Follow the PWM (after response_ms) and set draw_ma for the next
-        interval. `flowing`: supply on, contacts closed, vehicle in C or D."""
-        if pwm_offer_ma != self.pending_ma:
-            self.pending_ma = pwm_offer_ma
-            self.due = now_ms + self.response_ms
-        if self.due is not None and now_ms >= self.due:
-            self.seen_ma = self.pending_ma
-            self.due = None
+        """Follow the PWM response_ms late (each offer the PWM showed is acted
+        on response_ms after it appeared, however soon the next one came) and
+        set draw_ma for the next interval. `flowing`: supply on, contacts
+        closed, vehicle in C or D."""
+        if pwm_offer_ma != self.shown_ma:
+            self.shown_ma = pwm_offer_ma
+            self.pending.append([now_ms + self.response_ms, pwm_offer_ma])
+        p = self.pending
+        while p and now_ms >= p[0][0]:
+            self.seen_ma = p.pop(0)[1]
         if not flowing:
             self.draw_ma = 0
         elif not self.obey:
@@ -125,7 +127,7 @@ class Vehicle:
             self.draw_ma = self.seen_ma if self.seen_ma < self.max_ma else self.max_ma
 
     def settled(self):
-        return self.due is None
+        return not self.pending
 
 
 class Board:

@@ -41,7 +41,6 @@ the link for `broker` events, and hands back the replies the broker brought
 go to app.command in-process and nothing here touches a socket.
 """
 from evse import config as _config
-from evse.app import App
 from evse.charger import FAULTS
 from evse.meter import from_config as _meter_from_config
 from evse.meter import grid_from_config as _grid_from_config
@@ -49,6 +48,7 @@ from evse.meter import grid_from_config as _grid_from_config
 from simcore import trace as _trace
 from simcore.board import Board
 from simcore.meter import GridMeterDevice, MeterDevice, VirtualBus
+from simcore.simapp import SimApp
 
 TICK_MS = 10
 STRIDE_MS = 1000
@@ -100,7 +100,6 @@ class Sim:
         self._changed = 0
         self._faults = 0
         self._session = None
-        self._record = None
         self._fw = []  # firmware events seen this tick (trace "events")
         self._notes = []
 
@@ -112,14 +111,13 @@ class Sim:
         meter = _meter_from_config(cfg, line)
         grid = _grid_from_config(cfg, line, meter)
         if self.net is None:
-            self.app = App(self.board, cfg, T & TICKS_MASK, meter, self.flash_dir, grid=grid)
+            self.app = SimApp(self.board, cfg, T & TICKS_MASK, meter, self.flash_dir, grid=grid)
         else:
             self.app = self.net.boot(self.board, cfg, T & TICKS_MASK, meter, self.flash_dir,
                                      grid)
         self.boots += 1
         self._faults = 0
         self._session = None
-        self._record = None
 
     def power_off(self):
         if self.net is not None:
@@ -218,14 +216,13 @@ class Sim:
                     kind = "fault" if out.faults & bit else "clear"
                     self._fw.append('["%s", "%s"]' % (kind, name))
             self._faults = out.faults
-        recs = app.records
-        if recs and recs[-1] is not self._record:
-            r = recs[-1]
-            self._record = r
-            wh = r["energy_wh"]  # None when a reading is missing: the status says which
+        r = app.finished
+        if r is not None:
+            app.finished = None
+            wh = r[2]  # None when a reading is missing: the status says which
             self._fw.append('["session_stop", %d, %s, %s, %s]'
-                            % (r["id"], _trace.jstr(r["reason"]), "null" if wh is None else "%d" % wh,
-                               _trace.jstr(r["energy_status"])))
+                            % (r[0], _trace.jstr(r[1]), "null" if wh is None else "%d" % wh,
+                               _trace.jstr(r[3])))
         if out.session is not None and out.session != self._session:
             self._fw.append('["session_start", %d]' % out.session)
         self._session = out.session

@@ -22,7 +22,7 @@ import time
 
 import _thread
 
-from evse.app import App
+from simcore.simapp import SimApp
 from evse.link import Link
 
 LINK_JOIN_MS = 1000  # for a Link's thread to finish its step at a reboot or the end
@@ -48,7 +48,7 @@ class UnixNet:
     def boot(self, board, cfg, now, meter, flash_dir, grid=None):
         graceful = self.app is not None and self.app.reboot_requested
         self._stop_link(graceful)
-        app = App(board, cfg, now, meter, flash_dir, backend=True, clock=_epoch,
+        app = SimApp(board, cfg, now, meter, flash_dir, backend=True, clock=_epoch,
                   grid=grid)
         ssl = None
         if cfg["mqtt_tls"]:  # the port's own ssl module, as the board's
