@@ -9,6 +9,7 @@ removals are applied whole or not at all, and writing goes on after it.
 """
 import builtins
 import os
+import sys
 
 import pytest
 from hypothesis import given, settings
@@ -16,33 +17,11 @@ from hypothesis import strategies as st
 
 from evse import journal as J
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "fakes"))
 
-class PowerCut(BaseException):
-    pass
-
-
-class _Budget:
-    def __init__(self, n):
-        self.left = n
-
-
-class _CutFile:
-    def __init__(self, f, budget):
-        self.f = f
-        self.budget = budget
-
-    def write(self, data):
-        b = self.budget
-        if len(data) > b.left:
-            self.f.write(data[:b.left])
-            self.f.flush()
-            b.left = 0
-            raise PowerCut()
-        b.left -= len(data)
-        return self.f.write(data)
-
-    def __getattr__(self, name):
-        return getattr(self.f, name)
+from powercut import Budget as _Budget  # noqa: E402  (host_tests/fakes/powercut.py)
+from powercut import CutFile as _CutFile  # noqa: E402
+from powercut import PowerCut  # noqa: E402
 
 
 @pytest.fixture

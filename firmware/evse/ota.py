@@ -1,0 +1,505 @@
+"""Over-the-air updates, the board's side: check, stage, switch, commit (docs/ota.md).
+
+Imported only while an update is processed or a trial settles (never on the
+default boot path); it runs in the network thread, as evse.p256 which it
+imports when a manifest arrives.
+
+Two slots on the filesystem: slot 0 is where tools/deploy.py puts the
+firmware (evse/, hw/), slot 1 the same under ota_b/. main.py picks one at
+boot from ota.state, one ASCII line "<committed> <trial> <armed> <result>"
+written atomically here (FILE.tmp, then renamed over FILE, as config.json
+and the journal; FILE.tmp is read only when FILE is missing, since FAT
+removes the target before the rename). The running slot is never written:
+an update goes into the other one, and the state names it only once all
+of its files have their manifest's SHA-256.
+
+Stager(...).feed(chunk) ... .finish(): the bundle as it arrives (header,
+the signed manifest held in RAM, at most _MAX_MANIFEST_B; then each file
+streamed to the slot and hashed on the way, so the memory is bounded by
+the manifest, never by the bundle). Refusals raise OtaError(code, detail)
+with the E_* codes below.
+
+arm(root) once may_switch(): the next boot runs the staged slot on trial;
+main.py marks that it did (ota.try). The trial commits itself (commit())
+when trial_verdict() says it proved healthy; a boot that finds the mark of
+a trial that did not commit renames it to ota.fail and boots the committed
+slot again; settle() (the version running then) records that as
+R_ROLLED_BACK.
+"""
+import hashlib
+import os
+
+from micropython import const
+
+STATE = "ota.state"
+TRY = "ota.try"  # main.py: the armed trial has booted once
+FAIL = "ota.fail"  # main.py: it booted once and did not commit (rolled back)
+MANIFEST = "ota.json"  # in a slot's folder: the verified manifest of what is there
+KEY_FILE = "ota_key.bin"  # 64 bytes, X || Y of the P-256 key releases are signed with
+_SLOT_DIRS = const(("", "ota_b/"))
+_PACKAGES = const(("evse/", "hw/"))  # what a slot holds (main.py and the JSON files stay)
+_MAGIC = const(b"EVU1")
+_HEAD_B = const(70)  # magic, manifest length (2), signature r || s (64)
+_MAX_MANIFEST_B = const(8192)
+_FMT = const(1)
+_BLOCK_B = const(4096)  # the space check rounds each file up to this (littlefs on ESP32)
+_SPARE_B = const(16384)  # left free beyond the slot: journal, state, crash record
+_CP_A = const(4)  # evse.pilot.CP_A: +12 V, no vehicle
+_TRIAL_MIN_MS = const(180000)  # the control loop runs this long before a commit ...
+_TRIAL_WINDOW_MS = const(900000)  # ... which must come within this, or the trial fails
+
+# OtaError codes
+E_FORMAT = const(1)  # not a bundle, a bad header or manifest, bytes past the end
+E_SIGNATURE = const(2)
+E_PORT = const(3)
+E_ABI = const(4)
+E_VERSION = const(5)  # a downgrade, or below the running version's minimum
+E_SPACE = const(6)
+E_HASH = const(7)
+E_TRUNCATED = const(8)
+E_KEY = const(9)  # no public key on the board
+E_BUSY = const(10)  # a trial is running: it commits or rolls back first
+
+# results (the state's fourth field)
+R_NONE = const(0)
+R_STAGED = const(1)
+R_COMMITTED = const(2)
+R_ROLLED_BACK = const(3)
+
+# trial_verdict
+V_WAIT = const(0)
+V_COMMIT = const(1)
+V_FAIL = const(2)
+
+
+class OtaError(Exception):
+    pass
+
+
+def _exists(path):
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
+
+
+def _remove(path):
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
+def slot_dir(root, slot):
+    return root + _SLOT_DIRS[slot]
+
+
+def read_state(root):
+    """(committed, trial, armed, result); (0, -1, 0, R_NONE) without a file."""
+    for p in (root + STATE, root + STATE + ".tmp"):
+        try:
+            f = open(p)
+            try:
+                s = f.read().split()
+            finally:
+                f.close()
+            c, t, a, r = int(s[0]), int(s[1]), int(s[2]), int(s[3])
+        except (OSError, ValueError, IndexError):
+            continue
+        if c in (0, 1) and t in (-1, 0, 1) and a in (0, 1):
+            return c, t, a, r
+    return 0, -1, 0, R_NONE
+
+
+def write_state(root, c, t, a, r):
+    p = root + STATE
+    f = open(p + ".tmp", "w")
+    try:
+        f.write("%d %d %d %d\n" % (c, t, a, r))
+    finally:
+        f.close()
+    os.rename(p + ".tmp", p)
+
+
+def boot_slot(st, tried, failed):
+    """The slot main.py boots and what it does to the marks, for a state and
+    whether ota.try and ota.fail exist: (slot, action) with action 0 none,
+    1 create ota.try (a trial's first boot), 2 rename ota.try to ota.fail
+    (the trial booted once and did not commit). main.py does this (its own
+    copy: it runs before a slot is on sys.path); a test holds them equal."""
+    c, t, a = st[0], st[1], st[2]
+    if a and t >= 0 and t != c:
+        if failed:
+            return c, 0
+        if tried:
+            return c, 2
+        return t, 1
+    return c, 0
+
+
+def running_slot(root, st=None):
+    """The slot this boot runs (after main.py's action on the marks)."""
+    if st is None:
+        st = read_state(root)
+    c, t, a = st[0], st[1], st[2]
+    if a and t >= 0 and t != c and _exists(root + TRY) and not _exists(root + FAIL):
+        return t
+    return c
+
+
+def parse_version(v):
+    """'1.2.10' -> (1, 2, 10); OtaError for anything but digits and dots."""
+    try:
+        t = tuple([int(x) for x in v.split(".")])
+    except (ValueError, AttributeError):
+        raise OtaError(E_FORMAT, "version %r" % (v,))
+    for x in t:
+        if x < 0:
+            raise OtaError(E_FORMAT, "version %r" % (v,))
+    return t
+
+
+def _safe_path(p):
+    if not isinstance(p, str) or not p.endswith(".mpy") or len(p) > 64:
+        return False
+    ok = False
+    for pre in _PACKAGES:
+        if p.startswith(pre):
+            ok = True
+    for part in p.split("/"):
+        if part in ("", ".", ".."):
+            return False
+    return ok
+
+
+def check_manifest(m, platform, mpy_word, running, floor, force=False):
+    """The manifest's files as [(path, size, sha256 bytes)] when this board
+    may install it, else OtaError: the port (sys.platform), the .mpy version
+    (sys.implementation._mpy's low byte) and architecture (its bits 10 and
+    up; 0 in the manifest: bytecode only, any), and the version: higher
+    than the running one, or with `force` anything at or above `floor` (the
+    running version's manifest "min"; never below it, even forced)."""
+    from binascii import unhexlify
+
+    if not isinstance(m, dict) or m.get("fmt") != _FMT:
+        raise OtaError(E_FORMAT, "manifest format")
+    if m.get("port") != platform:
+        raise OtaError(E_PORT, "bundle for %s, this board is %s" % (m.get("port"), platform))
+    arch = m.get("arch")
+    if m.get("mpy") != (mpy_word & 0xFF) or not isinstance(arch, int) or (
+            arch and arch != mpy_word >> 10):
+        raise OtaError(E_ABI, "bundle .mpy v%s arch %s, this board v%d arch %d"
+                       % (m.get("mpy"), arch, mpy_word & 0xFF, mpy_word >> 10))
+    v = parse_version(m.get("version"))
+    parse_version(m.get("min"))
+    if v < parse_version(floor):
+        raise OtaError(E_VERSION, "%s is below the minimum %s" % (m["version"], floor))
+    if v <= parse_version(running) and not force:
+        raise OtaError(E_VERSION, "%s is not newer than %s" % (m["version"], running))
+    files = []
+    try:
+        for p, size, h in m["files"]:
+            if not _safe_path(p) or not isinstance(size, int) or size < 0 or len(h) != 64:
+                raise OtaError(E_FORMAT, "file entry %r" % (p,))
+            files.append((p, size, unhexlify(h)))
+    except (TypeError, ValueError, KeyError):
+        raise OtaError(E_FORMAT, "file list")
+    if not files:
+        raise OtaError(E_FORMAT, "no files")
+    return files
+
+
+def need_bytes(files):
+    """Flash the slot takes: each file (and the manifest) rounded up to
+    whole blocks, plus the spare the rest of the charger needs."""
+    n = 1  # the manifest copy
+    for f in files:
+        n += (f[1] + _BLOCK_B - 1) // _BLOCK_B or 1
+    return n * _BLOCK_B + _SPARE_B
+
+
+def _tree(path, rm):
+    # bytes in blocks under path (a folder); with rm, remove it all
+    n = 0
+    try:
+        names = os.listdir(path)
+    except OSError:
+        return 0
+    for name in names:
+        p = path + "/" + name
+        st = os.stat(p)
+        if st[0] & 0x4000:  # S_IFDIR
+            n += _tree(p, rm)
+        else:
+            n += ((st[6] + _BLOCK_B - 1) // _BLOCK_B or 1) * _BLOCK_B
+            if rm:
+                os.remove(p)
+    if rm:
+        os.rmdir(path)
+    return n
+
+
+def _slot_tree(d, rm):
+    n = 0
+    for pkg in _PACKAGES:
+        n += _tree(d + pkg[:-1], rm)
+    return n
+
+
+def free_bytes(root):
+    st = os.statvfs(root or ".")
+    return st[0] * st[4]  # f_bsize x f_bavail
+
+
+def load_key(root):
+    try:
+        f = open(root + KEY_FILE, "rb")
+        try:
+            k = f.read()
+        finally:
+            f.close()
+    except OSError:
+        k = b""
+    if len(k) != 64:
+        raise OtaError(E_KEY, "no %s (64 bytes) on the board" % KEY_FILE)
+    return k
+
+
+def slot_manifest(root, slot):
+    """The manifest (dict) of what is in a slot, or None (slot 0 as
+    tools/deploy.py left it has none)."""
+    import json
+
+    try:
+        f = open(slot_dir(root, slot) + MANIFEST)
+        try:
+            return json.loads(f.read())
+        finally:
+            f.close()
+    except (OSError, ValueError):
+        return None
+
+
+class Stager:
+    """One update, fed as it arrives. `version`: the running firmware's
+    (evse.app.VERSION); `free`: a function of the folder giving its free
+    bytes (default: os.statvfs)."""
+
+    def __init__(self, root, pub, version, platform, mpy_word, force=False, free=None):
+        self.root = root
+        self.pub = pub
+        self.version = version
+        self.platform = platform
+        self.mpy_word = mpy_word
+        self.force = force
+        self.free = free or free_bytes
+        self.head = bytearray()
+        self.files = None
+        self.slot = -1  # the slot written
+        self.total = 0  # bytes the bundle has in all
+        self.got = 0  # bytes fed so far
+        self._i = 0
+        self._left = 0
+        self._f = None
+        self._h = None
+
+    def feed(self, data):
+        mv = memoryview(data)
+        try:
+            while len(mv):
+                if self.files is None:
+                    mv = self._head(mv)
+                else:
+                    mv = self._file(mv)
+        except BaseException:
+            self._close()
+            raise
+
+    def _close(self):
+        f = self._f
+        self._f = None
+        if f is not None:
+            f.close()
+
+    def _head(self, mv):
+        h = self.head
+        want = 6  # the magic and the manifest's length first, then up to its end
+        if len(h) >= 6:
+            want = _HEAD_B + ((h[4] << 8) | h[5])
+        k = min(len(mv), want - len(h))
+        h.extend(mv[:k])
+        self.got += k
+        if len(h) == 6:
+            if bytes(h[:4]) != _MAGIC:
+                raise OtaError(E_FORMAT, "not an update bundle")
+            if ((h[4] << 8) | h[5]) > _MAX_MANIFEST_B:
+                raise OtaError(E_FORMAT, "manifest longer than %d bytes" % _MAX_MANIFEST_B)
+        elif len(h) == want:
+            self._begin()
+        return mv[k:]
+
+    def _begin(self):
+        import json
+
+        from evse import p256
+
+        h = self.head
+        man = bytes(h[_HEAD_B:])
+        ok = p256.verify(self.pub, bytes(h[6:_HEAD_B]), hashlib.sha256(man).digest())
+        from evse.config import forget
+
+        forget("evse", "p256")  # its code freed again
+        del p256
+        if not ok:
+            raise OtaError(E_SIGNATURE, "the manifest's signature does not verify")
+        try:
+            m = json.loads(man)
+        except ValueError:
+            raise OtaError(E_FORMAT, "manifest not JSON")
+        root = self.root
+        st = read_state(root)
+        run = running_slot(root, st)
+        if st[2] and st[1] == run and st[1] != st[0]:
+            raise OtaError(E_BUSY, "running a trial that has not committed yet")
+        rm = slot_manifest(root, run)
+        floor = rm.get("min", "0") if isinstance(rm, dict) else "0"
+        files = check_manifest(m, self.platform, self.mpy_word, self.version, floor, self.force)
+        self.slot = s = 1 - run
+        d = slot_dir(root, s)
+        need = need_bytes(files)
+        have = self.free(root) + _slot_tree(d, False)
+        if need > have:
+            raise OtaError(E_SPACE, "needs %d bytes of flash, %d free" % (need, have))
+        # nothing may point at the slot while it is written
+        if st[1] != -1 or st[2]:
+            write_state(root, st[0], -1, 0, R_NONE)
+        _remove(root + TRY)
+        _remove(root + FAIL)
+        _remove(d + MANIFEST)
+        _slot_tree(d, True)
+        self.total = _HEAD_B + len(man)
+        for f in files:
+            self.total += f[1]
+        self.man = man
+        self.head = None
+        self.files = files
+        self._next()
+
+    def _next(self):
+        # open the next file (and finish empty ones); False after the last
+        while self._i < len(self.files):
+            p, size, _ = self.files[self._i]
+            d = slot_dir(self.root, self.slot)
+            if d and not _exists(d[:-1]):
+                os.mkdir(d[:-1])
+            i = p.find("/")
+            while i > 0:
+                if not _exists(d + p[:i]):
+                    os.mkdir(d + p[:i])
+                i = p.find("/", i + 1)
+            self._f = open(d + p, "wb")
+            self._h = hashlib.sha256()
+            self._left = size
+            if size:
+                return True
+            self._done()
+        return False
+
+    def _done(self):
+        self._close()
+        p, _, want = self.files[self._i]
+        if self._h.digest() != want:
+            raise OtaError(E_HASH, "%s: SHA-256 does not match the manifest" % p)
+        self._h = None
+        self._i += 1
+
+    def _file(self, mv):
+        if self._f is None and not self._next():
+            raise OtaError(E_FORMAT, "bytes after the last file")
+        k = min(len(mv), self._left)
+        part = mv[:k]
+        self._f.write(part)
+        self._h.update(part)
+        self._left -= k
+        self.got += k
+        if self._left == 0:
+            self._done()
+        return mv[k:]
+
+    def finish(self):
+        """All fed: the slot's manifest written and the state says staged
+        (R_STAGED, not armed). OtaError(E_TRUNCATED) when bytes are missing."""
+        if self.files is not None and self._f is None and self._i < len(self.files):
+            self._next()  # what is left may be empty files
+        if self.files is None or self._f is not None or self._i < len(self.files):
+            self._close()
+            raise OtaError(E_TRUNCATED, "%d of %d bytes" % (self.got, self.total or self.got))
+        d = slot_dir(self.root, self.slot)
+        f = open(d + MANIFEST + ".tmp", "wb")
+        try:
+            f.write(self.man)
+        finally:
+            f.close()
+        os.rename(d + MANIFEST + ".tmp", d + MANIFEST)
+        st = read_state(self.root)
+        write_state(self.root, st[0], self.slot, 0, R_STAGED)
+        return self.slot
+
+
+def may_switch(pilot_state, contactor_closed):
+    """Whether the charger may reboot into a staged version (or out of a
+    failed trial) now: no vehicle (state A) and the contactor open."""
+    return pilot_state == _CP_A and not contactor_closed
+
+
+def arm(root):
+    """Make the staged slot the next boot's (on trial). The caller reboots,
+    once may_switch() says so. Returns the slot, or -1 when none is staged."""
+    c, t, a, r = read_state(root)
+    if t < 0 or t == c or slot_manifest(root, t) is None:
+        return -1
+    _remove(root + TRY)  # stale marks would fail the trial before it runs
+    _remove(root + FAIL)
+    if not a:
+        write_state(root, c, t, 1, r)
+    return t
+
+
+def trial_verdict(ran_ms, link_configured, link_reached):
+    """A trial's health: V_COMMIT once the control loop has run
+    _TRIAL_MIN_MS (no crash, no watchdog reset: either would have rebooted
+    it) and, with a broker configured, the link has reached it; V_FAIL when
+    that has not happened within _TRIAL_WINDOW_MS (the caller reboots, once
+    may_switch(), and main.py rolls back); else V_WAIT."""
+    if ran_ms >= _TRIAL_MIN_MS and (link_reached or not link_configured):
+        return V_COMMIT
+    if ran_ms >= _TRIAL_WINDOW_MS:
+        return V_FAIL
+    return V_WAIT
+
+
+def commit(root):
+    """The running trial proved healthy: it becomes the committed slot.
+    Returns whether there was a trial to commit."""
+    st = read_state(root)
+    run = running_slot(root, st)
+    if not (st[2] and st[1] == run and run != st[0]):
+        return False
+    write_state(root, run, -1, 0, R_COMMITTED)
+    _remove(root + TRY)
+    return True
+
+
+def settle(root):
+    """After a boot: record a rollback main.py made (ota.fail) and drop
+    stale marks. Returns the state's result (R_*)."""
+    c, t, a, r = read_state(root)
+    if a and t >= 0 and t != c:
+        if not _exists(root + FAIL):
+            return r  # a trial runs (ota.try), or is armed for the next boot
+        write_state(root, c, -1, 0, R_ROLLED_BACK)
+        r = R_ROLLED_BACK
+    _remove(root + TRY)
+    _remove(root + FAIL)
+    return r
