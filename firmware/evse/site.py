@@ -75,6 +75,13 @@ N_SITE = const(35)
 MODES = ("normal", "smart", "solar")  # S_MODE's names
 
 
+def _mag(ma):
+    """A charger meter's phase current as a magnitude, mA (None: 0)."""
+    if ma is None:
+        return 0
+    return ma if ma >= 0 else -ma
+
+
 class Site:
     def __init__(self, cfg):
         self.solar = cfg["mode"] == "solar"
@@ -146,8 +153,7 @@ class Site:
             e0 = self._e0
             ep = meter.phase_ma
             for i in range(3):
-                e = ep[i]
-                e0[i] = 0 if e is None else (e if e >= 0 else -e)
+                e0[i] = _mag(ep[i])
             self._pc0 = meter.power_w
         new = self._mark >= 0 and meter.good_seq > self._mark
         if new:  # the charger meter has read again since
@@ -217,11 +223,7 @@ class Site:
                 return False
             if g < 0:
                 g = -g
-            e = ep[i]
-            if e is None:
-                e = 0
-            elif e < 0:
-                e = -e
+            e = _mag(ep[i])
             if e >= _DRAWS_MA:
                 n += 1
             d = e - e0[i]
