@@ -158,6 +158,21 @@ def test_a_vehicle_step_around_a_grid_reading_is_not_taken_for_house_load():
     assert s.limit_ma == 9000  # 25 - 22 + 6: the house counted as 16 A, not 13 A
 
 
+def test_a_feed_faster_than_the_charger_meter_is_taken_at_the_meters_pace():
+    s = _site(mains_max_a=25)
+    s.grid = g = _M([12000, 12000, 12000])
+    m = _M([0, 0, 0])
+    for _ in range(3):  # three grid readings before the charger meter reads again
+        g.good_seq += 1
+        s.step(10, m)
+    assert s.limit_ma == 0
+    g.phase_ma = [20000, 20000, 20000]
+    g.good_seq += 1
+    s.step(10, _again(m))
+    # taken, the latest reading: 25 - 20, too little room to start
+    assert s.room_ma == 5000 and s.limit_ma == 0
+
+
 def test_nothing_before_the_first_reading_and_fallback_when_an_input_is_missing():
     s = _site(fallback_current_a=8)
     g = _M([0, 0, 0])

@@ -147,14 +147,17 @@ class Site:
         if meter is None or not meter.ok or meter.good_seq == 0:
             self._lost()  # the charger's current unknown: the `meter` fault says so
             return
-        if grid.good_seq != self._seq:  # a new grid reading: hold it against the
-            self._seq = grid.good_seq  # charger's readings before and after it
-            self._mark = meter.started
-            e0 = self._e0
+        if grid.good_seq != self._seq and self._mark < 0:  # a new grid reading:
+            self._mark = meter.started  # held against the charger's readings
+            e0 = self._e0  # before and after it
             ep = meter.phase_ma
             for i in range(3):
                 e0[i] = _mag(ep[i])
             self._pc0 = meter.power_w
+        # (another one while one waits keeps that before, and the latest is
+        # taken: a feed that comes faster than the charger meter polls is
+        # taken at the charger meter's pace, not starved)
+        self._seq = grid.good_seq
         new = self._mark >= 0 and meter.good_seq > self._mark
         if new:  # the charger meter has read again since
             self._mark = -1
