@@ -882,7 +882,7 @@ def measure_site(ctx):
     ctx.add("site_smart_offer_p50_s", "Smart, house load step to a lower offer, median",
             offer[0], "virtual s", None, "lower", TOL_SITE_S,
             how + "; from the step to the first trace line with a lower offer_a (the grid "
-                  "meter's next reading)", cmd)
+                  "meter's next reading, taken after the charger meter's next one)", cmd)
     ctx.add("site_smart_offer_max_s", "Smart, house load step to a lower offer, max",
             offer[1], "virtual s", None, "lower", TOL_SITE_S,
             "as above; the steps that leave 6 A or more: median %s, max %s s; the steps "
