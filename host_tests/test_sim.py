@@ -376,7 +376,7 @@ def check_site(rows, scen, raw):
       allowed 6 A per phase for solar_start_s (up to the last grid reading
       the charger can have taken: two polls and 0.5 s); while charging, the charger
       draws no more than the surplus plus solar_import_a, or 6 A per phase,
-      except within that response time (and 5 s of smoothing) after a step.
+      except within that response time (and 5 s for the offer to settle) after a step.
     """
     cfg = scen["config"]
     mode = cfg.get("mode", "normal")

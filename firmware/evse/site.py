@@ -39,7 +39,8 @@ grid's voltage V:
     budget = solar_import - (P_g - P_c) / V       (A, over all phases)
 
 shared by the phases the vehicle draws on (those with at least 1 A; all the
-charger's before it draws), smoothed over about two polls, and never above
+charger's before it draws), raised halfway towards a higher reading (it settles
+within a few polls) and lowered to a lower one at once, and never above
 the smart room. Charging starts once the budget has allowed 6 A for
 `solar_start_s` and at least `solar_min_pause_s` after the last stop; while
 it runs, a budget below 6 A is met with 6 A (from the grid), and charging
@@ -258,12 +259,10 @@ class Site:
             b -= b % 100  # whole 0.1 A: the PWM's steps are coarser still
             a = self.budget_ma if div == self._div else None  # new phases: start afresh
             self._div = div
-            if a is not None:  # halfway to the new reading, in whole 0.1 A towards
-                d = b - a  # it (both are whole 0.1 A): it settles within a few polls
-                if d > 0:
-                    b = a + (d + 199) // 200 * 100
-                elif d < 0:
-                    b = a - (199 - d) // 200 * 100
+            if a is not None and b > a:  # up: halfway to the new reading, in whole
+                b = a + (b - a + 199) // 200 * 100  # 0.1 A (both are): within a few
+                # polls. Down at once: what the vehicle draws above the surplus
+                # is the grid's, and a cloud is met in one reading.
             self.budget_ma = b
         return True
 
