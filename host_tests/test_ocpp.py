@@ -1,0 +1,343 @@
+"""The OCPP 1.6J message layer (evse/ocpp.py) against a real central
+system: the `ocpp` package (requirements.txt), which validates every
+message both ways against the official OCPP 1.6 JSON schemas, on a
+`websockets` server on loopback (ws_env.py), the charge point's side
+through our WebSocket client (hw/wsock.py over tools/host/mpsocket.py) and
+a real App on the fake board (core_cases/fakes.Rig) whose status snapshot
+the charge point reads. Time is the Rig's (10 ms control steps): the
+BootNotification intervals and the heartbeat run on it, not on sleeps.
+
+The central system records each call it accepted (after the schema check)
+and every message it sent; a CALLERROR it sent means one of ours was
+refused, and no test expects one unless it says so.
+"""
+import asyncio
+import json
+import os
+import sys
+import time
+
+import pytest
+from ocpp.exceptions import (FormationViolationError, NotImplementedError as OcppNotImplemented,
+                             NotSupportedError, OccurenceConstraintViolationError)
+from ocpp.routing import on
+from ocpp.v16 import ChargePoint as CentralSystemSide
+from ocpp.v16 import call, call_result
+from ocpp.v16.enums import Action, RegistrationStatus
+
+import mpsocket
+from evse import bus as B
+from evse import ocpp as O
+from evse import ws as W
+from hw.wsock import WebSocket
+from ws_env import Server
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "core_cases"))
+from fakes import Rig  # noqa: E402
+
+PROTO = b"ocpp1.6"
+LOOP_S = 20  # bound of a wait loop in real time (never asserted on)
+NOW = "2026-12-02T10:00:00Z"
+
+
+class Csms(CentralSystemSide):
+    def __init__(self, ident, conn, env):
+        super().__init__(ident, conn, response_timeout=10)
+        self.env = env
+
+    async def _send(self, message):
+        self.env.sent.append(json.loads(message))
+        await super()._send(message)
+
+    @on(Action.boot_notification)
+    def on_boot(self, **kw):
+        self.env.calls.append(("BootNotification", kw, self.env.station.rig.t))
+        status, interval = (self.env.boot_answers.pop(0) if self.env.boot_answers
+                            else (RegistrationStatus.accepted, 60))
+        return call_result.BootNotification(current_time=NOW, interval=interval, status=status)
+
+    @on(Action.heartbeat)
+    def on_heartbeat(self, **kw):
+        self.env.calls.append(("Heartbeat", kw, self.env.station.rig.t))
+        return call_result.Heartbeat(current_time=NOW)
+
+    @on(Action.status_notification)
+    def on_status(self, **kw):
+        self.env.calls.append(("StatusNotification", kw, self.env.station.rig.t))
+        return call_result.StatusNotification()
+
+
+class Env:
+    def __init__(self):
+        self.calls = []
+        self.sent = []
+        self.boot_answers = []
+        self.csms = None
+        self.station = None
+
+        async def handler(ws):
+            self.csms = Csms(ws.request.path.rsplit("/", 1)[-1], ws, self)
+            try:
+                await self.csms.start()
+            except Exception:
+                pass
+
+        self.server = Server(handler)
+
+    def csms_call(self, payload, suppress=False):
+        """The central system calls the charge point (which the station pumps meanwhile)."""
+        fut = asyncio.run_coroutine_threadsafe(self.csms.call(payload, suppress=suppress),
+                                               self.server.loop)
+        self.station.pump(lambda: fut.done())
+        return fut.result(0)
+
+    def named(self, action):
+        return [c for c in self.calls if c[0] == action]
+
+    def errors_sent(self):
+        return [m for m in self.sent if m[0] == 4]
+
+
+def _kind(text):
+    """The MessageTypeId of a message the central system sent, None for text
+    that is not an OCPP-J message (the malformed ones tests send)."""
+    try:
+        m = json.loads(text)
+        return m[0] if isinstance(m, list) and m else None
+    except ValueError:
+        return None
+
+
+class Station:
+    """The charge point: a Rig's App, our WebSocket client, evse.ocpp."""
+
+    def __init__(self, env, clock=None):
+        self.rig = Rig(clock=clock)
+        self.v = B.fields(len(self.rig.app.bus.snap.v))
+        self.cp = O.ChargePoint("OpenEVSE-MPY", "evse-mpy", "SN0001", "0.5.0",
+                                lambda n: 0x1234567 % n, clock=clock)
+        self.ws = WebSocket(mpsocket, os.urandom, timeout_s=5)
+        self.ws.connect(env.server.url("/ocpp/CP1"), PROTO)
+        self.cp.connected(self.rig.now)
+        self.replies = []  # our answers to the central system's calls
+        self.log = []  # ("tx", action, Rig ms) of our CALLs, ("rx", type, Rig ms) of messages
+        self.quiet = 0  # steps in a row with no CALL of ours sent or outstanding
+
+    def step(self, ms=100, ev=None):
+        """`ms` of the control loop, then the network side once."""
+        self.rig.run(ms, ev)
+        self.rig.app.bus.snap.read(self.v)
+        op = self.ws.poll()
+        while op == W.OP_TEXT:
+            text = bytes(self.ws.dec.msg[:self.ws.dec.n])
+            self.log.append(("rx", _kind(text), self.rig.t))
+            reply = self.cp.receive(text, self.rig.now)
+            if reply is not None:
+                self.replies.append(json.loads(reply))
+                self.ws.send_text(reply.encode())
+            op = self.ws.poll()
+        out = self.cp.poll(self.v, self.rig.now)
+        if out is not None:
+            self.ws.send_text(out.encode())
+            self.log.append(("tx", json.loads(out)[2], self.rig.t))
+            self.quiet = 0
+        elif not self.cp.busy(self.rig.now):
+            self.quiet += 1
+        time.sleep(0.002)  # the server's thread answers
+
+    def sent_at(self, action):
+        """Rig ms when each CALL of `action` went, with when the message
+        before it came (its answer's predecessor: the last thing received)."""
+        out = []
+        last_rx = None
+        for e in self.log:
+            if e[0] == "rx":
+                last_rx = e[2]
+            elif e[1] == action:
+                out.append((e[2], last_rx))
+        return out
+
+    def pump(self, until, ms=100, ev=None):
+        end = time.monotonic() + LOOP_S
+        while not until():
+            assert time.monotonic() < end, "pump: the condition never came"
+            self.step(ms, ev)
+
+    def settle(self, ev=None, ms=100, first_ms=0):
+        """Run `first_ms` (the charger's own timers: X1 3 s, a closing 3 s),
+        then until our CALL is answered and nothing more is due."""
+        end = self.rig.t + first_ms
+        while self.rig.t < end:
+            self.step(ms, ev)
+        self.quiet = 0
+        self.pump(lambda: self.quiet >= 3, ms, ev)
+
+
+@pytest.fixture
+def env():
+    e = Env()
+    yield e
+    if e.station is not None:
+        e.station.ws.close()
+    e.server.stop()
+
+
+def statuses(env, connector=1):
+    return [(c[1]["status"], c[1]["error_code"]) for c in env.named("StatusNotification")
+            if c[1]["connector_id"] == connector]
+
+
+def test_boot_accepted_then_status_and_heartbeat(env):
+    st = env.station = Station(env)
+    st.settle("A")
+    boot = env.named("BootNotification")
+    assert len(boot) == 1
+    assert boot[0][1] == {"charge_point_vendor": "OpenEVSE-MPY", "charge_point_model": "evse-mpy",
+                          "charge_point_serial_number": "SN0001", "firmware_version": "0.5.0"}
+    assert st.cp.registration == O.ACCEPTED and st.cp.heartbeat_ms == 60000
+    assert st.cp.time == NOW
+    assert statuses(env, 0) == [("Available", "NoError")]
+    assert statuses(env) == [("Available", "NoError")]
+    # heartbeats at the interval the central system gave, on the Rig's clock
+    st.pump(lambda: len(env.named("Heartbeat")) == 2, ms=1000)
+    calls = [e for e in st.log if e[0] == "tx"]
+    assert [c[1] for c in calls] == ["BootNotification", "StatusNotification",
+                                     "StatusNotification", "Heartbeat", "Heartbeat"]
+    # each a heartbeat interval (60 s, 1 s steps) after the CALL before it
+    assert 60000 <= calls[3][2] - calls[2][2] <= 61000
+    assert 60000 <= calls[4][2] - calls[3][2] <= 61000
+    assert env.errors_sent() == []
+
+
+def test_pending_then_rejected_then_accepted_retry_intervals(env):
+    env.boot_answers = [(RegistrationStatus.pending, 30), (RegistrationStatus.rejected, 0)]
+    st = env.station = Station(env)
+    st.pump(lambda: len(env.named("BootNotification")) == 3, ms=500)
+    t = st.sent_at("BootNotification")  # (sent, the last answer before) in Rig ms
+    assert 30000 <= t[1][0] - t[1][1] <= 30500  # Pending: the interval it gave, from its answer
+    assert O.RETRY_MS <= t[2][0] - t[2][1] <= O.RETRY_MS + 500  # Rejected, 0: our own wait
+    assert env.named("StatusNotification") == [] and env.named("Heartbeat") == []
+    st.settle()
+    assert st.cp.registration == O.ACCEPTED
+    assert statuses(env) == [("Available", "NoError")]
+    assert env.errors_sent() == []
+
+
+def test_status_through_a_session(env):
+    st = env.station = Station(env)
+    st.settle("A")
+    st.rig.run(2400)  # the charger's X1 time after boot
+    st.settle("B", first_ms=1000)  # plugged in: free authorization starts the session, PWM on
+    st.settle("C", first_ms=4000)  # the vehicle asks: the contactor closes
+    assert st.rig.app.out.contactor
+    st.rig.app.command({"cmd": "pause", "id": "p"}, st.rig.now)
+    st.settle("C", first_ms=4000)
+    st.rig.app.command({"cmd": "resume", "id": "r"}, st.rig.now)
+    st.settle("C", first_ms=8000)  # X1 at least 3 s, then PWM, then the closing
+    assert st.rig.app.out.contactor
+    st.settle("B", first_ms=1000)  # the vehicle is full
+    st.rig.app.command({"cmd": "stop", "id": "s"}, st.rig.now)
+    st.settle("B", first_ms=1000)
+    st.settle("A", first_ms=1000)  # unplugged
+    got = statuses(env)
+    assert got == [("Available", "NoError"), ("SuspendedEV", "NoError"), ("Charging", "NoError"),
+                   ("SuspendedEVSE", "NoError"), ("Charging", "NoError"),
+                   ("SuspendedEV", "NoError"), ("Finishing", "NoError"),
+                   ("Available", "NoError")], got
+    info = [c[1]["info"] for c in env.named("StatusNotification") if c[1]["connector_id"] == 1]
+    assert info[:3] == ["IEC A", "IEC B2", "IEC C2"]
+    assert env.errors_sent() == []
+
+
+def test_fault_is_faulted_with_its_error_code(env):
+    st = env.station = Station(env)
+    st.settle("A")
+    st.rig.run(2400)
+    st.settle("B", first_ms=1000)
+    st.settle("C", first_ms=4000)
+    assert st.rig.app.out.contactor
+    st.rig.board.rcd = True  # residual current while charging
+    st.settle("C", first_ms=500)
+    last = env.named("StatusNotification")[-1][1]
+    assert (last["status"], last["error_code"], last["vendor_error_code"]) == (
+        "Faulted", "GroundFailure", "rcd")
+    assert not st.rig.app.out.contactor
+    assert env.errors_sent() == []
+
+
+def test_timestamps_with_a_clock(env):
+    from fakes import Clock
+
+    st = env.station = Station(env, clock=Clock(1796205600))  # 2026-12-02T10:00:00Z
+    st.settle("A")
+    assert [c[1].get("timestamp") for c in env.named("StatusNotification")] == [NOW, NOW]
+
+
+def test_central_system_calls_answered(env):
+    st = env.station = Station(env)
+    st.settle("A")
+    r = env.csms_call(call.DataTransfer(vendor_id="com.example", data="x"))
+    assert r.status == "UnknownVendorId"
+    with pytest.raises(NotSupportedError):
+        env.csms_call(call.RemoteStartTransaction(id_tag="TAG1"))
+    assert st.replies[-1][2] == "NotSupported"
+    assert env.errors_sent() == []
+
+
+def test_malformed_and_unknown_messages(env):
+    st = env.station = Station(env)
+    st.settle("A")
+    raw = [
+        ('[2, "u1", "FlyToTheMoon", {}]', [4, "u1", "NotImplemented"]),
+        ('[2, "u2", "DataTransfer", []]', [4, "u2", "FormationViolation"]),
+        ('[2, "u3", "DataTransfer"]', [4, "u3", "ProtocolError"]),
+        ('[2, "u4", "DataTransfer", {"data": "x"}]', [4, "u4", "OccurenceConstraintViolation"]),
+        ('[2, "u5", "DataTransfer", {"vendorId": 5}]', [4, "u5", "TypeConstraintViolation"]),
+        ('[7, "u6", "Heartbeat", {}]', [4, "u6", "ProtocolError"]),
+        ('{"not": "a list"}', None),
+        ('[2, 17, "Heartbeat", {}]', None),
+        ("not json at all [", None),
+        ('[3, "nobody-asked", {}]', None),
+        ('[4, "nobody-asked", "GenericError", "", {}]', None),
+    ]
+    for text, want in raw:
+        n = len(st.replies)
+        bad = st.cp.bad
+        env.server.run(env.server.conn(0).send(text))
+        st.pump(lambda: len(st.replies) > n or st.cp.bad > bad)
+        if want is None:
+            assert len(st.replies) == n and st.cp.bad == bad + 1, text
+        else:
+            assert st.replies[-1][:3] == want, text
+            assert len(st.replies[-1]) == 5 and isinstance(st.replies[-1][3], str)
+    # still in service: the status goes on
+    st.rig.run(2400)
+    st.settle("B")
+    assert statuses(env)[-1] == ("SuspendedEV", "NoError")
+
+
+# ------------------------------------------------------------------ pure
+def test_decode():
+    assert O.decode('[2, "a", "Heartbeat", {}]') == (O.CALL, "a", "Heartbeat", {})
+    assert O.decode(b'[3, "a", {"x": 1}]') == (O.CALLRESULT, "a", {"x": 1}, None)
+    assert O.decode('[4, "a", "GenericError", "t", {}]') == (O.CALLERROR, "a", "GenericError", "t")
+    assert O.decode('[2, "%s", "Heartbeat", {}]' % ("x" * 37))[:2] == (0, None)
+    assert O.decode(b"\xff\xfe")[:2] == (0, None)
+
+
+def test_iso8601():
+    import datetime
+
+    for t in (0, 951782400, 1796205600, 4102444799, 1709164800 + 86399):
+        want = datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime(
+            "%Y-%m-%dT%H:%M:%SZ")
+        assert O.iso8601(t) == want
+
+
+def test_every_fault_has_an_ocpp_error_code():
+    from evse.charger import FAULTS
+    from ocpp.v16.enums import ChargePointErrorCode
+
+    for _, name in FAULTS:
+        assert O.error_code(name) in {e.value for e in ChargePointErrorCode}, name
+        assert O.error_code(name) != "OtherError" or name in ("pe", "vent"), name
