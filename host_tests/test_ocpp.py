@@ -66,12 +66,30 @@ class Csms(CentralSystemSide):
         self.env.calls.append(("StatusNotification", kw, self.env.station.rig.t))
         return call_result.StatusNotification()
 
+    @on(Action.start_transaction)
+    def on_start(self, **kw):
+        self.env.calls.append(("StartTransaction", kw, self.env.station.rig.t))
+        return call_result.StartTransaction(transaction_id=self.env.next_tx,
+                                            id_tag_info={"status": self.env.tag_status})
+
+    @on(Action.stop_transaction)
+    def on_stop(self, **kw):
+        self.env.calls.append(("StopTransaction", kw, self.env.station.rig.t))
+        return call_result.StopTransaction()
+
+    @on(Action.meter_values)
+    def on_meter(self, **kw):
+        self.env.calls.append(("MeterValues", kw, self.env.station.rig.t))
+        return call_result.MeterValues()
+
 
 class Env:
     def __init__(self):
         self.calls = []
         self.sent = []
         self.boot_answers = []
+        self.next_tx = 4711
+        self.tag_status = "Accepted"
         self.csms = None
         self.station = None
 
@@ -111,11 +129,14 @@ def _kind(text):
 class Station:
     """The charge point: a Rig's App, our WebSocket client, evse.ocpp."""
 
-    def __init__(self, env, clock=None):
-        self.rig = Rig(clock=clock)
+    def __init__(self, env, clock=None, cfg=None, **kw):
+        self.rig = Rig(clock=clock, cfg=cfg)
         self.v = B.fields(len(self.rig.app.bus.snap.v))
+        from evse.app import REMOTE_KEYS
+
         self.cp = O.ChargePoint("OpenEVSE-MPY", "evse-mpy", "SN0001", "0.5.0",
-                                lambda n: 0x1234567 % n, clock=clock)
+                                lambda n: 0x1234567 % n, clock=clock, cfg=self.rig.app.cfg,
+                                remote_keys=REMOTE_KEYS, **kw)
         self.ws = WebSocket(mpsocket, os.urandom, timeout_s=5)
         self.ws.connect(env.server.url("/ocpp/CP1"), PROTO)
         self.cp.connected(self.rig.now)
@@ -136,6 +157,20 @@ class Station:
                 self.replies.append(json.loads(reply))
                 self.ws.send_text(reply.encode())
             op = self.ws.poll()
+        # the App's side, through the Bus as MQTT's link does
+        bus = self.rig.app.bus
+        self.cp.journal(self.rig.app.journal.live)
+        while self.cp.cmds and bus.cmds.put(self.cp.cmds[0]):
+            self.cp.cmds.pop(0)
+        while self.cp.acks and bus.acks.put(self.cp.acks[0]):
+            self.cp.acks.pop(0)
+        r = bus.replies.get()
+        while r is not None:
+            reply = self.cp.reply(r)
+            if reply is not None:
+                self.replies.append(json.loads(reply))
+                self.ws.send_text(reply.encode())
+            r = bus.replies.get()
         out = self.cp.poll(self.v, self.rig.now)
         if out is not None:
             self.ws.send_text(out.encode())
@@ -279,7 +314,8 @@ def test_central_system_calls_answered(env):
     r = env.csms_call(call.DataTransfer(vendor_id="com.example", data="x"))
     assert r.status == "UnknownVendorId"
     with pytest.raises(NotSupportedError):
-        env.csms_call(call.RemoteStartTransaction(id_tag="TAG1"))
+        env.csms_call(call.ReserveNow(connector_id=1, expiry_date=NOW, id_tag="T",
+                                      reservation_id=1))
     assert st.replies[-1][2] == "NotSupported"
     assert env.errors_sent() == []
 
@@ -294,6 +330,16 @@ def test_malformed_and_unknown_messages(env):
         ('[2, "u4", "DataTransfer", {"data": "x"}]', [4, "u4", "OccurenceConstraintViolation"]),
         ('[2, "u5", "DataTransfer", {"vendorId": 5}]', [4, "u5", "TypeConstraintViolation"]),
         ('[7, "u6", "Heartbeat", {}]', [4, "u6", "ProtocolError"]),
+        ('[2, "u7", "Reset", {}]', [4, "u7", "OccurenceConstraintViolation"]),
+        ('[2, "u8", "Reset", {"type": "Warm"}]', [4, "u8", "PropertyConstraintViolation"]),
+        ('[2, "u9", "RemoteStopTransaction", {"transactionId": "x"}]',
+         [4, "u9", "TypeConstraintViolation"]),
+        ('[2, "u10", "RemoteStartTransaction", {"idTag": true}]',
+         [4, "u10", "TypeConstraintViolation"]),
+        ('[2, "u11", "GetConfiguration", {"key": "HeartbeatInterval"}]',
+         [4, "u11", "TypeConstraintViolation"]),
+        ('[2, "u12", "ChangeConfiguration", {"key": "HeartbeatInterval"}]',
+         [4, "u12", "OccurenceConstraintViolation"]),
         ('{"not": "a list"}', None),
         ('[2, 17, "Heartbeat", {}]', None),
         ("not json at all [", None),
@@ -314,6 +360,137 @@ def test_malformed_and_unknown_messages(env):
     st.rig.run(2400)
     st.settle("B")
     assert statuses(env)[-1] == ("SuspendedEV", "NoError")
+
+
+def _plug_and_charge(st, wh_per_step=0):
+    st.settle("A")
+    st.rig.run(2400)
+    st.settle("B", first_ms=1000)
+    st.settle("C", first_ms=4000)
+    assert st.rig.app.out.contactor
+
+
+def test_a_whole_transaction(env):
+    from fakes import Clock
+
+    clock = Clock(1796205600)
+    st = env.station = Station(env, clock=clock, meter_interval_s=10)
+    st.rig.meter.energy_wh = 12345
+    _plug_and_charge(st)
+    start = env.named("StartTransaction")
+    assert len(start) == 1
+    assert start[0][1] == {"connector_id": 1, "id_tag": "evse-mpy", "meter_start": 12345,
+                           "timestamp": NOW}
+    assert st.cp._tx[1] == 4711
+    for _ in range(25):  # 25 s of charging, 1 kWh
+        st.rig.meter.energy_wh += 40
+        st.rig.meter.a_ma = 16000
+        st.step(1000, "C")
+    mv = env.named("MeterValues")
+    assert len(mv) >= 2
+    for a, b in zip(mv, mv[1:]):  # every MeterValueSampleInterval (10 s), 1 s steps
+        assert 10000 <= b[2] - a[2] <= 11000
+    sv = mv[0][1]["meter_value"][0]["sampled_value"]
+    assert mv[0][1]["transaction_id"] == 4711
+    energy = [x for x in sv if x["measurand"] == "Energy.Active.Import.Register"]
+    assert energy and energy[0]["unit"] == "Wh" and int(energy[0]["value"]) > 12345
+    st.settle("A", first_ms=1000)  # unplugged: the session ends
+    st.settle("A", first_ms=2000)
+    stop = env.named("StopTransaction")
+    assert len(stop) == 1
+    assert stop[0][1]["transaction_id"] == 4711
+    assert stop[0][1]["meter_stop"] == 12345 + 25 * 40
+    assert stop[0][1]["reason"] == "EVDisconnected"
+    st.settle("A", first_ms=500)
+    assert not [r for r in st.rig.live("s")]  # the record left the journal once confirmed
+    assert env.errors_sent() == []
+
+
+def test_remote_start_and_stop(env):
+    from fakes import Clock
+
+    st = env.station = Station(env, clock=Clock(1796205600),
+                               cfg={"authorization": "backend"})
+    st.settle("A")
+    st.rig.run(2400)
+    st.settle("B", first_ms=1000)
+    assert env.named("StartTransaction") == []  # backend authorization: waits
+    r = env.csms_call(call.RemoteStartTransaction(id_tag="TAG1", connector_id=1))
+    assert r.status == "Accepted"
+    st.settle("C", first_ms=4000)
+    assert st.rig.app.out.contactor
+    start = env.named("StartTransaction")
+    assert len(start) == 1 and start[0][1]["id_tag"] == "TAG1"
+    r = env.csms_call(call.RemoteStopTransaction(transaction_id=999))
+    assert r.status == "Rejected"  # not ours
+    r = env.csms_call(call.RemoteStopTransaction(transaction_id=4711))
+    assert r.status == "Accepted"
+    st.settle("C", first_ms=500)
+    assert st.rig.app.out.duty == 10000 or B.STATES[st.v[B.S_STATE]][1] == "1"  # PWM off
+    st.settle("B", first_ms=3000)  # the vehicle stops drawing
+    assert not st.rig.app.out.contactor
+    stop = env.named("StopTransaction")
+    assert len(stop) == 1 and stop[0][1]["reason"] == "Remote"
+    assert stop[0][1]["transaction_id"] == 4711
+    assert env.errors_sent() == []
+
+
+def test_configuration(env):
+    st = env.station = Station(env)
+    st.settle("A")
+    r = env.csms_call(call.GetConfiguration(key=["HeartbeatInterval", "rcd_test", "nope"]))
+    assert r.configuration_key == [{"key": "HeartbeatInterval", "readonly": False,
+                                    "value": "60"}]
+    assert sorted(r.unknown_key) == ["nope", "rcd_test"]  # safety keys are not shown
+    r = env.csms_call(call.GetConfiguration())
+    keys = {k["key"] for k in r.configuration_key}
+    assert {"HeartbeatInterval", "MeterValueSampleInterval", "max_current_a"} <= keys
+    assert env.csms_call(call.ChangeConfiguration(key="HeartbeatInterval",
+                                                  value="120")).status == "Accepted"
+    assert st.cp.heartbeat_ms == 120000
+    assert env.csms_call(call.ChangeConfiguration(key="HeartbeatInterval",
+                                                  value="soon")).status == "Rejected"
+    assert env.csms_call(call.ChangeConfiguration(key="NumberOfConnectors",
+                                                  value="2")).status == "Rejected"
+    assert env.csms_call(call.ChangeConfiguration(key="rcd_test",
+                                                  value="false")).status == "NotSupported"
+    # a REMOTE_KEY goes through the App's set_config (mqtt_remote_config is off here)
+    assert env.csms_call(call.ChangeConfiguration(key="max_current_a",
+                                                  value="10")).status == "Rejected"
+    assert env.errors_sent() == []
+
+
+def test_reset_and_availability(env):
+    st = env.station = Station(env)
+    st.settle("A")
+    r = env.csms_call(call.ChangeAvailability(connector_id=1, type="Inoperative"))
+    assert r.status == "Accepted"
+    st.settle("A")
+    assert statuses(env)[-1] == ("Unavailable", "NoError")
+    r = env.csms_call(call.ChangeAvailability(connector_id=1, type="Operative"))
+    st.settle("A")
+    assert statuses(env)[-1] == ("Available", "NoError")
+    r = env.csms_call(call.Reset(type="Soft"))
+    assert r.status == "Accepted"
+    st.settle("A")
+    assert st.rig.app.reboot_requested
+    assert env.errors_sent() == []
+
+
+def test_stop_reasons():
+    assert O.stop_reason("unplugged", False) == "EVDisconnected"
+    assert O.stop_reason("stop", True) == "Remote"
+    assert O.stop_reason("stop", False) == "Local"
+    assert O.stop_reason("power_loss", False) == "PowerLoss"
+    assert O.stop_reason("reboot", False) == "Reboot"
+    assert O.stop_reason("who knows", False) == "Other"
+
+
+def test_parse_time():
+    for t in (0, 951782400, 1796205600, 4102444799, 1709164800 + 86399):
+        assert O.parse_time(O.iso8601(t)) == t
+    assert O.parse_time("2026-12-02T10:00:00.123Z") == 1796205600
+    assert O.parse_time("yesterday") is None
 
 
 # ------------------------------------------------------------------ pure

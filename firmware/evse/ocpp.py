@@ -1,7 +1,11 @@
 """OCPP 1.6J, the charge point's side, pure: the OCPP-J RPC framing (OCPP-J
 1.6 section 4) and the Core profile's messages that the charger's status
-snapshot gives (BootNotification, Heartbeat, StatusNotification); answers
-to the central system's calls. No socket here (hw/wsock.py moves the text),
+snapshot gives (BootNotification, Heartbeat, StatusNotification), the
+transaction messages (StartTransaction when the snapshot shows a session,
+MeterValues during it, StopTransaction when the App journals its record),
+and answers to the central system's calls (RemoteStart/StopTransaction,
+Reset, ChangeAvailability through the same commands as MQTT's, in `cmds`;
+Get/ChangeConfiguration; DataTransfer refused). No socket here (hw/wsock.py moves the text),
 no clock of its own (`now`: ticks_ms). Imported only when the OCPP backend
 is configured (docs/ocpp.md).
 
@@ -9,6 +13,8 @@ is configured (docs/ocpp.md).
     cp.connected(now)                     # a new WebSocket connection
     text = cp.poll(snap_fields, now)      # the next CALL to send, or None
     reply = cp.receive(text, now)         # a CALLRESULT/CALLERROR to send, or None
+    cp.journal(app.journal.live)          # session records -> StopTransaction
+    cp.cmds, cp.acks                      # commands for the App, journal seqs done
 
 One CALL of ours is outstanding at a time (4.1.1); it ends with its
 CALLRESULT or CALLERROR, or after `call_timeout_ms`. A CALL from the central
@@ -37,6 +43,14 @@ RETRY_MS = 60000  # the wait after a BootNotification that failed, or an interva
 _HEARTBEAT_MS = const(300000)  # until the central system gives its interval
 _INTERVAL_MAX_S = const(86400)  # longer intervals are taken as a day
 _HOLD_MS = const(10000)  # after a StatusNotification refused, before it goes again
+_QUEUE_MAX = const(8)  # transaction messages waiting; more: the oldest MeterValues go
+
+# The App's session end reasons (evse/charger.py, evse/app.py) as StopTransaction's Reason.
+_REASONS = const((("unplugged", "EVDisconnected"), ("power_loss", "PowerLoss"),
+                  ("reboot", "Reboot"), ("emergency", "EmergencyStop")))
+# The OCPP keys of GetConfiguration/ChangeConfiguration (writable), besides REMOTE_KEYS.
+_OCPP_KEYS = const(("HeartbeatInterval", "MeterValueSampleInterval"))
+_MEASURANDS = const("Energy.Active.Import.Register,Power.Active.Import,Current.Import,Voltage")
 
 # Registration (BootNotification.conf status), None before any answer.
 ACCEPTED = const("Accepted")
@@ -111,6 +125,41 @@ def iso8601(t):
     return "%04d-%02d-%02dT%02d:%02d:%02dZ" % (y, m, d, s // 3600, s // 60 % 60, s % 60)
 
 
+def stop_reason(reason, remote):
+    """StopTransaction's Reason for the App's session end `reason`; a `stop`
+    command is Remote when a RemoteStopTransaction asked for it, else Local."""
+    if reason == "stop":
+        return "Remote" if remote else "Local"
+    for name, r in _REASONS:
+        if name == reason:
+            return r
+    return "Other"
+
+
+def parse_time(t):
+    """An OCPP dateTime (2026-01-02T03:04:05[.fff][Z]) as Unix time (s), or None."""
+    try:
+        y, m, d = int(t[0:4]), int(t[5:7]), int(t[8:10])
+        hh, mm, ss = int(t[11:13]), int(t[14:16]), int(t[17:19])
+    except Exception:
+        return None
+    if t[4] != "-" or t[10] not in "Tt" or not (1 <= m <= 12 and 1 <= d <= 31):
+        return None
+    y -= m <= 2
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return (era * 146097 + doe - 719468) * 86400 + hh * 3600 + mm * 60 + ss
+
+
+def _amps(x):
+    """mA (or mV) as a decimal string of A (V)."""
+    sign = "-" if x < 0 else ""
+    x = -x if x < 0 else x
+    return "%s%d.%03d" % (sign, x // 1000, x % 1000)
+
+
 def call_error(uid, code, text):
     return json.dumps([CALLERROR, uid, code, text, {}])
 
@@ -152,7 +201,8 @@ class ChargePoint:
     """The charge point's OCPP state over one or more connections."""
 
     def __init__(self, vendor, model, serial, fw, rand, clock=None,
-                 call_timeout_ms=CALL_TIMEOUT_MS, connector=1):
+                 call_timeout_ms=CALL_TIMEOUT_MS, connector=1, cfg=None, id_tag="evse-mpy",
+                 meter_interval_s=60, remote_keys=()):
         self.boot = {"chargePointVendor": vendor[:20], "chargePointModel": model[:20],
                      "firmwareVersion": fw[:50]}
         if serial:
@@ -178,6 +228,23 @@ class ChargePoint:
         self.timeouts = 0  # our CALLs given up
         self.errors = 0  # CALLERRORs we answered the central system's calls with
         self.time = None  # the central system's currentTime, as last given
+        self._t0 = None  # (Unix time, ticks) of the central system's time, without a clock
+        self.cfg = cfg  # the configuration GetConfiguration shows (REMOTE_KEYS)
+        self.remote_keys = remote_keys
+        self.id_tag = id_tag[:20]  # StartTransaction's idTag (a remote start's replaces it)
+        self._next_tag = None
+        self.meter_ms = meter_interval_s * 1000  # MeterValueSampleInterval; 0: none
+        self._queue = []  # transaction CALLs waiting: [action, payload, what]
+        self._sid = None  # the App's session that has (had) a StartTransaction
+        self._tx = None  # [session id, transactionId or None, meterStart]
+        self._meter_at = 0
+        self._stop_asked = None  # the session a RemoteStopTransaction asked to stop
+        self._seen = []  # journal seqs already taken
+        self.cmds = []  # commands for the App (evse/commands.py), as MQTT's
+        self.acks = []  # journal seqs done with (for bus.acks)
+        self._pending = {}  # command id -> the CALL's unique id a reply answers
+        self._cmd_n = 0
+        self.inoperative = False
 
     # ------------------------------------------------------- connection
     def connected(self, now):
@@ -190,7 +257,10 @@ class ChargePoint:
             self._sent_at = ticks_add(now, -self.heartbeat_ms)  # a heartbeat at once
 
     def lost(self):
+        c = self._call
         self._call = None
+        if c is not None and isinstance(c[2], list) and c[1] != "MeterValues":
+            self._queue.insert(0, c[2])
 
     def busy(self, now):
         """A CALL of ours is outstanding (one that ran out is given up here)."""
@@ -203,6 +273,8 @@ class ChargePoint:
         self.timeouts += 1
         if c[1] == "BootNotification":
             self._boot_at = ticks_add(now, RETRY_MS)
+        elif isinstance(c[2], list) and c[1] != "MeterValues":
+            self._queue.insert(0, c[2])  # a transaction message: delivered, in order
         return False
 
     def _send(self, action, payload, what, now):
@@ -213,10 +285,18 @@ class ChargePoint:
         self._sent_at = now
         return json.dumps([CALL, uid, action, payload])
 
-    def _stamp(self, p):
+    def unix(self, now):
+        """Unix time (s): the clock's, else the central system's last
+        currentTime advanced by the ticks since; None when neither is known."""
         t = self.clock() if self.clock is not None else None
+        if t is None and self._t0 is not None:
+            t = self._t0[0] + ticks_diff(now, self._t0[1]) // 1000
+        return t
+
+    def _stamp(self, p, now=None, key="timestamp"):
+        t = self.unix(now if now is not None else self._sent_at)
         if t is not None:
-            p["timestamp"] = iso8601(t)
+            p[key] = iso8601(t)
         return p
 
     # ------------------------------------------------------------ ours
@@ -241,10 +321,17 @@ class ChargePoint:
             if ticks_diff(now, self._hold) < 0:
                 return self._heartbeat(now)
             self._hold = None
+        self._track(v, now)
+        while self._queue:
+            out = self._send_queued(self._queue.pop(0), now)
+            if out is not None:
+                return out
         if not self._cp0:
             return self._send("StatusNotification", self._stamp(
                 {"connectorId": 0, "errorCode": "NoError", "status": "Available"}), 0, now)
         s = status_of(v, self._plugged_session)
+        if self.inoperative and s[0] != "Faulted":  # ChangeAvailability Inoperative
+            s = ("Unavailable", s[1], s[2])
         if s != self._shown:
             p = {"connectorId": self.connector, "errorCode": s[1], "status": s[0],
                  "info": "IEC " + B.STATES[st]}
@@ -252,6 +339,111 @@ class ChargePoint:
                 p["vendorErrorCode"] = s[2]
             return self._send("StatusNotification", self._stamp(p), s, now)
         return self._heartbeat(now)
+
+    def _track(self, v, now):
+        """A new session in the snapshot: its StartTransaction is queued;
+        during a transaction, MeterValues every meter_ms."""
+        sid = v[B.S_SESSION]
+        if sid != B.NONE and sid != self._sid:
+            self._sid = sid
+            wh = v[B.S_METER_WH]
+            wh = 0 if wh == B.NONE else wh - (v[B.S_ENERGY] if v[B.S_ENERGY] > 0 else 0)
+            tag = self._next_tag or self.id_tag
+            self._next_tag = None
+            self._tx = [sid, None, wh]
+            self._meter_at = now
+            self._push(["StartTransaction", self._stamp(
+                {"connectorId": self.connector, "idTag": tag, "meterStart": wh}, now), sid])
+        tx = self._tx
+        if sid != B.NONE and tx is not None and tx[0] == sid and self.meter_ms > 0 \
+                and ticks_diff(now, self._meter_at) >= self.meter_ms:
+            self._meter_at = now
+            self._push(["MeterValues", self._sample(v, now), sid])
+
+    def _sample(self, v, now):
+        sv = []
+        x = v[B.S_METER_WH]
+        if x != B.NONE:
+            sv.append({"value": str(x), "measurand": "Energy.Active.Import.Register",
+                       "unit": "Wh", "context": "Sample.Periodic"})
+        x = v[B.S_POWER]
+        if x != B.NONE:
+            sv.append({"value": str(x), "measurand": "Power.Active.Import", "unit": "W",
+                       "context": "Sample.Periodic"})
+        for i in range(3):
+            for f, m, u in ((B.S_A1, "Current.Import", "A"), (B.S_V1, "Voltage", "V")):
+                x = v[f + i]
+                if x != B.NONE:
+                    sv.append({"value": _amps(x), "measurand": m, "unit": u,
+                               "phase": "L%d" % (i + 1), "context": "Sample.Periodic"})
+        return {"connectorId": self.connector, "meterValue": [self._stamp(
+            {"sampledValue": sv}, now)]}
+
+    def _push(self, q):
+        if len(self._queue) >= _QUEUE_MAX:
+            for i in range(len(self._queue)):
+                if self._queue[i][0] == "MeterValues":
+                    self._queue.pop(i)
+                    break
+            else:
+                self.bad += 1
+                return
+        self._queue.append(q)
+
+    def _send_queued(self, q, now):
+        """A queued transaction CALL's text, None to drop it (its
+        StartTransaction never got a transactionId, or no time is known)."""
+        action, p, what = q[0], q[1], q[2]
+        if action != "StartTransaction":
+            tx = self._tx
+            if tx is None or tx[0] != what or tx[1] is None:
+                if len(q) > 3:
+                    self.acks.append(q[3])
+                return None
+            p["transactionId"] = tx[1]
+            if action == "StopTransaction":
+                self._stamp(p, now)
+        t = p["meterValue"][0] if action == "MeterValues" else p
+        if "timestamp" not in t:
+            self._stamp(t, now)
+            if "timestamp" not in t:
+                self.bad += 1
+                return None
+        return self._send(action, p, q, now)
+
+    def journal(self, live):
+        """Take the App's journal records (its `live` tuple): a session
+        record queues its StopTransaction (acknowledged once the central
+        system confirms it), events have no OCPP message and are acknowledged."""
+        seen = self._seen
+        for seq, kind, data in live:
+            if seq in seen:
+                continue
+            seen.append(seq)
+            if kind != "s":
+                self.acks.append(seq)
+                continue
+            try:
+                r = json.loads(data)
+                sid = r["id"]
+            except Exception:
+                self.bad += 1
+                self.acks.append(seq)
+                continue
+            tx = self._tx
+            if tx is None or tx[0] != sid:
+                self.acks.append(seq)  # no transaction of ours (before this boot)
+                continue
+            wh = r.get("meter_stop_wh")
+            if not isinstance(wh, int):
+                e = r.get("estimate_wh")
+                wh = tx[2] + (e if isinstance(e, int) else 0)
+            p = {"meterStop": wh, "reason": stop_reason(r.get("reason"),
+                                                         self._stop_asked == sid)}
+            self._push(["StopTransaction", p, sid, seq])
+        if len(seen) > 32:
+            keep = [s[0] for s in live]
+            self._seen = [s for s in seen if s in keep]
 
     def _heartbeat(self, now):
         if ticks_diff(now, self._sent_at) >= self.heartbeat_ms:
@@ -285,11 +477,26 @@ class ChargePoint:
                 self._shown = c[2]
         elif action == "Heartbeat":
             self._time(p)
+        elif action == "StartTransaction":
+            tx = self._tx
+            tid = p.get("transactionId")
+            if tx is not None and tx[0] == c[2][2] and isinstance(tid, int):
+                tx[1] = tid
+            info = p.get("idTagInfo")
+            if isinstance(info, dict) and info.get("status") != "Accepted":
+                self._command("stop", None)  # not authorized: the session ends
+        elif action == "StopTransaction":
+            self.acks.append(c[2][3])
+            if self._tx is not None and self._tx[0] == c[2][2]:
+                self._tx = None
 
     def _time(self, p):
         t = p.get("currentTime")
         if isinstance(t, str):
             self.time = t[:40]
+            u = parse_time(t)
+            if u is not None:
+                self._t0 = (u, self._sent_at)
 
     # ---------------------------------------------------------- theirs
     def receive(self, text, now):
@@ -321,6 +528,8 @@ class ChargePoint:
                 self._boot_at = ticks_add(now, RETRY_MS)
             elif c[1] == "StatusNotification":
                 self._hold = ticks_add(now, _HOLD_MS)
+            elif c[1] == "StopTransaction":
+                self.acks.append(c[2][3])
         return None
 
     def _answer(self, uid, action, p):
@@ -331,6 +540,12 @@ class ChargePoint:
             if not isinstance(vid, str):
                 return self._error(uid, "TypeConstraintViolation", "vendorId is not a string")
             return json.dumps([CALLRESULT, uid, {"status": "UnknownVendorId"}])
+        f = _HANDLERS.get(action)
+        if f is not None:
+            r = f(self, uid, p)
+            if r is None or isinstance(r, str):
+                return r  # a CALLERROR's text, or None: answered later (reply())
+            return json.dumps([CALLRESULT, uid, r])
         if action in _KNOWN:
             return self._error(uid, "NotSupported", action + " is not supported yet")
         return self._error(uid, "NotImplemented", "unknown action")
@@ -338,3 +553,155 @@ class ChargePoint:
     def _error(self, uid, code, text):
         self.errors += 1
         return call_error(uid, code, text)
+
+    # ----------------------------------------------- the central system's calls
+    def _command(self, name, uid, **kw):
+        """A command for the App (evse/commands.py); its reply answers the
+        CALL `uid` (reply()) when uid is given."""
+        self._cmd_n += 1
+        cid = "ocpp-%d" % self._cmd_n
+        m = {"cmd": name, "id": cid}
+        m.update(kw)
+        self.cmds.append(m)
+        if uid is not None:
+            self._pending[cid] = uid
+        return cid
+
+    def reply(self, r):
+        """The App's reply to one of our commands: the CALLRESULT it answers
+        (ChangeConfiguration of a REMOTE_KEY), or None."""
+        uid = self._pending.pop(r.get("id"), None) if isinstance(r, dict) else None
+        if uid is None:
+            return None
+        return json.dumps([CALLRESULT, uid, {"status": "Accepted" if r.get("ok") is True
+                                             else "Rejected"}])
+
+    def _bad(self, uid, p, key, kind):
+        """A CALLERROR's text when p[key] is missing or not of `kind`, else None."""
+        if key not in p:
+            return self._error(uid, "OccurenceConstraintViolation", key + " missing")
+        x = p[key]
+        if not isinstance(x, kind) or isinstance(x, bool):
+            return self._error(uid, "TypeConstraintViolation", key + " has the wrong type")
+        return None
+
+    def _remote_start(self, uid, p):
+        e = self._bad(uid, p, "idTag", str)
+        if e is not None:
+            return e
+        if len(p["idTag"]) > 20:
+            return self._error(uid, "PropertyConstraintViolation", "idTag longer than 20")
+        c = p.get("connectorId", self.connector)
+        if c != self.connector or self._tx is not None or self.inoperative:
+            return {"status": "Rejected"}
+        self._next_tag = p["idTag"]
+        self._command("authorize", None)
+        return {"status": "Accepted"}
+
+    def _remote_stop(self, uid, p):
+        e = self._bad(uid, p, "transactionId", int)
+        if e is not None:
+            return e
+        tx = self._tx
+        if tx is None or tx[1] != p["transactionId"]:
+            return {"status": "Rejected"}
+        self._stop_asked = tx[0]
+        self._command("stop", None)
+        return {"status": "Accepted"}
+
+    def _reset(self, uid, p):
+        e = self._bad(uid, p, "type", str)
+        if e is not None:
+            return e
+        if p["type"] not in ("Hard", "Soft"):
+            return self._error(uid, "PropertyConstraintViolation", "type is Hard or Soft")
+        self._command("reboot", None)
+        return {"status": "Accepted"}
+
+    def _availability(self, uid, p):
+        e = self._bad(uid, p, "connectorId", int) or self._bad(uid, p, "type", str)
+        if e is not None:
+            return e
+        t = p["type"]
+        if t not in ("Inoperative", "Operative"):
+            return self._error(uid, "PropertyConstraintViolation", "type")
+        if p["connectorId"] not in (0, self.connector):
+            return {"status": "Rejected"}
+        self.inoperative = t == "Inoperative"
+        self._command("pause" if self.inoperative else "resume", None)
+        return {"status": "Accepted"}
+
+    def _get_config(self, uid, p):
+        keys = p.get("key")
+        if keys is not None and not isinstance(keys, list):
+            return self._error(uid, "TypeConstraintViolation", "key is a list")
+        out = []
+        unknown = []
+        names = _OCPP_KEYS + ("NumberOfConnectors", "MeterValuesSampledData") + \
+            tuple(self.remote_keys)
+        for k in (names if not keys else keys):
+            if not isinstance(k, str):
+                return self._error(uid, "TypeConstraintViolation", "key is a list of strings")
+            v = self._config_value(k)
+            if v is None:
+                unknown.append(k[:50])
+            else:
+                out.append({"key": k, "readonly": k not in _OCPP_KEYS and
+                            k not in self.remote_keys, "value": v[:500]})
+        r = {"configurationKey": out}
+        if unknown:
+            r["unknownKey"] = unknown
+        return r
+
+    def _config_value(self, k):
+        if k == "HeartbeatInterval":
+            return str(self.heartbeat_ms // 1000)
+        if k == "MeterValueSampleInterval":
+            return str(self.meter_ms // 1000)
+        if k == "NumberOfConnectors":
+            return "1"
+        if k == "MeterValuesSampledData":
+            return _MEASURANDS
+        if k in self.remote_keys and self.cfg is not None and k in self.cfg:
+            v = self.cfg[k]
+            return v if isinstance(v, str) else json.dumps(v)
+        return None
+
+    def _change_config(self, uid, p):
+        e = self._bad(uid, p, "key", str) or self._bad(uid, p, "value", str)
+        if e is not None:
+            return e
+        k = p["key"]
+        v = p["value"]
+        if k in _OCPP_KEYS:
+            try:
+                n = int(v)
+            except ValueError:
+                return {"status": "Rejected"}
+            if not 0 <= n <= _INTERVAL_MAX_S or k == "HeartbeatInterval" and n == 0:
+                return {"status": "Rejected"}
+            if k == "HeartbeatInterval":
+                self.heartbeat_ms = n * 1000
+            else:
+                self.meter_ms = n * 1000
+            return {"status": "Accepted"}
+        if k in self.remote_keys:
+            try:
+                x = json.loads(v)
+            except ValueError:
+                x = v
+            self._command("set_config", uid, key=k, value=x)
+            return None  # the App's reply answers it
+        if self._config_value(k) is not None:
+            return {"status": "Rejected"}  # read-only
+        return {"status": "NotSupported"}
+
+
+_HANDLERS = {
+    "RemoteStartTransaction": ChargePoint._remote_start,
+    "RemoteStopTransaction": ChargePoint._remote_stop,
+    "Reset": ChargePoint._reset,
+    "ChangeAvailability": ChargePoint._availability,
+    "GetConfiguration": ChargePoint._get_config,
+    "ChangeConfiguration": ChargePoint._change_config,
+}
