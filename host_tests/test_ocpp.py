@@ -84,7 +84,7 @@ class Csms(CentralSystemSide):
 
 
 class Env:
-    def __init__(self):
+    def __init__(self, **server):
         self.calls = []
         self.sent = []
         self.boot_answers = []
@@ -100,7 +100,7 @@ class Env:
             except Exception:
                 pass
 
-        self.server = Server(handler)
+        self.server = Server(handler, **server)
 
     def csms_call(self, payload, suppress=False):
         """The central system calls the charge point (which the station pumps meanwhile)."""
@@ -475,6 +475,83 @@ def test_reset_and_availability(env):
     st.settle("A")
     assert st.rig.app.reboot_requested
     assert env.errors_sent() == []
+
+
+def test_link_session_with_an_outage_and_basic_auth():
+    """hw/ocpp_link.py drives it all: HTTP Basic (security profile 1), the
+    central system drops the connection mid-transaction, the link connects
+    again (its back-off on the Rig's clock) and the StopTransaction goes
+    with the transactionId the central system gave."""
+    from fakes import Clock
+    from hw.ocpp_link import OcppLink, auth_header
+
+    env = Env(user="CP1", password="s3cret-pass")
+    link = None
+    try:
+        rig = Rig(clock=Clock(1796205600))
+        cp = O.ChargePoint("OpenEVSE-MPY", "evse-mpy", "SN0001", "0.5.0", lambda n: 7 % n,
+                           clock=Clock(1796205600), meter_interval_s=0)
+        ws = WebSocket(mpsocket, os.urandom, timeout_s=5)
+        link = OcppLink(rig.app, cp, ws, env.server.url("/ocpp/CP1"),
+                        auth_header("CP1", "s3cret-pass"), clock=lambda: rig.now)
+
+        class St:  # what the central system's handlers read
+            pass
+
+        env.station = St()
+        env.station.rig = rig
+
+        def run(ms, ev, until=None):
+            end = time.monotonic() + LOOP_S
+            t = rig.t + ms
+            while rig.t < t or (until is not None and not until()):
+                assert time.monotonic() < end
+                rig.run(100, ev)
+                link.step()
+                time.sleep(0.002)
+
+        run(2400, "A", lambda: cp._shown is not None)
+        run(1000, "B")
+        run(4000, "C", lambda: cp._tx is not None and cp._tx[1] == 4711)
+        assert rig.app.out.contactor
+        env.server.run(env.server.conn(0).close())  # the outage
+        run(500, "C", lambda: not link.up)
+        assert link.lost == 1
+        rig.meter.energy_wh += 500
+        run(1000, "A")  # unplugged while the link is down: the record waits in the journal
+        assert rig.live("s")
+        run(0, "A", lambda: env.named("StopTransaction"))
+        assert link.connects == 2
+        stop = env.named("StopTransaction")
+        assert len(stop) == 1 and stop[0][1]["transaction_id"] == 4711
+        assert stop[0][1]["meter_stop"] == 5500 and stop[0][1]["reason"] == "EVDisconnected"
+        assert len(env.named("BootNotification")) == 1
+        run(500, "A")
+        assert not rig.live("s")
+        assert env.errors_sent() == []
+    finally:
+        if link is not None:
+            link.close()
+        env.server.stop()
+
+
+def test_link_refused_without_the_password():
+    from hw.ocpp_link import OcppLink, auth_header
+
+    env = Env(user="CP1", password="s3cret-pass")
+    try:
+        rig = Rig()
+        cp = O.ChargePoint("V", "M", "", "0", lambda n: 7 % n)
+        link = OcppLink(rig.app, cp, WebSocket(mpsocket, os.urandom, timeout_s=5),
+                        env.server.url("/ocpp/CP1"), auth_header("CP1", "wrong-pass"),
+                        clock=lambda: rig.now)
+        for _ in range(30):
+            rig.run(1000, "A")
+            link.step()
+        assert not link.up and link.connects == 0
+        assert 2 <= link.failures <= 6  # backed off: 2 s, 4 s, 8 s, 16 s within 30 s
+    finally:
+        env.server.stop()
 
 
 def test_stop_reasons():
