@@ -435,6 +435,23 @@ def test_remote_start_and_stop(env):
     assert env.errors_sent() == []
 
 
+def test_start_refused_id_tag_stops_the_session(env):
+    from fakes import Clock
+
+    env.tag_status = "Invalid"
+    st = env.station = Station(env, clock=Clock(1796205600))
+    st.settle("A")
+    st.rig.run(2400)
+    st.settle("B", first_ms=1000)  # the session starts; the answer to its StartTransaction
+    st.settle("C", first_ms=4000)  # refuses it: the session ends, the contactor stays open
+    assert not st.rig.app.out.contactor
+    assert len(env.named("StartTransaction")) == 1
+    assert st.v[B.S_SESSION] == B.NONE
+    stop = env.named("StopTransaction")
+    assert len(stop) == 1 and stop[0][1]["transaction_id"] == 4711
+    assert env.errors_sent() == []
+
+
 def test_configuration(env):
     st = env.station = Station(env)
     st.settle("A")
