@@ -67,9 +67,12 @@ class Net:
         self.crash = crash
         self.passes = 0
         self.closed = False
+        self.connects = 0  # the Link's: connections made (evse/ota.py Runner reads it)
 
-    def run(self, sleep_ms, stop):
+    def run(self, sleep_ms, stop, hook=None):
         while not stop():
+            if hook is not None:
+                hook()
             if self.crash is not None and self.passes == 5:
                 raise self.crash
             if not self.stuck:

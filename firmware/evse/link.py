@@ -283,10 +283,13 @@ class Link:
         self._ntp_at = None
 
     # ------------------------------------------------------------ loop
-    def run(self, sleep_ms, stop=None):
-        """The network thread: step until stopped."""
+    def run(self, sleep_ms, stop=None, hook=None):
+        """The network thread: step until stopped; `hook()` at every pass
+        (hw/system.run_all: the OTA steps, evse/ota.py Runner)."""
         while not self.stopped and (stop is None or not stop()):
             self.alive = ticks_ms()
+            if hook is not None:
+                hook()
             w = self.step()
             if w > 0:
                 sleep_ms(w)

@@ -503,3 +503,117 @@ def settle(root):
     _remove(root + TRY)
     _remove(root + FAIL)
     return r
+
+
+def _read_text(path):
+    try:
+        f = open(path)
+        try:
+            return f.read(48).strip()
+        finally:
+            f.close()
+    except OSError:
+        return ""
+
+
+_CHECK_MS = const(1000)  # the Runner looks at the snapshot this often
+_S_STATE = const(0)  # evse.bus S_STATE (0: "A"), S_CONTACTOR, S_UPTIME
+_S_CONTACTOR = const(3)
+_S_UPTIME = const(15)
+
+
+class Runner:
+    """The OTA steps of the network thread (hw/system.run_all calls step()
+    at every pass of Link.run; made only when ota.state exists).
+
+    At construction: settle() (a rollback main.py made is recorded, with
+    the reason the failed trial left in ota.try, or "no commit" when it
+    left none: a crash, a hang, a watchdog reset or a power cut). Then:
+
+    - a trial boot: trial_verdict() from the control loop's uptime (the
+      snapshot's, which only the running control loop moves) and whether
+      the link has ever connected; V_COMMIT: commit(); V_FAIL: the reason
+      goes into ota.try and, once may_switch(), `request()` resets the
+      board (main.py then boots the committed slot);
+    - a staged update (R_STAGED) on a committed boot: once may_switch(),
+      arm() and `request()`.
+
+    may_switch reads the status snapshot (evse/bus.py), never the charger.
+    `request` is the watchdog Supervisor's: feeding stops only with the
+    contactor open. `done` once nothing is left to do on this boot."""
+
+    def __init__(self, root, snap, link, request, ticks_ms, ticks_diff):
+        self.root = root
+        self.snap = snap
+        self.link = link
+        self.request = request
+        self._ms = ticks_ms
+        self._diff = ticks_diff
+        self._v = None
+        self._at = ticks_ms()
+        why = _read_text(root + FAIL)
+        self.result = settle(root)
+        self.why = (why or "no commit") if self.result == R_ROLLED_BACK else ""
+        st = read_state(root)
+        self.running = slot_version(root, running_slot(root, st))
+        self.trial = bool(st[2]) and st[1] != st[0] and running_slot(root, st) == st[1]
+        self.staged = None
+        self._stage(st)
+        self.verdict = V_WAIT
+        self.done = False
+
+    def _stage(self, st):
+        """The staged slot's version, from the state (re-read after staging)."""
+        t = st[1]
+        if t >= 0 and t != st[0] and not st[2] and st[3] == R_STAGED:
+            self.staged = slot_version(self.root, t)
+        else:
+            self.staged = None
+
+    def staged_now(self):
+        """A bundle has just been staged (delivery): look at the state again."""
+        self._stage(read_state(self.root))
+        self.done = False
+
+    def step(self):
+        if self.done:
+            return
+        now = self._ms()
+        if self._diff(now, self._at) < _CHECK_MS:
+            return
+        self._at = now
+        v = self._v
+        if v is None:
+            from evse.bus import fields
+
+            v = self._v = fields(len(self.snap.v))
+        if not self.snap.read(v):
+            return
+        free = may_switch(_CP_A if v[_S_STATE] == 0 else -1, v[_S_CONTACTOR])
+        if self.trial:
+            if self.verdict == V_WAIT:
+                self.verdict = trial_verdict(v[_S_UPTIME] * 1000, True, self.link.connects > 0)
+                if self.verdict == V_COMMIT:
+                    commit(self.root)
+                    self.trial = False
+                    self.result = R_COMMITTED
+                    self.done = True
+                elif self.verdict == V_FAIL:
+                    f = open(self.root + TRY, "w")
+                    try:
+                        f.write("no broker within the trial")
+                    finally:
+                        f.close()
+            if self.verdict == V_FAIL and free:
+                self.request()
+                self.done = True
+        elif self.staged is not None and free:
+            if arm(self.root) >= 0:
+                self.request()
+            self.done = True
+
+
+def slot_version(root, slot):
+    """The version string of what a slot holds (its manifest), or None."""
+    m = slot_manifest(root, slot)
+    return m.get("version") if isinstance(m, dict) else None

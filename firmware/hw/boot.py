@@ -231,7 +231,7 @@ def main(machine=None, clock=None, root="", out=print, max_ticks=None):
         where = "run"
         link = system.start_network(ctx, root, out)  # None without mqtt_host
         system.run_all(ctx, link, max_ticks=max_ticks,
-                       healthy=lambda: healthy_minute(root), out=out)  # 4.
+                       healthy=lambda: healthy_minute(root), out=out, root=root)  # 4.
         return "stopped"
     except KeyboardInterrupt:
         # Someone at the USB console (or mpremote) stopped the charger. The

@@ -20,7 +20,8 @@ ESP32 both threads share the GIL on one core; a thread waiting in a socket
 call has released the GIL, so the control thread runs on time. They share
 only the App's Bus (evse/bus.py: the status snapshot, lock-free rings) and
 the journal's immutable `live` tuple; all flash I/O is in the control
-thread (MicroPython's VFS is not thread-safe).
+thread (MicroPython's VFS is not thread-safe), except the OTA steps' state
+files (evse/ota.py Runner, made only when ota.state exists: docs/ota.md).
 """
 from micropython import const
 
@@ -43,6 +44,7 @@ class Context:
         self.board = board
         self.app = app
         self.supervisor = None  # and the WDT it feeds, once start_watchdog has run
+        self.ota = None  # evse.ota.Runner, when the network thread runs one
         self.ticks = 0
         self._shown_state = None  # what the last status line showed
         self._shown_error = None
@@ -168,7 +170,7 @@ def start_network(ctx, root="", out=print):
 
 
 def run_all(ctx, link, max_ticks=None, healthy=None, out=print, net_stall_ms=NET_STALL_MS,
-            stop=None):
+            stop=None, root=""):
     """Without a link: `run` here. With one: `run` in a second thread and
     the network (`link.run`) in this one. The control thread starts first
     and owns the WDT; the network thread is watched by its supervisor
@@ -204,11 +206,13 @@ def run_all(ctx, link, max_ticks=None, healthy=None, out=print, net_stall_ms=NET
     sleep = ctx.clock.sleep_ms
     while not started and not done:
         sleep(1)
+    hook = None
     if started:
         started[0].watch(link)
+        hook = _ota(ctx, link, started[0], root, out)
     app = ctx.app
     try:
-        link.run(sleep, lambda: app.reboot_requested or bool(done))
+        link.run(sleep, lambda: app.reboot_requested or bool(done), hook)
     except Exception as e:  # a bug in the network thread: charging goes on
         if started:
             started[0].net_dead = True
@@ -221,6 +225,39 @@ def run_all(ctx, link, max_ticks=None, healthy=None, out=print, net_stall_ms=NET
     if died:
         raise died[0]
     return ctx.ticks
+
+
+def _ota(ctx, link, sup, root, out):
+    """The network thread's OTA steps (evse/ota.py Runner), or None: evse.ota
+    is imported only when ota.state exists (an update was staged once)."""
+    import os
+
+    if ctx.app.bus is None:
+        return None
+    try:
+        os.stat(root + "ota.state")
+    except OSError:
+        return None
+    c = ctx.clock
+    try:
+        from evse import ota
+
+        r = ota.Runner(root, ctx.app.bus.snap, link, sup.request, c.ticks_ms, c.ticks_diff)
+    except Exception as e:  # an update's bookkeeping never stops charging
+        out("ota: %r" % e)
+        return None
+    ctx.ota = r
+
+    def step():
+        if r.done:
+            return
+        try:
+            r.step()
+        except Exception as e:
+            r.done = True
+            out("ota: %r" % e)
+
+    return step
 
 
 def build_meter(machine, prof, cfg, grid=False):

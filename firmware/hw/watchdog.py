@@ -35,7 +35,8 @@ _LATE_MS = const(100)
 OK = const(0)
 NET_STUCK = const(1)  # no sign of life from the network thread for net_stall_ms
 NET_DEAD = const(2)  # the network thread ended on an exception
-REASONS = ("ok", "network thread stuck", "network thread died")
+OTA = const(3)  # the network thread asked for a reset (evse/ota.py Runner: an update's switch)
+REASONS = ("ok", "network thread stuck", "network thread died", "update: reboot")
 
 
 class Supervisor:
@@ -47,6 +48,7 @@ class Supervisor:
         self.net_dead = False  # set by the network thread's runner
         self.reason = OK  # why feeding stopped (OK: it has not)
         self.holding = False  # the network is down, the reset waits for the contactor
+        self.want = OK  # a reset the network thread asked for (request)
         self.late = 0
         self.max_gap_ms = 0
         self._last = now
@@ -54,6 +56,11 @@ class Supervisor:
     def watch(self, link):
         """From now on, also watch the network thread running `link`."""
         self.net = link
+
+    def request(self, reason=OTA):
+        """From the network thread: reset the board, through the same path
+        as a stuck network (feeding stops once the contactor is open)."""
+        self.want = reason
 
     def check(self, now, contactor):
         """After a completed control step at `now`: feed the WDT, unless the
@@ -72,6 +79,8 @@ class Supervisor:
         down = OK
         if self.net_dead:
             down = NET_DEAD
+        elif self.want != OK:
+            down = self.want
         elif net is not None and self._diff(now, net.alive) > self.net_stall_ms:
             down = NET_STUCK
         if down != OK:

@@ -1,0 +1,149 @@
+"""OTA on the board's runtime (issue 15, docs/ota.md): the network thread's
+steps (evse/ota.py Runner, run by hw/system.run_all at every pass of the
+link) decide a trial's verdict and switch to a staged update, only with no
+vehicle (state A) and the contactor open as the status snapshot
+(evse/bus.py) says, through the watchdog's reset path (hw/watchdog.py:
+feeding stops only with the contactor open).
+
+Runner on a Snapshot with a virtual clock; then run_all on the fake
+machine (host_tests/fakes/fakemachine.py, real threads)."""
+import os
+
+from evse import bus as B
+from evse import ota
+from hw import watchdog
+
+from test_ota import bundle, flash, main_py_boot, stage
+from test_watchdog_runtime import Net, make_ctx
+
+
+class Clock:
+    def __init__(self):
+        self.t = 0
+
+    def ms(self):
+        return self.t
+
+    @staticmethod
+    def diff(a, b):
+        return a - b
+
+
+class Link:
+    connects = 0
+
+
+def snap(state="A", contactor=0, uptime_s=0):
+    s = B.Snapshot()
+    s.v[B.S_STATE] = B.STATES.index(state)
+    s.v[B.S_CONTACTOR] = contactor
+    s.v[B.S_UPTIME] = uptime_s
+    return s
+
+
+def runner(root, s, link=None):
+    c = Clock()
+    asked = []
+    r = ota.Runner(root, s, link or Link(), lambda: asked.append(c.t), c.ms, c.diff)
+    return r, c, asked
+
+
+def steps(r, c, n=1):
+    for _ in range(n):
+        c.t += 1000
+        r.step()
+
+
+def test_a_staged_update_waits_for_no_vehicle_and_an_open_contactor(tmp_path):
+    root = flash(tmp_path)
+    stage(root, bundle())
+    s = snap("C2", 1, 5)
+    r, c, asked = runner(root, s)
+    assert r.staged == "0.6.0" and not r.trial and r.result == ota.R_STAGED
+    steps(r, c, 5)
+    assert asked == [] and ota.read_state(root) == (0, 1, 0, ota.R_STAGED)
+    s.v[B.S_CONTACTOR] = 0
+    s.v[B.S_STATE] = B.STATES.index("B1")  # contactor open, vehicle still plugged in
+    steps(r, c, 5)
+    assert asked == [] and main_py_boot(root) == (0, 0)
+    s.v[B.S_STATE] = B.STATES.index("A")  # unplugged
+    steps(r, c, 3)
+    assert len(asked) == 1 and r.done
+    assert ota.read_state(root) == (0, 1, 1, ota.R_STAGED)  # armed: the reset boots it on trial
+    assert main_py_boot(root) == (1, 1)
+
+
+def _trial(tmp_path):
+    root = flash(tmp_path)
+    stage(root, bundle())
+    ota.arm(root)
+    assert main_py_boot(root) == (1, 1)
+    return root
+
+
+def test_a_trial_commits_after_its_control_loop_time_and_the_broker(tmp_path):
+    root = _trial(tmp_path)
+    s = snap("C2", 1, 0)
+    link = Link()
+    r, c, asked = runner(root, s, link)
+    assert r.trial and r.running == "0.6.0"
+    s.v[B.S_UPTIME] = 179
+    link.connects = 1
+    steps(r, c)
+    assert ota.read_state(root)[2] == 1 and not r.done  # not yet: 3 minutes
+    s.v[B.S_UPTIME] = 600
+    link.connects = 0
+    steps(r, c)
+    assert ota.read_state(root)[2] == 1 and not r.done  # the broker not reached yet
+    link.connects = 1
+    steps(r, c)  # commits during a charge: no reset needed
+    assert ota.read_state(root) == (1, -1, 0, ota.R_COMMITTED) and asked == []
+    assert r.result == ota.R_COMMITTED and r.done
+    assert main_py_boot(root) == (1, 0)
+
+
+def test_a_trial_without_the_broker_is_rolled_back_with_its_reason(tmp_path):
+    root = _trial(tmp_path)
+    s = snap("C2", 1, 900)  # 15 minutes and never connected
+    r, c, asked = runner(root, s)
+    steps(r, c, 3)
+    assert asked == []  # charging: the reset waits
+    s.v[B.S_STATE], s.v[B.S_CONTACTOR] = 0, 0
+    steps(r, c)
+    assert len(asked) == 1
+    assert main_py_boot(root) == (0, 0)  # the reset: the committed slot again
+    r2, _, _ = runner(root, snap())
+    assert r2.result == ota.R_ROLLED_BACK and r2.why == "no broker within the trial"
+    assert ota.read_state(root) == (0, -1, 0, ota.R_ROLLED_BACK) and not r2.trial
+    assert not os.path.exists(root + ota.FAIL) and not os.path.exists(root + ota.TRY)
+
+
+def test_a_trial_that_crashed_is_reported_as_not_committed(tmp_path):
+    root = _trial(tmp_path)
+    assert main_py_boot(root) == (0, 0)  # it crashed or hung: the watchdog reset it
+    r, _, _ = runner(root, snap())
+    assert r.result == ota.R_ROLLED_BACK and r.why == "no commit" and r.running is None
+
+
+def test_run_all_switches_to_a_staged_update_through_the_watchdog(tmp_path):
+    root = flash(tmp_path)
+    stage(root, bundle())
+    w, raw, ctx = make_ctx(tmp_path, {"mqtt_host": "127.0.0.1"})  # the link's bus
+    lines = []
+    from hw import system
+
+    n = system.run_all(ctx, Net(), max_ticks=200, out=lines.append, root=root)
+    sup = ctx.supervisor
+    assert ctx.ota is not None and sup.reason == watchdog.OTA, lines
+    assert "watchdog: update: reboot; contactor open: the board resets" in lines
+    assert w.feeds < n and ctx.app.out.contactor is False
+    assert ota.read_state(root) == (0, 1, 1, ota.R_STAGED)
+    assert main_py_boot(root) == (1, 1)
+
+
+def test_run_all_without_an_ota_state_runs_no_ota_steps(tmp_path):
+    w, raw, ctx = make_ctx(tmp_path, {"mqtt_host": "127.0.0.1"})
+    from hw import system
+
+    n = system.run_all(ctx, Net(), max_ticks=30, out=[].append, root=str(tmp_path) + "/")
+    assert ctx.ota is None and ctx.supervisor.reason == watchdog.OK and w.feeds == n
