@@ -7,7 +7,8 @@ verify: evse.p256 on the bundle's manifest signature, then on a changed
         outcome, the time (ms) and the bytes allocated (the collector off).
 stage:  evse.ota.Stager fed a bundle with one file byte changed, then the
         bundle, in 512-byte chunks into WORKDIR: RESULT lines with the
-        error, the slot staged and the states after each.
+        error, the slot staged and the states after each; then the network
+        thread's Runner on it, while charging and with no vehicle.
 gap:    20 verifications in the main thread while a second thread runs a
         10 ms loop (the control loop's period) and records its longest gap
         between two steps (the GIL is shared: the 32-bit port's).
@@ -100,6 +101,27 @@ elif what == "stage":
     slot = stage(bundle_path)
     result("staged", "%d %d" % (slot, time.ticks_diff(time.ticks_ms(), t)))
     result("state", "%d %d %d %d" % ota.read_state(work + "/"))
+    # the network thread's steps on the staged flash (evse/ota.py Runner)
+    from evse import bus as B
+
+    class Link:
+        connects = 0
+
+    snap = B.Snapshot()
+    snap.v[B.S_STATE] = B.STATES.index("C2")
+    snap.v[B.S_CONTACTOR] = 1
+    clk = [0]
+    asked = []
+    r = ota.Runner(work + "/", snap, Link(), lambda: asked.append(clk[0]), lambda: clk[0],
+                   lambda a, b: a - b)
+    result("runner_staged", r.staged)
+    for v in (("C2", 1), ("A", 0)):
+        snap.v[B.S_STATE] = B.STATES.index(v[0])
+        snap.v[B.S_CONTACTOR] = v[1]
+        for _ in range(3):
+            clk[0] += 1000
+            r.step()
+        result("runner_" + v[0], "%d %d %d %d %d" % ((len(asked),) + ota.read_state(work + "/")))
 elif what == "gap":
     import _thread
 

@@ -83,6 +83,9 @@ def test_refuses_a_changed_file_and_stages_the_firmware_into_slot_1(port, bundle
     assert r["state_changed"] == "0 -1 0 0"  # the state names no trial
     slot, ms = (int(x) for x in r["staged"].split())
     assert slot == 1 and r["state"] == "0 1 0 1"  # committed 0, trial 1, not armed, staged
+    assert r["runner_staged"] == man["version"]
+    assert r["runner_C2"] == "0 0 1 0 1"  # charging: no reset asked, not armed
+    assert r["runner_A"] == "1 0 1 1 1"  # no vehicle: armed, one reset asked
     for path, size, digest in man["files"]:
         data = (work / "ota_b" / path).read_bytes()
         assert len(data) == size and hashlib.sha256(data).hexdigest() == digest
