@@ -132,9 +132,11 @@ def test_run_all_switches_to_a_staged_update_through_the_watchdog(tmp_path):
     lines = []
     from hw import system
 
-    n = system.run_all(ctx, Net(), max_ticks=200, out=lines.append, root=root)
+    net = Net()
+    n = system.run_all(ctx, net, max_ticks=200, out=lines.append, root=root)
     sup = ctx.supervisor
     assert ctx.ota is not None and sup.reason == watchdog.OTA, lines
+    assert net.ota is ctx.ota  # the link reports it in the status
     assert "watchdog: update: reboot; contactor open: the board resets" in lines
     assert w.feeds < n and ctx.app.out.contactor is False
     assert ota.read_state(root) == (0, 1, 1, ota.R_STAGED)
@@ -147,3 +149,46 @@ def test_run_all_without_an_ota_state_runs_no_ota_steps(tmp_path):
 
     n = system.run_all(ctx, Net(), max_ticks=30, out=[].append, root=str(tmp_path) + "/")
     assert ctx.ota is None and ctx.supervisor.reason == watchdog.OK and w.feeds == n
+
+
+def _status(r):
+    import json
+
+    from evse import payloads as PL
+    from evse.charger import FAULTS
+
+    s = B.fields(B.N_FIELDS)
+    return json.loads(PL.status(s, FAULTS, "0.6.0", None, r.report()))
+
+
+def test_the_status_says_what_is_staged_and_the_last_result(tmp_path):
+    import json
+
+    from evse import payloads as PL
+    from evse.charger import FAULTS
+
+    root = flash(tmp_path)
+    stage(root, bundle())
+    r, c, _ = runner(root, snap("C2", 1))
+    assert _status(r)["ota"] == {"staged": "0.6.0", "trial": False, "result": "staged",
+                                 "reason": None}
+    ota.arm(root)
+    main_py_boot(root)
+    r, c, _ = runner(root, snap("C2", 1, 0))
+    assert _status(r)["ota"] == {"staged": None, "trial": True, "result": "staged",
+                                 "reason": None}
+    main_py_boot(root)  # it did not commit: rolled back
+    r, c, _ = runner(root, snap())
+    assert _status(r)["ota"] == {"staged": None, "trial": False, "result": "rolled_back",
+                                 "reason": "no commit"}
+    # no update ever: no ota object at all
+    assert "ota" not in json.loads(PL.status(B.fields(B.N_FIELDS), FAULTS, "0.5.0"))
+
+
+def test_a_committed_trial_reports_committed(tmp_path):
+    root = _trial(tmp_path)
+    link = Link()
+    link.connects = 1
+    r, c, _ = runner(root, snap("A", 0, 200), link)
+    steps(r, c)
+    assert _status(r)["ota"]["result"] == "committed" and not _status(r)["ota"]["trial"]

@@ -226,6 +226,8 @@ def _close(c):
 
 
 class Link:
+    ota = None  # evse.ota.Runner, set by hw/system.run_all when there is one (its report)
+
     def __init__(self, app, cfg, device_id, mqtt=None, ssl=None, rand=None, log=None,
                  sync_time=None, net_ready=None, timeout_s=SOCK_TIMEOUT_S, defer_tls=True):
         if app.bus is None or app.journal is None:
@@ -609,7 +611,8 @@ class Link:
         if due:
             self._pub(c, self.topics.status, PL.status(
                 cur, FAULTS, VERSION,
-                (self.connects, self.resent, self.unconfirmed(), self.short)),
+                (self.connects, self.resent, self.unconfirmed(), self.short),
+                None if self.ota is None else self.ota.report()),
                 retain=True)
             for i in range(B.KEY_N):
                 shown[i] = cur[i]

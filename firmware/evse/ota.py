@@ -516,6 +516,7 @@ def _read_text(path):
         return ""
 
 
+_RESULTS = const(("none", "staged", "committed", "rolled_back"))  # R_* names
 _CHECK_MS = const(1000)  # the Runner looks at the snapshot this often
 _S_STATE = const(0)  # evse.bus S_STATE (0: "A"), S_CONTACTOR, S_UPTIME
 _S_CONTACTOR = const(3)
@@ -569,6 +570,14 @@ class Runner:
             self.staged = slot_version(self.root, t)
         else:
             self.staged = None
+
+    def report(self):
+        """The status's `ota` object (docs/mqtt.md; the version running is
+        the status's `fw`): the one staged, whether this boot is a trial,
+        the last result and why a trial failed."""
+        return (("staged", self.staged), ("trial", self.trial),
+                ("result", _RESULTS[self.result] if 0 <= self.result < 4 else None),
+                ("reason", self.why or None))
 
     def staged_now(self):
         """A bundle has just been staged (delivery): look at the state again."""

@@ -112,12 +112,13 @@ def _v(x):
     return None if x == B.NONE else x
 
 
-def status(s, faults_table, version, link=None):
+def status(s, faults_table, version, link=None, ota=None):
     """The charger's status (topic .../status, retained) from the fields of
     a status snapshot `s` (evse.bus); `faults_table`: charger.FAULTS, for
     the fault codes; `link`: the link's (connections, records sent again,
     records waiting for the backend's confirmation, connections in a row
-    the broker closed right after accepting them)."""
+    the broker closed right after accepting them); `ota`: the update's
+    (key, value) pairs (evse/ota.py Runner.report), only when there is one."""
     err = s[B.S_ERROR]
     flags = s[B.S_FLAGS]
     left = _v(s[B.S_LEFT])
@@ -141,7 +142,8 @@ def status(s, faults_table, version, link=None):
                          ("errors", s[B.S_ERRORS])))),
     ) + ((("link", obj((("connects", link[0]), ("resent", link[1]),
                         ("unconfirmed", link[2]), ("short_lived", link[3])))),)
-         if link is not None else ()) + (_site(s, False) if len(s) > B.N_FIELDS else ())).text
+         if link is not None else ()) + (_site(s, False) if len(s) > B.N_FIELDS else ())
+        + ((("ota", obj(ota)),) if ota else ())).text
 
 
 def _site(s, grid):

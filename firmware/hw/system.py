@@ -246,7 +246,7 @@ def _ota(ctx, link, sup, root, out):
     except Exception as e:  # an update's bookkeeping never stops charging
         out("ota: %r" % e)
         return None
-    ctx.ota = r
+    ctx.ota = link.ota = r  # the link's status reports it
 
     def step():
         if r.done:
