@@ -91,10 +91,11 @@ def test_clean_script_empties_the_firmware_folders_on_micropython(tmp_path):
     port in a scratch folder: old files and folders of evse/ and hw/ go
     (nested ones too), the new folder set is made, other files stay."""
     script = _clean_script()
-    for d in ("evse/old_pkg/deeper", "hw"):
+    for d in ("evse/old_pkg/deeper", "hw", "ota_b/evse", "ota_b/hw"):
         os.makedirs(tmp_path / d)
     for f in ("evse/app.mpy", "evse/old_pkg/x.mpy", "evse/old_pkg/deeper/y.mpy", "hw/board.mpy",
-              "board.json"):
+              "board.json", "ota_b/evse/app.mpy", "ota_b/ota.json", "ota.state", "ota.try",
+              "ota.state.tmp", "ota.fail", "ota_key.bin"):
         (tmp_path / f).write_text("old")
     mp = os.path.join(ROOT, ".venv", "bin", "micropython")
     p = subprocess.run([mp, "-c", script], cwd=tmp_path, capture_output=True, text=True,
@@ -102,7 +103,8 @@ def test_clean_script_empties_the_firmware_folders_on_micropython(tmp_path):
     assert p.returncode == 0, p.stderr
     found = sorted(os.path.relpath(os.path.join(d, f), tmp_path)
                    for d, dirs, files in os.walk(tmp_path) for f in dirs + files)
-    assert found == ["board.json", "evse", "evse/meter_maps", "hw"]
+    # the OTA slot and state go (the copy is slot 0, committed: docs/ota.md); the key stays
+    assert found == ["board.json", "evse", "evse/meter_maps", "hw", "ota_key.bin"]
 
 
 def test_no_board_on_a_missing_port_is_fast_and_clear():
@@ -301,3 +303,27 @@ def test_tls_needs_a_readable_ca_and_deploy_copies_it(tmp_path):
                         "--config", str(plain), "--dry-run", "--ca", str(tmp_path / "ca.pem")],
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 2 and "no mqtt_tls" in p.stderr, p.stderr
+
+
+def test_deploy_uploads_the_ota_public_key_it_is_given(tmp_path):
+    """--ota-key: the public key release.py keygen writes (docs/ota.md) is
+    copied to ota_key.bin, the file evse/ota.py reads; a file that is not
+    a P-256 point is refused before anything is touched."""
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    import release as R
+
+    R.keygen(str(tmp_path / "k.pem"), str(tmp_path / "pub.bin"))
+    base = [sys.executable, DEPLOY, "--board", "esp32-devkitc", "--port", "/dev/null",
+            "--dry-run", "--ota-key"]
+
+    def run(path):
+        return subprocess.run(base + [str(path)], capture_output=True, text=True, timeout=120)
+
+    p = run(tmp_path / "pub.bin")
+    assert p.returncode == 0, p.stderr
+    assert ":ota_key.bin <- " in p.stdout and "ota_key.bin" in p.stdout.split("commands:")[1]
+    (tmp_path / "short.bin").write_bytes((tmp_path / "pub.bin").read_bytes()[:63])
+    (tmp_path / "off.bin").write_bytes(bytes(63) + b"\x07")  # 64 bytes, not on the curve
+    for bad in ("short.bin", "off.bin", "missing.bin"):
+        p = run(tmp_path / bad)
+        assert p.returncode == 2 and "--ota-key" in p.stderr, (bad, p.stderr)

@@ -2,7 +2,8 @@
 """Deploy the firmware to a board: `make deploy BOARD=<profile> PORT=/dev/ttyUSB0`.
 
     tools/deploy.py --board pico-w --port /dev/ttyACM0 [--config cfg.json]
-                    [--secrets secrets.json] [--dry-run] [--source] [--no-mip]
+                    [--secrets secrets.json] [--ota-key ota_key.bin] [--dry-run]
+                    [--source] [--no-mip]
                     [--image mpy|frozen|romfs] [--micropython DIR]
 
 Three ways to put the firmware on a board (docs/boards.md, "Deploy", says
@@ -39,8 +40,9 @@ Steps:
     this mpy-cross emits the .mpy version the board loads; --source copies
     the .py files instead;
  4. `mpremote mip install umqtt.simple` when the board lacks it;
- 5. one mpremote session: clear /evse and /hw, copy the files, board.json,
-    config.json and secrets.json; then reset;
+ 5. one mpremote session: clear /evse, /hw and the OTA slot and state
+    (ota_b/, ota.state: docs/ota.md), copy the files, board.json,
+    config.json, secrets.json and the --ota-key file; then reset;
  6. show the first status lines the board prints (pyserial).
 
 --dry-run prints the file set and the mpremote command list and touches
@@ -80,8 +82,9 @@ EXIT_USAGE, EXIT_NO_BOARD, EXIT_BOARD = 2, 3, 4
 
 def clean_script(dirs, drop_main=False):
     """What the board runs before the copy: remove the firmware's folders
-    (evse/, hw/ and what is in them, whatever an older version left there)
-    and make `dirs`, the folders of the new file set, parents first. With
+    (evse/, hw/ and what is in them, whatever an older version left there),
+    the over-the-air update's second slot (ota_b/) and its state files (the
+    copy is slot 0, which main.py then boots), and make `dirs`, the folders of the new file set, parents first. With
     `drop_main`, main.py goes too (a frozen image has its own)."""
     return ("import os\n"
             + ("try:\n os.remove('main.py')\nexcept OSError:\n pass\n" if drop_main else "")
@@ -91,7 +94,10 @@ def clean_script(dirs, drop_main=False):
             " for f in names:\n"
             "  try:\n   os.remove(d + '/' + f)\n  except OSError:\n   rm(d + '/' + f)\n"
             " os.rmdir(d)\n"
-            "for d in ('evse', 'hw'):\n rm(d)\n"
+            "for d in ('evse', 'hw', 'ota_b'):\n rm(d)\n"
+            # the OTA slots' state (docs/ota.md): what is copied now is slot 0, committed
+            "for f in ('ota.state', 'ota.state.tmp', 'ota.try', 'ota.fail'):\n"
+            " try:\n  os.remove(f)\n except OSError:\n  pass\n"
             "for d in %r:\n try:\n  os.mkdir(d)\n except OSError:\n  pass\n"
             % (tuple(dirs),))  # a folder outside evse/ and hw/ (a CA's) may be there
 
@@ -163,7 +169,36 @@ def load_inputs(args):
     elif args.secrets:
         raise DeployError(EXIT_USAGE, "secrets %s: not found" % spath)
     args.ca_file = check_ca(args, cfg)
+    args.ota_key_file = check_ota_key(args)
     return raw, prof, cfg, secrets, spath
+
+
+OTA_KEY_FILE = "ota_key.bin"  # evse/ota.py KEY_FILE, in the flash root
+
+
+def check_ota_key(args):
+    """--ota-key FILE: the public key update bundles are signed with, as
+    `tools/release.py keygen` writes it (64 bytes, X || Y of a P-256 point);
+    copied to ota_key.bin, which evse/ota.py reads. Checked to be a point on
+    the curve (a wrong file would refuse every update). None without it."""
+    path = getattr(args, "ota_key", None)
+    if not path:
+        return None
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise DeployError(EXIT_USAGE, "--ota-key %s: %s" % (path, e.strerror))
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    try:
+        if len(data) != 64:
+            raise ValueError("%d bytes, not 64" % len(data))
+        ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), b"\x04" + data)
+    except ValueError as e:
+        raise DeployError(EXIT_USAGE, "--ota-key %s: not a P-256 public key as release.py "
+                          "keygen writes it (--pub): %s" % (path, e))
+    return path
 
 
 def check_ca(args, cfg):
@@ -337,6 +372,9 @@ def plan(args, prof, secrets, spath, need_mip):
     ca = getattr(args, "ca_file", None)
     if ca is not None:
         files.append((ca[1], ca[0], False))
+    key = getattr(args, "ota_key_file", None)
+    if key is not None:
+        files.append((OTA_KEY_FILE, key, False))
     cmds = []
     image = getattr(args, "image", "mpy")
     if need_mip and image != "frozen":
@@ -464,6 +502,8 @@ def main(argv=None, out=print):
     ap.add_argument("--config", help="charger configuration JSON to upload as config.json")
     ap.add_argument("--secrets", help="secrets JSON (default: ./secrets.json if present)")
     ap.add_argument("--ca", help="with mqtt_tls: the broker's CA certificate, copied to mqtt_ca")
+    ap.add_argument("--ota-key", help="the public key of signed updates (release.py keygen "
+                                      "--pub), copied to ota_key.bin (docs/ota.md)")
     ap.add_argument("--dry-run", action="store_true", help="print the plan, touch nothing")
     ap.add_argument("--source", action="store_true", help="copy .py files, do not compile")
     ap.add_argument("--no-mip", action="store_true", help="never install umqtt.simple")
