@@ -52,6 +52,7 @@ def test_writes_refuse_what_the_protocol_does_not_allow():
 
 
 def test_writes_complete_on_their_echo():
+    assert T._S_SEND == mb._S_SEND  # its arming is the firmware's start_read
     buf = bytearray(16)
     T.build_write_single(buf, 3, 0x0014, 2)
     bus = ScriptBus([bytes(buf[:8])])

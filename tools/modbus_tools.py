@@ -38,6 +38,9 @@ def build_write_multiple(buf, unit, addr, values):
     return _mb.put_crc(buf, 7 + 2 * n)
 
 
+_S_SEND = 1  # evse.modbus's state _S_SEND (a const there, so not an attribute on the board)
+
+
 class WriteMaster(_mb.Master):
     """evse.modbus.Master that also sends writes; each completes on its echo.
     The firmware's transmit buffer holds its largest request (a read, 8
@@ -55,6 +58,15 @@ class WriteMaster(_mb.Master):
     def start_write_multiple(self, unit, addr, values):
         n = build_write_multiple(self.tx, unit, addr, values)
         self._arm(memoryview(self.tx)[:n], 8)
+
+    def _arm(self, view, rx_len):
+        # what Master.start_read does after building its request (the board's
+        # Master has no method for it: a method is RAM there)
+        self._txv = view
+        self._rx_len = rx_len
+        self._tries = 0
+        self.error = None
+        self.state = _S_SEND
 
 
 EXCEPTION_NAMES = {

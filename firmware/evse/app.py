@@ -53,6 +53,16 @@ _JOURNAL_FILE = const("journal.log")
 _LOST_WAIT_S = const(10)  # a lost session's record waits this long for the meter
 _STOP_WAIT_S = const(10)  # a stopped session's record waits at most this long for its reading
 _CMDS_PER_TICK = const(4)
+# App._open, the session under way (one list: every attribute of the App
+# is a slot in its table on the board's heap)
+_O_ID = const(0)
+_O_UP = const(1)  # uptime s at the start
+_O_EPOCH = const(2)  # epoch s at the start (None: no clock)
+_O_WH = const(3)  # the meter's reading at the start
+_O_PEAK = const(4)  # largest phase current so far, mA
+_O_LATE = const(5)  # the start reading came after the contactor had closed
+_O_CLOSED = const(6)  # the contactor has closed
+_O_FAULTS = const(7)  # faults seen
 # What set_config may change remotely. Everything else -- the safety
 # functions (RCD self-test and retries, temperature limits, ventilation),
 # the installation's facts (phases, socket, cable rating) and the link's own
@@ -128,16 +138,12 @@ class App:
         self._ms = 0  # ms towards the next uptime second
         self.flash_errors = 0  # failed state/config writes
         self.report_errors = 0  # backend records that could not be built
-        self._open = None  # session under way: [id, start uptime s, start epoch, meter Wh]
+        self._open = None  # the session under way (_O_ID..): a list, or None
         # A session that stopped, waiting for its billing reading:
         # [id, reason, number of the last poll started before the contactor
         # was open (None while it is still closed), uptime s to give up,
         # uptime s and epoch of the stop]
         self._stopping = None
-        self._peak = 0  # largest phase current of the session, mA
-        self._start_late = False  # the start reading came after the contactor had closed
-        self._sess_closed = False  # the contactor closed during this session
-        self._sess_faults = 0  # faults seen during the session
         self._events_n = 0  # events of this boot (their "n")
         self._nonce = "%08x" % (boot_nonce() if nonce is None else nonce)
         self._rids = 0  # records journaled this boot (their rid's counter)
@@ -147,8 +153,6 @@ class App:
         self._lost_reason = "reboot" if state.get("reboot") else "power_loss"
         self.journal = None
         self.bus = None
-        self._snap_state = None  # out.state and out.error as last written to the snapshot
-        self._snap_error = 0
         if backend and flash_dir is not None:
             self.bus = Bus()
             if self.site is not None:  # the snapshot carries the site's fields too
@@ -164,13 +168,13 @@ class App:
             except Exception:  # unreadable: start empty rather than not at all
                 self.report_errors += 1
         self._save_state()
-        self._event("boot", (("reason", "reboot" if state.get("reboot") else boot_reason),
+        self.report_event("boot", (("reason", "reboot" if state.get("reboot") else boot_reason),
                              ("fw", VERSION)))
         j = self.journal
         if j is not None and j.skipped:
-            self._event("journal_repaired", (("skipped_bytes", j.skipped),))
+            self.report_event("journal_repaired", (("skipped_bytes", j.skipped),))
         if j is not None and j.unread is not None:  # kept on flash, for a person to look at
-            self._event("journal_unreadable", (("file", j.unread),))
+            self.report_event("journal_unreadable", (("file", j.unread),))
         if self.bus is not None:
             self._snapshot()
 
@@ -193,8 +197,9 @@ class App:
         d = {"session_seq": self.charger.session_seq, "boots": self.boot}
         o = self._open
         if o is not None:
-            d["open"] = {"id": o[0], "up": o[1], "epoch": o[2], "wh": o[3], "boot": self.boot}
-            if self._start_late:
+            d["open"] = {"id": o[_O_ID], "up": o[_O_UP], "epoch": o[_O_EPOCH], "wh": o[_O_WH],
+                         "boot": self.boot}
+            if o[_O_LATE]:
                 d["open"]["late"] = True
         elif self._lost is not None:
             d["open"] = self._lost  # until its record is in the journal
@@ -274,22 +279,23 @@ class App:
         self._ms = ms
         if out.events:
             self._events(self.charger.take_events())
+        o = self._open  # set at every session_start: there while out.session is
         if out.session is not None or self._stopping is not None:
             if m is not None and m.energy_wh is not None:
                 if self.start_wh is None and out.session is not None and m.ok:
                     self.start_wh = m.energy_wh  # the meter answered late
-                    self._start_late = self._sess_closed
-                    if self._open is not None:
-                        self._open[3] = self.start_wh
+                    if o is not None:
+                        o[_O_LATE] = o[_O_CLOSED]
+                        o[_O_WH] = self.start_wh
                         self._save_state()
                 if self.start_wh is not None:
                     self.energy_wh = m.energy_wh - self.start_wh
-        if out.session is not None:
+        if out.session is not None and o is not None:
             if out.contactor:
-                self._sess_closed = True
-            if inp.ev_ma is not None and inp.ev_ma > self._peak:
-                self._peak = inp.ev_ma
-            self._sess_faults |= out.faults
+                o[_O_CLOSED] = True
+            if inp.ev_ma is not None and inp.ev_ma > o[_O_PEAK]:
+                o[_O_PEAK] = inp.ev_ma
+            o[_O_FAULTS] |= out.faults
         if self._stopping is not None:
             self._finish_stop(False)
         if self._lost is not None:
@@ -321,25 +327,22 @@ class App:
                 self.energy_wh = 0
                 m = self.meter
                 self.start_wh = m.energy_wh if m is not None and m.ok else None
-                self._open = [ev[1], self.uptime_s, self._epoch(), self.start_wh]
-                self._peak = 0
-                self._start_late = False
-                self._sess_closed = False
-                self._sess_faults = self.out.faults
+                self._open = [ev[1], self.uptime_s, self._epoch(), self.start_wh, 0, False,
+                              False, self.out.faults]
                 self._save_state()
             elif kind == "session_stop":
                 self._session_stopped(ev[1], ev[2])
             elif kind == "reboot":
                 self.reboot_requested = True
-                self._event("reboot", (("reason", ev[1]),))
+                self.report_event("reboot", (("reason", ev[1]),))
                 self._reboot = ev[1]
                 self._save_state()
             elif kind == "fault" or kind == "clear":
-                self._event(kind, (("code", ev[1]),))
+                self.report_event(kind, (("code", ev[1]),))
             elif kind == "limit":  # the backend's limit or pause changed
                 self._save_state()
             elif kind == "phases":  # 1p/3p: the phases in use changed
-                self._event("phases", (("phases", ev[1]),))
+                self.report_event("phases", (("phases", ev[1]),))
 
     def _session_stopped(self, sid, reason):
         """The session ended: its record waits for the meter's stop reading."""
@@ -369,22 +372,23 @@ class App:
         stop_wh = m.energy_wh if m is not None and m.ok else None
         if stop_wh is not None and self.start_wh is not None:
             self.energy_wh = stop_wh - self.start_wh
-        energy, status = PL.energy_status(self.start_wh, stop_wh, self._start_late, m is not None)
+        o = self._open
+        energy, status = PL.energy_status(self.start_wh, stop_wh,
+                                          o is not None and o[_O_LATE], m is not None)
         estimate = None
         if energy is None and self.start_wh is not None and self.energy_wh >= 0:
             estimate = self.energy_wh  # up to the last reading: the least it was
         self._finished(sid, reason, self.start_wh, stop_wh, energy, status)
-        o = self._open
         if o is not None and self.journal is not None:
             t = st[5]
             if t is None:
-                start, stop, base = o[1], st[4], "uptime"
+                start, stop, base = o[_O_UP], st[4], "uptime"
             else:
-                start = o[2] if o[2] is not None else t - (st[4] - o[1])
+                start = o[_O_EPOCH] if o[_O_EPOCH] is not None else t - (st[4] - o[_O_UP])
                 stop, base = t, "epoch"
             self._record(PL.session_record(
                 sid, self.boot, start, stop, base, self.start_wh, stop_wh, energy,
-                self._peak, reason, PL.codes(self._sess_faults, FAULTS), status, estimate,
+                o[_O_PEAK], reason, PL.codes(o[_O_FAULTS], FAULTS), status, estimate,
                 self._rid()))
         self.start_wh = None
         self._open = None
@@ -432,8 +436,10 @@ class App:
         except Exception:  # a bug here must not stop the charger
             self.report_errors += 1
 
-    def _event(self, kind, fields):
-        """Journal an event for the backend (nothing without a backend)."""
+    def report_event(self, kind, fields):
+        """Journal an event for the backend (nothing without a backend); from
+        the control step, or from outside it at boot, before the control
+        thread runs."""
         if self.journal is None:
             return
         try:
@@ -443,11 +449,6 @@ class App:
                                            self._rid()))
         except Exception:
             self.report_errors += 1
-
-    def report_event(self, kind, fields):
-        """Journal an event from outside the control step (at boot, before
-        the control thread runs)."""
-        self._event(kind, fields)
 
     def _drop_report(self, dropped_events, dropped_sessions):
         self._events_n += 1
@@ -464,17 +465,13 @@ class App:
         out = self.out
         none = B.NONE
         snap.begin()
-        if out.state is not self._snap_state:
-            self._snap_state = out.state
-            v[B.S_STATE] = B.STATES.index(out.state)
-        if out.error is not self._snap_error:
-            self._snap_error = out.error
-            e = 0
-            if out.error is not None:
-                for i in range(len(FAULTS)):
-                    if FAULTS[i][1] == out.error:
-                        e = i + 1
-            v[B.S_ERROR] = e
+        v[B.S_STATE] = B.STATES.index(out.state)
+        e = 0
+        if out.error is not None:
+            for i in range(len(FAULTS)):
+                if FAULTS[i][1] == out.error:
+                    e = i + 1
+        v[B.S_ERROR] = e
         v[B.S_DUTY] = out.duty
         v[B.S_OFFER] = out.offer_ma
         v[B.S_CONTACTOR] = 1 if out.contactor else 0

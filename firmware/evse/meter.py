@@ -82,12 +82,17 @@ class Meter:
         self.phases = profile["phases"]
         # `master`: another Meter's, for a second meter on the same bus (the
         # App lets only one of them poll at a time)
-        self.master = master or _mb.Master(transport, baud, parity, stop_bits, retries,
-                                           turnaround_ms)
         self._fc = profile["fc"]
         fields = profile["fields"]
         blocks = plan_blocks(fields, profile["max_regs"])
         self.blocks = blocks
+        # the longest answer: unit, function, byte count, 2 per register, CRC
+        rx = 5 + 2 * max([b[1] for b in blocks] or [0])
+        if master is None:
+            master = _mb.Master(transport, baud, parity, stop_bits, retries, turnaround_ms, rx)
+        else:
+            master.fit(rx)
+        self.master = master
         lo_first = LO_FIRST if profile["words"] == "lo" else 0
         # Per field, flat: block index, byte offset in the response, type,
         # role; num and den of field i at 2 * i and 2 * i + 1 of one tuple.

@@ -37,7 +37,8 @@ the expected answer's wire time at the configured baud rate plus
 `turnaround_ms` for the device.
 
 Allocation: the frames live in two preallocated bytearrays (the request's
-8 bytes, the response's 256) and
+8 bytes; the response's `rx_size`, by default the largest RTU frame, 256,
+and for a meter the largest answer its register map asks for: `fit`) and
 every quantity is a small int, so a read of 0x03/0x04 allocates nothing on
 MicroPython's heap once running (the error objects are preallocated too).
 """
@@ -296,12 +297,12 @@ class Master:
     _io = ModbusError(TRANSPORT)
 
     def __init__(self, transport, baud=9600, parity="N", stop_bits=1,
-                 retries=DEFAULT_RETRIES, turnaround_ms=DEFAULT_TURNAROUND_MS):
+                 retries=DEFAULT_RETRIES, turnaround_ms=DEFAULT_TURNAROUND_MS, rx_size=MAX_ADU):
         self.transport = transport
         self.tx = bytearray(8)  # the largest request the firmware sends (0x03/0x04)
-        self.rx = bytearray(MAX_ADU)
         self._txv = self.tx  # the request to send now
-        self._rx_tail = memoryview(self.rx)[3:]
+        self.rx = None
+        self.fit(rx_size)
         self.bits = char_bits(parity, stop_bits)
         self.baud = baud
         self.char_us = char_us(baud, self.bits)
@@ -327,6 +328,18 @@ class Master:
         self.n_other = 0  # well-formed frames of other units/functions discarded
         self.n_io = 0  # transport errors
 
+    def fit(self, n):
+        """Make the response buffer hold frames of n bytes (at most MAX_ADU),
+        when it is smaller; before the first exchange (a meter sizes it to the
+        longest answer of its map: RAM on the board). A longer frame is a
+        framing error: on a line with this one master every answer is one to
+        a request of ours, and no longer than it asked for."""
+        if n > MAX_ADU:
+            n = MAX_ADU
+        if self.rx is None or len(self.rx) < n:
+            self.rx = bytearray(n)
+            self._rx_tail = memoryview(self.rx)[3:]
+
     def wire_ms(self, nbytes):
         """Wire time of nbytes characters at this line setting, ms rounded up."""
         return (nbytes * self.char_us + 999) // 1000
@@ -334,11 +347,8 @@ class Master:
     # ------------------------------------------------------------ starting
     def start_read(self, unit, fc, addr, qty):
         build_read(self.tx, unit, fc, addr, qty)
-        self._arm(self.tx, response_length(fc, qty))
-
-    def _arm(self, view, rx_len):
-        self._txv = view
-        self._rx_len = rx_len
+        self._txv = self.tx
+        self._rx_len = response_length(fc, qty)
         self._tries = 0
         self.error = None
         self.state = _S_SEND
@@ -398,7 +408,7 @@ class Master:
                 t.readinto(rx, 3)
                 self._got = 3
                 n = frame_length(rx, 3)
-                if n < 0 or n > MAX_ADU:
+                if n < 0 or n > len(rx):
                     self.n_frame += 1
                     self._attempt_failed(now, self._frame)
                     return
@@ -456,10 +466,11 @@ class Master:
         t = self.transport
         rx = self.rx
         try:
+            m = len(rx)
             for _ in range(16):
                 n = t.any()
                 if n <= 0:
                     return
-                t.readinto(rx, n if n < MAX_ADU else MAX_ADU)
+                t.readinto(rx, n if n < m else m)
         except Exception:
             pass

@@ -87,6 +87,17 @@ def test_one_poll_of_every_profile():
     return " ".join(out)
 
 
+def test_the_bus_buffer_holds_the_longest_answer_of_the_maps_that_share_it():
+    m = Meter("sdm120", ScriptBus())
+    longest = max([b[1] for b in m.blocks])
+    assert len(m.master.rx) == 5 + 2 * longest < mb.MAX_ADU
+    g = Meter("sdm630", None, unit=2, master=m.master)  # a grid meter on the same line
+    assert g.master is m.master
+    assert len(m.master.rx) == 5 + 2 * max([b[1] for b in g.blocks])
+    Meter("sdm120", None, unit=3, master=m.master)  # a shorter map: the buffer stays
+    assert len(m.master.rx) == 5 + 2 * max([b[1] for b in g.blocks])
+
+
 def test_fail_polls_then_recovery():
     fc, regs, mv, ma, w, wh = IMAGES["sdm630"]
     slave = Slave(1, fc, regs)

@@ -224,6 +224,32 @@ def test_only_another_unit_answering_is_no_answer():
     assert r == mb.FAILED and m.error.args[0] == mb.NO_RESPONSE and m.n_other == 2
 
 
+def test_a_small_buffer_takes_its_answers_and_refuses_longer_frames():
+    # sized for two registers: 5 + 2 * 2 bytes; fit() only ever grows it
+    mine = read_answer(1, 4, [0x0102, 0x0304])
+    bus = ScriptBus([mine])
+    m = mb.Master(bus, rx_size=9)
+    m.fit(7)
+    assert len(m.rx) == 9
+    m.start_read(1, 4, 0, 2)
+    r, _ = _run(m, bus)
+    assert r == mb.DONE and mb.register(m.rx, 1) == 0x0304
+    # another unit's longer answer does not fit: a framing error, then ours
+    bus = ScriptBus([read_answer(2, 4, [1, 2, 3]), mine])
+    m = mb.Master(bus, rx_size=9)
+    m.start_read(1, 4, 0, 2)
+    r, _ = _run(m, bus)
+    assert r == mb.DONE and m.n_frame == 1 and mb.register(m.rx, 0) == 0x0102
+    m.fit(5 + 2 * 3)
+    bus = ScriptBus([read_answer(1, 4, [7, 8, 9])])
+    m.transport = bus
+    m.start_read(1, 4, 0, 3)
+    r, _ = _run(m, bus)
+    assert r == mb.DONE and len(m.rx) == 11 and mb.register(m.rx, 2) == 9
+    m.fit(1000)
+    assert len(m.rx) == mb.MAX_ADU
+
+
 def test_garbage_header_fails_the_attempt():
     bus = ScriptBus([b"\x00\xff\x13\x37", read_answer(1, 4, [5, 6])])
     m = mb.Master(bus)
