@@ -44,7 +44,6 @@ class Context:
         self.board = board
         self.app = app
         self.supervisor = None  # and the WDT it feeds, once start_watchdog has run
-        self.ota = None  # evse.ota.Runner, when the network thread runs one
         self.ticks = 0
         self._shown_state = None  # what the last status line showed
         self._shown_error = None
@@ -106,9 +105,21 @@ def build(machine, clock, raw_profile, config_path, flash_dir):
     meter, grid = build_meter(machine, prof, cfg, True)
     prof.release()  # built: the profile's dicts go (the Profile keeps its scalars)
     backend = cfg["mqtt_host"] is not None
+    # machine.reset_cause() as the boot event's reason (here, not a function
+    # of its own: every global of this module is RAM on the board)
+    why = "unknown"
+    try:
+        cause = machine.reset_cause()
+    except Exception:
+        cause = None
+    for name, reason in (("PWRON_RESET", "power_on"), ("HARD_RESET", "reset"),
+                         ("WDT_RESET", "watchdog"), ("DEEPSLEEP_RESET", "deepsleep"),
+                         ("SOFT_RESET", "soft_reset")):
+        if cause is not None and getattr(machine, name, None) == cause:
+            why = reason
     app = App(board, cfg, clock.ticks_ms(), meter=meter,
               flash_dir=flash_dir, backend=backend, clock=_epoch if backend else None,
-              boot_reason=_boot_reason(machine), grid=grid)
+              boot_reason=why, grid=grid)
     return Context(machine, clock, prof, cfg, board, app)
 
 
@@ -116,20 +127,6 @@ def _epoch():
     from hw import net as mqtt_board
 
     return mqtt_board.clock()
-
-
-def _boot_reason(machine):
-    """machine.reset_cause() as the boot event's reason."""
-    try:
-        cause = machine.reset_cause()
-    except Exception:
-        return "unknown"
-    for name, reason in (("PWRON_RESET", "power_on"), ("HARD_RESET", "reset"),
-                         ("WDT_RESET", "watchdog"), ("DEEPSLEEP_RESET", "deepsleep"),
-                         ("SOFT_RESET", "soft_reset")):
-        if getattr(machine, name, None) == cause:
-            return reason
-    return "unknown"
 
 
 def start_network(ctx, root="", out=print):
@@ -246,7 +243,7 @@ def _ota(ctx, link, sup, root, out):
     except Exception as e:  # an update's bookkeeping never stops charging
         out("ota: %r" % e)
         return None
-    ctx.ota = link.ota = r  # the link's status reports it
+    link.ota = r  # the link's status reports it
 
     def step():
         if r.done:
