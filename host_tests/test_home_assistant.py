@@ -25,6 +25,8 @@ import pytest
 
 from mqtt_env import Mosquitto, finish, start_sim, write_scenario
 
+from evse.app import VERSION as FW
+
 pytestmark = pytest.mark.skipif(
     not os.environ.get("EVSE_HA_PYTHON"),
     reason="needs Home Assistant: `make test-ha` installs it into build/ha-venv and runs this")
@@ -127,10 +129,15 @@ def test_discovery_switch_number_and_an_unplugged_charger_at_zero(peers, tmp_pat
     scr = Screen(hass, "sim-ha-session")
     try:
         ents = scr.wait(lambda e: charging_at(e, 16), 25, "charging at 16 A")
-        assert sorted(ents) == ["Current", "Current limit", "Energy", "Error", "Pause", "Power",
-                                "Session energy", "State"], sorted(ents)
+        assert sorted(ents) == ["Current", "Current limit", "Energy", "Error", "Firmware",
+                                "Pause", "Power", "Session energy", "State"], sorted(ents)
         assert [ents[k]["entity_id"].split(".")[0] for k in sorted(ents)] == [
-            "sensor", "number", "sensor", "sensor", "switch", "sensor", "sensor", "sensor"]
+            "sensor", "number", "sensor", "sensor", "update", "switch", "sensor", "sensor",
+            "sensor"]
+        # the update entity: the version running, nothing staged (up to date)
+        a = ents["Firmware"]["attributes"]
+        assert a.get("installed_version") == a.get("latest_version") == FW, a
+        assert ents["Firmware"]["state"] == "off", ents["Firmware"]
         for name in ("Energy", "Session energy"):  # what the Energy dashboard accepts
             a = ents[name]["attributes"]
             assert (a.get("device_class"), a.get("state_class"), a.get("unit_of_measurement")) == (

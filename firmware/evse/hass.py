@@ -2,8 +2,9 @@
 charger appear in Home Assistant (config key `mqtt_ha_discovery`).
 
 Entities: state, current, power, meter energy, session energy, error
-(sensors), the current limit (a number that sends set_current) and pause
-(a switch that sends pause / resume); with site energy (docs/site.md) also
+(sensors), the current limit (a number that sends set_current), pause
+(a switch that sends pause / resume) and the firmware (an update: the
+version running, and a staged one as the latest); with site energy (docs/site.md) also
 the grid's phase currents, the site's limit and the phases in use
 (sensors), and the mode (a select that sends set_config, when
 mqtt_remote_config allows it; a sensor otherwise). All read the charger's own status and
@@ -26,6 +27,8 @@ def _sensor(name, key, topic, tpl, unit=None, dclass=None, sclass=None):
 # meter answers (availability_mode "all": every topic must say available).
 _METER_OK = "{{ 'offline' if 'meter' in value_json.faults else 'online' }}"
 _METER = ("current", "power", "energy")
+_LATEST = ("{{ value_json.ota.staged if value_json.ota is defined and value_json.ota.staged "
+           "else value_json.fw }}")
 
 
 def discovery(ha_prefix, topics, device_id, version, max_a, site=False, remote=False):
@@ -57,6 +60,9 @@ def discovery(ha_prefix, topics, device_id, version, max_a, site=False, remote=F
             ("payload_on", '{"cmd": "pause"}'), ("payload_off", '{"cmd": "resume"}'),
             ("state_topic", st), ("state_on", "ON"), ("state_off", "OFF"),
             ("value_template", "{{ 'ON' if value_json.limits.paused else 'OFF' }}")]),
+        ("update", "firmware", [  # installed: fw; latest: a staged update (docs/ota.md)
+            ("name", "Firmware"), ("state_topic", st), ("value_template", "{{ value_json.fw }}"),
+            ("latest_version_topic", st), ("latest_version_template", _LATEST)]),
     ]
     if site:
         for i in range(3):

@@ -161,7 +161,9 @@ def test_home_assistant_discovery():
     assert "homeassistant/sensor/evse_a0b1/state/config" in topics
     assert "homeassistant/number/evse_a0b1/current_limit/config" in topics
     assert "homeassistant/switch/evse_a0b1/pause/config" in topics
-    assert len(msgs) == 8
+    assert len(msgs) == 9
+    up = json.loads(msgs[topics.index("homeassistant/update/evse_a0b1/firmware/config")][1])
+    assert up["state_topic"] == up["latest_version_topic"] == "evse/a0b1/status"
     meter = []
     for topic, payload in msgs:
         d = json.loads(payload)
