@@ -226,8 +226,6 @@ def _close(c):
 
 
 class Link:
-    ota = None  # evse.ota.Runner, set by hw/system.run_all when there is one (its report)
-
     def __init__(self, app, cfg, device_id, mqtt=None, ssl=None, rand=None, log=None,
                  sync_time=None, net_ready=None, timeout_s=SOCK_TIMEOUT_S, defer_tls=True):
         if app.bus is None or app.journal is None:
@@ -241,6 +239,11 @@ class Link:
         self._cmd_topic = self.topics.cmd.encode()
         self._ack_topic = self.topics.ack.encode()
         self._e2e = cfg.get("mqtt_ack", "backend") == "backend"
+        # the site's grid feed is read from the broker (docs/site.md); this
+        # cfg never changes (a remote set_config gives the App a new one, and
+        # mode moves only between smart and solar there)
+        self._feed = cfg["grid_meter"] == "mqtt" and cfg["mode"] != "normal"
+        self.ota = None  # evse.ota.Runner, set by hw/system.run_all when there is one (its report)
         self.mqtt = mqtt
         self.ssl = ssl
         self.rand = rand if rand is not None else _rand
@@ -381,7 +384,7 @@ class Link:
             c.subscribe(self._cmd_topic, 0)
             if self._e2e:
                 c.subscribe(self._ack_topic, 0)
-            if self._grid():
+            if self._feed:
                 c.subscribe((t.base + "grid").encode(), 0)
             if cfg["mqtt_ha_discovery"]:
                 from evse import hass  # only when enabled: its code stays out of RAM otherwise
@@ -444,18 +447,13 @@ class Link:
         self._failed(e)
 
     # ---------------------------------------------------------- service
-    def _grid(self):
-        """The site's grid feed is read from the broker (docs/site.md)."""
-        cfg = self.cfg
-        return cfg["grid_meter"] == "mqtt" and cfg["mode"] != "normal"
-
     def _on_msg(self, topic, msg):
         """Called by the client inside check_msg/wait_msg/publish: queue
         only, never publish from here."""
         if topic != self._cmd_topic:
             if topic == self._ack_topic:
                 self._on_ack(msg)
-            elif self._grid():  # the only other topic subscribed to
+            elif self._feed:  # the only other topic subscribed to
                 from evse.site import decode_grid
 
                 r = decode_grid(msg)
