@@ -28,7 +28,7 @@ import threading
 import time
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from mqtt_env import ROOT, Mosquitto, Watcher, wait_until
@@ -458,6 +458,13 @@ EVENTS = st.lists(st.tuples(
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# found by CI: bounds from before a broker outage and a controller kill
+# outlived the 60 s the check used to wait after the recovery
+@example(events=[(1000, "plug", 0), (7300, "broker_down", 0), (500, "plug", 0), (500, "kill", 0),
+                 (1152, "plug", 0), (540, "unplug", 1), (19801, "unplug", 1),
+                 (4099, "unplug", 1), (500, "plug", 1), (2500, "plug", 0), (5399, "plug", 1)],
+         circuit=40, fallbacks=[0, 0, 6000, 6000], prio=[1, 1, 1, 1], one_phase=[1, 0, None, 1],
+         seed=689, loss=0.3)
 @given(events=EVENTS, circuit=st.sampled_from([16, 20, 32, 40]),
        fallbacks=st.lists(st.sampled_from([0, 0, 6000, 8000]), min_size=4, max_size=4),
        prio=st.lists(st.integers(1, 3), min_size=4, max_size=4),
@@ -513,7 +520,11 @@ def test_the_sum_never_exceeds_the_circuit(events, circuit, fallbacks, prio, one
     w.broker(True)
     if w.site is None:
         w.start_site()
-    w.run(60000)
+    # a worst-case bound from before the recovery lasts until the command
+    # behind it is delivered or given up, its ttl and the vehicle's follow
+    # (DELIVERY_S + TTL_S + FOLLOW_S), then the next status (60 s) lets the
+    # controller hand it out
+    w.run(int((SC.DELIVERY_S + SC.TTL_S + SC.FOLLOW_S) * 1000) + 60000)
     assert max(w.max_sum) <= circuit * 1000
     # and, all being well again, the current is used: a vehicle waits only
     # when the budgets leave no room for 6 A more on its phases
