@@ -184,11 +184,7 @@ def check_ota_key(args):
     path = getattr(args, "ota_key", None)
     if not path:
         return None
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise DeployError(EXIT_USAGE, "--ota-key %s: %s" % (path, e.strerror))
+    data = _read_bytes("--ota-key", path)
     from cryptography.hazmat.primitives.asymmetric import ec
 
     try:
@@ -199,6 +195,15 @@ def check_ota_key(args):
         raise DeployError(EXIT_USAGE, "--ota-key %s: not a P-256 public key as release.py "
                           "keygen writes it (--pub): %s" % (path, e))
     return path
+
+
+def _read_bytes(option, path):
+    """The file an option names, or a usage error that says which."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise DeployError(EXIT_USAGE, "%s %s: %s" % (option, path, e.strerror))
 
 
 def check_ca(args, cfg):
@@ -219,11 +224,7 @@ def check_ca(args, cfg):
                               "give it with --ca FILE (or put it beside the configuration)"
                               % (args.config, cfg["mqtt_ca"]))
         ca = beside
-    try:
-        with open(ca, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise DeployError(EXIT_USAGE, "--ca %s: %s" % (ca, e.strerror))
+    data = _read_bytes("--ca", ca)
     import ssl
 
     from evse.tls import pem_to_der
