@@ -104,3 +104,59 @@ def test_no_broker_no_link_and_run_all_is_the_plain_loop(tmp_path):
     assert ctx.app.journal is None
     assert system.start_network(ctx, str(tmp_path) + "/") is None
     assert system.run_all(ctx, None, max_ticks=50, out=lambda s: None) == 50
+
+
+def test_ocpp_backend_builds_the_ocpp_link(tmp_path):
+    """backend "ocpp": the App keeps the journal and start_network makes the
+    OCPP link (hw/ocpp_link.py), not the MQTT one: the identity appended to
+    a URL ending in "/", HTTP Basic from secrets.json's ocpp_password with
+    the identity as user (OCPP 1.6 security profile 1), the password in no
+    line and no file but secrets.json."""
+    import base64
+    from hw.ocpp_link import OcppLink
+
+    ctx, _ = _build(tmp_path, "pico-w", {"meter": None, "backend": "ocpp",
+                                         "ocpp_url": "ws://csms.example:9000/ocpp/",
+                                         "mqtt_device_id": "cp-7"})
+    assert ctx.app.journal is not None
+    (tmp_path / "secrets.json").write_text(json.dumps({"ocpp_password": "s3cret-pass",
+                                                       "mqtt_password": "other"}))
+    lines = []
+    link = system.start_network(ctx, str(tmp_path) + "/", out=lines.append)
+    assert isinstance(link, OcppLink)
+    assert link.url == "ws://csms.example:9000/ocpp/cp-7"
+    assert link.auth == b"Basic " + base64.b64encode(b"cp-7:s3cret-pass")
+    assert link.cp.boot["chargePointSerialNumber"] == "cp-7"
+    assert link.cp.boot["chargePointModel"] == "pico-w"
+    assert not link.defer_tls  # ws://: no TLS handshake to put off
+    assert "s3cret" not in (tmp_path / "config.json").read_text()
+    assert not any("s3cret" in line for line in lines)
+
+
+def test_ocpp_url_names_the_identity_and_wss_needs_the_ca(tmp_path):
+    from hw.ocpp_link import url_and_identity
+
+    assert url_and_identity("wss://c.example/steve/websocket/CentralSystemService/", "ab12") == (
+        "wss://c.example/steve/websocket/CentralSystemService/ab12", "ab12")
+    assert url_and_identity("ws://10.0.0.2:8180/ocpp/CP1", "ab12") == (
+        "ws://10.0.0.2:8180/ocpp/CP1", "CP1")
+    ctx, _ = _build(tmp_path, "esp32-devkitc", {"meter": None, "backend": "ocpp",
+                                                "ocpp_url": "wss://csms.example/ocpp/CP1",
+                                                "mqtt_ca": "missing-ca.pem"})
+    lines = []
+    assert system.start_network(ctx, str(tmp_path) + "/", out=lines.append) is None
+    assert any("charging goes on without it" in line for line in lines), lines
+
+
+@pytest.mark.parametrize("cfg,key", [
+    ({"backend": "ocpp"}, "ocpp_url"),
+    ({"backend": "ocpp", "ocpp_url": "http://csms/ocpp/"}, "ocpp_url"),
+    ({"backend": "ocpp", "ocpp_url": "ws:///ocpp/"}, "ocpp_url"),
+    ({"backend": "ocpp", "ocpp_url": "wss://csms/ocpp/"}, "mqtt_ca"),
+    ({"backend": "ocpp", "ocpp_url": "ws://csms/ocpp/", "mqtt_host": "b"}, "mqtt_host"),
+    ({"ocpp_url": "ws://csms/ocpp/"}, "ocpp_url"),
+    ({"backend": "soap"}, "backend"),
+])
+def test_ocpp_configuration_errors_name_the_key(tmp_path, cfg, key):
+    with pytest.raises(system.SetupError, match="configuration: " + key):
+        _build(tmp_path, "pico-w", dict({"meter": None}, **cfg))

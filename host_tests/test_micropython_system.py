@@ -195,7 +195,7 @@ class Charger:
         env = dict(os.environ)
         env["MICROPYPATH"] = ":".join([os.path.join(ROOT, "firmware"),
                                        os.path.join(ROOT, "host_tests", "fakes"),
-                                       umqtt_dir(version)])
+                                       umqtt_dir(version), ".frozen"])  # ssl is frozen
         self.p = subprocess.Popen([MICROPYTHON, DRIVER, str(root) + "/"], cwd=ROOT, env=env,
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                   stderr=subprocess.STDOUT)

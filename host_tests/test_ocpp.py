@@ -623,3 +623,75 @@ def test_every_fault_has_an_ocpp_error_code():
     for _, name in FAULTS:
         assert O.error_code(name) in {e.value for e in ChargePointErrorCode}, name
         assert O.error_code(name) != "OtherError" or name in ("pe", "vent"), name
+
+
+# ------------------------------------------------------------- simulator
+def test_simulator_runs_the_ocpp_link_against_a_central_system(tmp_path):
+    """tools/sim.py --realtime --ocpp URL: the scenario's charger talks to
+    the `ocpp` package's central system through the proxy. A session with
+    its StartTransaction; the scenario cuts the central system off
+    mid-session (`broker` down), the vehicle leaves meanwhile; once it is
+    back the StopTransaction goes with the transactionId it gave, the
+    meter's reading as meterStop, and nothing is sent twice."""
+    import subprocess
+
+    from mqtt_env import finish, write_scenario
+    from test_sim import SIM, check_iec_timing, check_rules
+
+    env = Env(user="sim-1", password="sim-pass")
+    env.station = type("T", (), {})()
+    env.station.rig = type("R", (), {"t": 0})()
+    try:
+        events = [{"t": 0, "ev": "A"}, {"t": 0.3, "ev": "B"}, {"t": 0.8, "ev": "C"},
+                  {"t": 4.0, "cmd": {"cmd": "set_current", "amps": 10, "id": "c-1"}},
+                  {"t": 5.5, "broker": "down"},
+                  {"t": 6.0, "ev": "B"}, {"t": 6.5, "ev": "A"},
+                  {"t": 7.0, "broker": "up"}]
+        scen = write_scenario(tmp_path, "ocpp-rt", 13, events,
+                              {"mqtt_device_id": "sim-1", "meter": "sdm630"})
+        trace = tmp_path / "t.jsonl"
+        out_path = tmp_path / "out"
+        p = subprocess.Popen([sys.executable, SIM, "--scenario", scen, "--trace", str(trace),
+                              "--realtime", "--no-live", "--ocpp", env.server.url("/ocpp/")],
+                             stdin=subprocess.DEVNULL, stdout=open(out_path, "w"),
+                             stderr=subprocess.STDOUT,
+                             env=dict(os.environ, EVSE_OCPP_PASSWORD="sim-pass"))
+        p.out_path = str(out_path)
+        out = finish(p, 60)
+    finally:
+        env.server.stop()
+    assert p.returncode == 0 and "Traceback" not in out, out
+    assert "OCPP link: 1 boot(s), 2 connection(s), 1 lost" in out, out
+    assert env.server.auth and env.server.auth[0].startswith("Basic ")
+    assert [c[1]["charge_point_serial_number"] for c in env.named("BootNotification")] == ["sim-1"]
+    start = env.named("StartTransaction")
+    stop = env.named("StopTransaction")
+    assert len(start) == 1 and len(stop) == 1, (start, stop)
+    assert stop[0][1]["transaction_id"] == 4711 and stop[0][1]["reason"] == "EVDisconnected"
+    assert stop[0][1]["meter_stop"] > start[0][1]["meter_start"]  # the meter counted the charge
+    assert env.errors_sent() == []
+    rows = [json.loads(s) for s in trace.read_text().splitlines()]
+    replies = [r for row in rows for r in row.get("replies", ())]
+    assert replies == [{"id": "c-1", "ok": True}], replies  # a local command, in-process
+    assert any(row["offer_a"] == 10.0 for row in rows if row["t"] >= 4.5)
+    notes = [n for row in rows for n in row.get("notes", ())]
+    assert len([n for n in notes if n == "ocpp: connected"]) == 2, notes
+    scen_n = {"duration_ms": 13000}
+    check_rules(rows, scen_n)
+    check_iec_timing(rows, scen_n)
+
+
+def test_simulator_refuses_ocpp_without_realtime_or_with_a_broker(tmp_path):
+    import subprocess
+
+    from mqtt_env import write_scenario
+    from test_sim import SIM
+
+    scen = write_scenario(tmp_path, "x", 1, [{"t": 0, "ev": "A"}])
+    for extra, needle in (([], "--ocpp needs --realtime"),
+                          (["--realtime", "--broker", "127.0.0.1:1883"], "two backends"),
+                          (["--realtime", "--micropython"], "runs in CPython")):
+        r = subprocess.run([sys.executable, SIM, "--scenario", scen, "--trace",
+                            str(tmp_path / "t.jsonl"), "--ocpp", "ws://127.0.0.1:9/ocpp/"]
+                           + extra, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2 and needle in r.stderr, r.stderr

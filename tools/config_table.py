@@ -89,6 +89,11 @@ MEANING = {
     "mqtt_ack": "who confirms a journal record before it is deleted: `backend` (end to "
                 "end, the reference backend) or `broker` (its PUBACK: no reference backend)",
     "journal_kb": "the journal's live records on flash (and in RAM), KiB",
+    "backend": "the backend protocol: `mqtt` (docs/mqtt.md, with `mqtt_host`) or `ocpp` "
+               "(OCPP 1.6J to a central system, with `ocpp_url`: docs/ocpp.md)",
+    "ocpp_url": "the central system's `ws://` or `wss://` URL (wss: `mqtt_ca` is its CA); "
+                "ending in `/`, the identity (`mqtt_device_id`, else the chip's id) is "
+                "appended. The password is secrets.json's `ocpp_password`",
 }
 
 

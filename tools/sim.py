@@ -3,7 +3,7 @@
 
     tools/sim.py --scenario SCENARIO.json --trace TRACE.jsonl
                  [--realtime] [--live | --no-live] [--micropython [wasm|unix]]
-                 [--broker HOST:PORT] [--flash DIR] [--step-log FILE]
+                 [--broker HOST:PORT | --ocpp URL] [--flash DIR] [--step-log FILE]
 
 Runs evse.app.App (the application the board runs) on the virtual board of
 tools/simcore/ against a scenario in the format of
@@ -18,6 +18,11 @@ time only; the default without --realtime) or the unix port
 against that broker through a proxy that scenario `broker` events cut and
 restore (tools/simnet.py): in this process with --realtime alone, in the
 unix port with its real umqtt.simple (build/umqtt-<v>) with --micropython.
+--ocpp URL (with --realtime, CPython) runs the firmware's OCPP 1.6J link
+instead, against the central system at URL (ws:// through the same proxy,
+so `broker` events cut it; wss:// directly, `mqtt_ca` in the scenario's
+config naming its CA; a URL ending in "/" gets the charger's identity
+appended; $EVSE_OCPP_PASSWORD is the HTTP Basic password): tools/simocpp.py.
 --flash keeps the virtual board's flash in DIR across runs (config.json is
 rewritten from the scenario at the start).
 
@@ -434,6 +439,9 @@ def parse_args(argv):
                    "wasm, or unix with --realtime")
     p.add_argument("--broker", metavar="HOST:PORT",
                    help="run the firmware's MQTT link against this broker (needs --realtime)")
+    p.add_argument("--ocpp", metavar="URL",
+                   help="run the firmware's OCPP 1.6J link against this central system "
+                        "(needs --realtime; $EVSE_OCPP_PASSWORD: its password)")
     p.add_argument("--flash", metavar="DIR",
                    help="keep the board's flash (state, journal) in DIR across runs")
     p.add_argument("--step-log", metavar="FILE",
@@ -472,6 +480,16 @@ def main(argv=None):
                 broker = simnet.parse_hostport(a.broker)
             except ValueError as e:
                 raise Refused("sim.py: %s" % e)
+        if a.ocpp is not None:
+            if a.broker is not None:
+                raise Refused("sim.py: --ocpp and --broker are two backends: give one")
+            if not a.realtime:
+                raise Refused("sim.py: --ocpp needs --realtime (a real central system runs on "
+                              "the wall clock)")
+            if a.micropython:
+                raise Refused("sim.py: --ocpp runs in CPython (not with --micropython)")
+            if not (a.ocpp.startswith("ws://") or a.ocpp.startswith("wss://")):
+                raise Refused("sim.py: --ocpp: a ws:// or wss:// URL, got %r" % a.ocpp)
         if a.micropython == "auto":
             a.micropython = "unix" if a.realtime else "wasm"
         if a.micropython == "wasm" and a.realtime:
@@ -497,6 +515,18 @@ def main(argv=None):
         except Exception as e:
             net.close()
             sys.stderr.write("sim.py: %s\n" % e)
+            return 2
+    if a.ocpp is not None:
+        import simocpp
+
+        try:
+            net = simocpp.SimOcpp(a.ocpp, os.environ.get("EVSE_OCPP_PASSWORD") or None)
+            scen = dict(scen)
+            scen["config"] = net.config(scen["config"], scen["name"])
+        except Exception as e:
+            if net is not None:
+                net.close()
+            sys.stderr.write("sim.py: --ocpp: %s\n" % e)
             return 2
     gaps = Gaps() if a.realtime else None
     live = a.live if a.live is not None else (a.realtime and sys.stdout.isatty())
@@ -553,6 +583,10 @@ def main(argv=None):
     if net is not None and unix is not None:
         if unix.links is not None:
             print("Backend link: %d boot(s), %d connection(s), last error: %s" % unix.links)
+    elif net is not None and a.ocpp is not None:
+        ls = net.links
+        print("OCPP link: %d boot(s), %d connection(s), %d lost"
+              % (len(ls), sum([l.connects for l in ls]), sum([l.lost for l in ls])))
     elif net is not None:
         ls = net.links
         print("Backend link: %d boot(s), %d connection(s), last error: %s"

@@ -322,7 +322,7 @@ class SimNet:
         self._stop_link()
         self.app = None
 
-    def cmd(self, msg):
+    def cmd(self, msg, now=None):
         if not self.ready.is_set():
             with self._lock:
                 self._notes.append("cmd dropped: the backend client is not connected")

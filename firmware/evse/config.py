@@ -26,6 +26,7 @@ KEYS = (
     "mqtt_host", "mqtt_port", "mqtt_user", "mqtt_password", "mqtt_tls", "mqtt_ca",
     "mqtt_prefix", "mqtt_device_id", "mqtt_keepalive_s", "mqtt_status_s", "mqtt_telemetry_s",
     "mqtt_ha_discovery", "mqtt_ha_prefix", "mqtt_remote_config", "mqtt_ack", "journal_kb",
+    "backend", "ocpp_url",
 )
 
 

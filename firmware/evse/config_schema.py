@@ -84,6 +84,13 @@ MQTT_SCHEMA = {
 }
 for _k in MQTT_SCHEMA:
     SCHEMA[_k] = MQTT_SCHEMA[_k]
+# --- The backend: this MQTT protocol, or OCPP 1.6J to a central system
+# (docs/ocpp.md). ocpp_url is ws:// or wss://; ending in "/", the charge
+# point's identity (mqtt_device_id, else the chip's id) is appended. Its
+# password (HTTP Basic) is secrets.json's ocpp_password, never a key here.
+_URL_CHARS = _PATH_CHARS + ":%~"
+SCHEMA["backend"] = ("mqtt", "choice", ("mqtt", "ocpp"))
+SCHEMA["ocpp_url"] = (None, "text", (200, _URL_CHARS))
 # Never echoed in an error message, a reply or a log line.
 SECRET_KEYS = ("mqtt_password",)
 
@@ -214,4 +221,16 @@ def validate(d):
                           "are on one bus" % cfg["meter_unit"])
     if cfg["mqtt_password"] is not None and cfg["mqtt_user"] is None:
         raise ConfigError("mqtt_user: required when mqtt_password is set")
+    u = cfg["ocpp_url"]
+    if cfg["backend"] == "ocpp":
+        if u is None or not (u.startswith("ws://") or u.startswith("wss://")) \
+                or len(u.split("/")) < 4 or not u.split("/")[2]:
+            raise ConfigError("ocpp_url: required when backend is \"ocpp\": ws://host[:port]/path"
+                              "/ or wss://..., got %r" % u)
+        if u.startswith("wss://") and cfg["mqtt_ca"] is None:
+            raise ConfigError("mqtt_ca: required for wss:// (the central system's CA file)")
+        if cfg["mqtt_host"] is not None:
+            raise ConfigError("mqtt_host: must be null when backend is \"ocpp\" (one backend)")
+    elif u is not None:
+        raise ConfigError("ocpp_url: only when backend is \"ocpp\"")
     return cfg

@@ -8,6 +8,7 @@ the journal's immutable `live` tuple).
 
     link = OcppLink(app, cp, ws, url, auth)
     link.run(sleep_ms, stop, hook)        # or step() in a loop: ms to wait
+    link = make(app, cfg, ident, password, model)   # on the board (hw/system.py)
 """
 from micropython import const
 
@@ -20,7 +21,57 @@ _IDLE_MS = const(500)  # longest wait while not connected
 _BACKOFF_MIN_MS = const(2000)
 _BACKOFF_MAX_MS = const(300000)
 _RX_PER_STEP = const(4)  # messages taken per pass
+_NTP_EVERY_MS = const(21600000)  # the RTC set by NTP again after 6 h
 PROTOCOL = b"ocpp1.6"
+
+
+def url_and_identity(url, device_id):
+    """(the URL to open, the charge point's identity): a URL ending in "/"
+    gets the device id appended (OCPP-J 1.6 section 3.1.1: the identity is
+    the URL's last path segment)."""
+    if url.endswith("/"):
+        url += device_id
+    return url, url[url.rfind("/") + 1:]
+
+
+def rand_below(n):
+    """A random int in [0, n) from os.urandom (the ChargePoint's message ids)."""
+    import os
+
+    return int.from_bytes(os.urandom(4), "big") % n
+
+
+def make(app, cfg, device_id, password=None, model="evse-mpy", log=None, defer_tls=True):
+    """The OcppLink the configuration asks for, over the board's socket and
+    ssl (cfg: backend "ocpp", ocpp_url; wss:// takes mqtt_ca as the central
+    system's CA)."""
+    import os
+    import socket
+
+    from evse.app import REMOTE_KEYS, VERSION
+    from evse.ocpp import ChargePoint
+    from hw import net
+    from hw.wsock import WebSocket
+
+    url, ident = url_and_identity(cfg["ocpp_url"], device_id)
+    ctx = None
+    if url.startswith("wss://"):
+        import ssl
+
+        from evse.tls import context
+
+        f = open(cfg["mqtt_ca"], "rb")
+        try:
+            ctx = context(ssl, f.read())
+        finally:
+            f.close()
+
+    cp = ChargePoint("evse-mpy", model, ident, VERSION, rand_below, clock=net.clock,
+                     cfg=app.cfg, remote_keys=REMOTE_KEYS)
+    ws = WebSocket(socket, os.urandom, ssl=ctx)
+    return OcppLink(app, cp, ws, url, auth_header(ident, password), log=log,
+                    net_ready=net.net_ready, sync_time=net.sync_time,
+                    defer_tls=defer_tls and ctx is not None)
 
 
 def auth_header(ident, password):
@@ -32,7 +83,8 @@ def auth_header(ident, password):
 
 
 class OcppLink:
-    def __init__(self, app, cp, ws, url, auth=None, log=None, clock=ticks_ms):
+    def __init__(self, app, cp, ws, url, auth=None, log=None, clock=ticks_ms, net_ready=None,
+                 sync_time=None, defer_tls=False):
         self.app = app
         self.bus = app.bus
         self.cp = cp
@@ -49,6 +101,13 @@ class OcppLink:
         self.alive = clock()
         self.connects = 0
         self.lost = 0
+        self.net_ready = net_ready  # () -> the network is up (Wi-Fi joined)
+        self.sync_time = sync_time  # sets the RTC by NTP (blocking, seconds at most)
+        self._ntp_at = None
+        # wss:// on a board without a hardware CP interlock: no TLS handshake
+        # (seconds of CPU) while the contactor is closed, as evse/link.py
+        self.defer_tls = defer_tls
+        self.deferred = 0
 
     def run(self, sleep_ms, stop=None, hook=None):
         while not self.stopped and (stop is None or not stop()):
@@ -66,6 +125,11 @@ class OcppLink:
             wait = ticks_diff(self.next_try, now)
             if wait > 0:
                 return wait if wait < _IDLE_MS else _IDLE_MS
+            if self.net_ready is not None and not self.net_ready():
+                return _IDLE_MS
+            if self.defer_tls and self.bus.snap.v[B.S_CONTACTOR]:
+                self.deferred += 1
+                return _IDLE_MS
             try:
                 self.ws.connect(self.url, PROTOCOL, self.auth)
             except Exception as e:
@@ -76,6 +140,13 @@ class OcppLink:
             self.connects += 1
             self.cp.connected(now)
             self.log("ocpp: connected")
+            if self.sync_time is not None and (
+                    self._ntp_at is None or ticks_diff(now, self._ntp_at) >= _NTP_EVERY_MS):
+                self._ntp_at = now
+                try:
+                    self.sync_time()
+                except Exception as e:
+                    self.log("ocpp: time not synced: %r" % e)
         try:
             self._service(now)
         except Exception as e:  # OSError, WsError, anything: reconnect
@@ -111,6 +182,7 @@ class OcppLink:
             if op != OP_TEXT:
                 break
             self._send(cp.receive(bytes(ws.dec.msg[:ws.dec.n]), now))
+        cp.cfg = self.app.cfg  # a set_config gives the App a new dict
         j = self.app.journal
         if j is not None:
             cp.journal(j.live)

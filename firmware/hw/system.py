@@ -104,7 +104,7 @@ def build(machine, clock, raw_profile, config_path, flash_dir):
     board = Board(machine, prof, clock)
     meter, grid = build_meter(machine, prof, cfg, True)
     prof.release()  # built: the profile's dicts go (the Profile keeps its scalars)
-    backend = cfg["mqtt_host"] is not None
+    backend = cfg["mqtt_host"] is not None or cfg["backend"] == "ocpp"
     # machine.reset_cause() as the boot event's reason (here, not a function
     # of its own: every global of this module is RAM on the board)
     why = "unknown"
@@ -130,15 +130,17 @@ def _epoch():
 
 
 def start_network(ctx, root="", out=print):
-    """Wi-Fi (from secrets.json) and the MQTT link; None without mqtt_host.
+    """Wi-Fi (from secrets.json) and the backend link: MQTT (evse/link.py),
+    or OCPP 1.6J with `backend` "ocpp" (hw/ocpp_link.py); None without one.
 
     Wi-Fi is only started here (WLAN.connect returns at once); the link
     waits until the station is connected. secrets.json (uploaded by
     tools/deploy.py, never in git) holds wifi_ssid, wifi_password and
-    optionally mqtt_password; its values are never printed.
+    optionally mqtt_password or ocpp_password; its values are never printed.
     """
     cfg = ctx.cfg
-    if cfg["mqtt_host"] is None:
+    ocpp = cfg["backend"] == "ocpp"
+    if cfg["mqtt_host"] is None and not ocpp:
         return None
     from hw import net as mqtt_board
 
@@ -152,11 +154,19 @@ def start_network(ctx, root="", out=print):
     ssid = sec.get("wifi_ssid")
     if isinstance(ssid, str) and ssid:
         mqtt_board.wifi_start(ssid, sec.get("wifi_password"))
-    pw = sec.get("mqtt_password")
-    if isinstance(pw, str) and pw and cfg["mqtt_password"] is None:
-        cfg = dict(cfg)
-        cfg["mqtt_password"] = pw
+    pw = sec.get("ocpp_password" if ocpp else "mqtt_password")
+    if not (isinstance(pw, str) and pw):
+        pw = None
     try:
+        if ocpp:
+            from hw import ocpp_link
+
+            return ocpp_link.make(ctx.app, cfg, cfg["mqtt_device_id"] or mqtt_board.device_id(),
+                                  pw, ctx.profile.name, log=out,
+                                  defer_tls=not ctx.profile.cp_interlock)
+        if pw is not None and cfg["mqtt_password"] is None:
+            cfg = dict(cfg)
+            cfg["mqtt_password"] = pw
         return mqtt_board.make_link(ctx.app, cfg, log=out,
                                     defer_tls=not ctx.profile.cp_interlock)
     except Exception as e:  # e.g. mqtt_ca missing: a backend setting never stops charging

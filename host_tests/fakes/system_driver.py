@@ -4,7 +4,7 @@ MicroPython's unix port, on the fake machine in real time, with the link.
     MICROPYPATH=firmware:host_tests/fakes:build/umqtt-<version> \\
         .venv/bin/micropython host_tests/fakes/system_driver.py ROOT/
 
-ROOT holds board.json, config.json (with mqtt_host) and secrets.json, as a
+ROOT holds board.json, config.json (mqtt_host, or backend "ocpp") and secrets.json, as a
 board's flash does. main() runs as on the board: hw.system.run_all with the
 control loop in its own thread and the Link (micropython-lib's umqtt.simple,
 whichever version MICROPYPATH finds) in this, the main, thread; Wi-Fi is the

@@ -169,7 +169,7 @@ class Sim:
                 self.net.broker(self.broker_up)
         elif k == "cmd":
             if self.net is not None:
-                self.net.cmd(v)  # the reply comes back through the broker
+                self.net.cmd(v, T & TICKS_MASK)  # MQTT: the reply comes back through the broker
             elif self.app is None:
                 self._notes.append("cmd dropped: no supply")
             elif not self.broker_up:
