@@ -115,7 +115,7 @@ class UnixNet:
         self._stop_link()
         self.app = None
 
-    def cmd(self, msg):
+    def cmd(self, msg, now=None):
         self.out("@C cmd %s\n" % json.dumps(msg))
 
     def broker(self, up):
