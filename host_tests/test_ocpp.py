@@ -129,8 +129,8 @@ def _kind(text):
 class Station:
     """The charge point: a Rig's App, our WebSocket client, evse.ocpp."""
 
-    def __init__(self, env, clock=None, cfg=None, **kw):
-        self.rig = Rig(clock=clock, cfg=cfg)
+    def __init__(self, env, clock=None, cfg=None, flash=None, **kw):
+        self.rig = Rig(clock=clock, cfg=cfg, flash=flash)  # flash: a board's, after a power cut
         self.v = B.fields(len(self.rig.app.bus.snap.v))
         from evse.app import REMOTE_KEYS
 
@@ -502,6 +502,106 @@ def test_reset_and_availability(env):
     assert r.status == "Accepted"
     st.settle("A")
     assert st.rig.app.reboot_requested
+    assert env.errors_sent() == []
+
+
+def _charging(st):
+    st.settle("A")
+    st.rig.run(2400)
+    st.settle("B", first_ms=1000)
+    st.settle("C", first_ms=4000)
+    assert st.rig.app.out.contactor
+
+
+def _state(rig):
+    with open(rig.flash + "/state.json") as f:
+        return json.load(f)
+
+
+def _power_cut(env, st):
+    """The board loses its supply: nothing more runs, the socket just goes."""
+    st.ws.sock.close()
+    env.station = None
+
+
+def test_power_cut_mid_transaction_stop_names_its_transaction_after_the_boot(env):
+    """The transactionId the central system gave is kept with the open
+    session (state.json, then the session's record): after a power cut the
+    next boot's StopTransaction names it, with reason PowerLoss and the
+    meter's reading; no second StartTransaction."""
+    from fakes import Clock
+
+    st = env.station = Station(env, clock=Clock(1796205600))
+    _charging(st)
+    st.settle("C")
+    start = env.named("StartTransaction")
+    assert len(start) == 1 and st.cp._tx[1] == 4711
+    st.rig.run(100, "C")  # the App takes (session, 4711) from the acks ring
+    assert _state(st.rig)["open"]["ref"] == 4711
+    wh = st.rig.meter.energy_wh + 700  # what the meter counted until the cut
+    _power_cut(env, st)
+    env.next_tx = 4712  # a StartTransaction now would get another id
+    st = env.station = Station(env, clock=Clock(1796206200), flash=st.rig.flash)
+    st.rig.meter.energy_wh = wh
+    st.pump(lambda: env.named("StopTransaction"), ev="C")
+    stop = env.named("StopTransaction")[0][1]
+    assert stop["transaction_id"] == 4711 and stop["reason"] == "PowerLoss"
+    assert stop["meter_stop"] == wh
+    assert len(env.named("StartTransaction")) == 1
+    st.settle("C")
+    assert not st.rig.live("s")  # confirmed: the record left the journal
+    assert env.errors_sent() == []
+
+
+def test_transaction_of_an_offline_boot_goes_start_then_stop_when_the_csms_is_back(env):
+    """A session that started and was cut by a power loss while the
+    central system was never reachable: at the next boot with a connection
+    its StartTransaction goes (the session's start time, meterStart the
+    meter's reading then), then its StopTransaction with the transactionId
+    that StartTransaction got."""
+    from fakes import Clock
+
+    rig = Rig(clock=Clock(1796205600))
+    rig.charge(5000)  # no link at all this boot
+    assert rig.app.out.contactor and rig.app.out.session is not None
+    wh0 = rig.app.start_wh
+    rig.run(100, "C")
+    wh = rig.meter.energy_wh + 400
+    st = env.station = Station(env, clock=Clock(1796209200), flash=rig.flash)
+    st.rig.meter.energy_wh = wh
+    st.pump(lambda: env.named("StopTransaction"), ev="A")
+    start = env.named("StartTransaction")
+    stop = env.named("StopTransaction")
+    assert len(start) == 1 and len(stop) == 1
+    assert start[0][1]["meter_start"] == wh0
+    assert start[0][1]["timestamp"].startswith("2026-12-02T10:00")  # when it started
+    assert stop[0][1]["transaction_id"] == 4711 and stop[0][1]["meter_stop"] == wh
+    assert stop[0][1]["reason"] == "PowerLoss"
+    assert [c[0] for c in env.calls].index("StartTransaction") < \
+        [c[0] for c in env.calls].index("StopTransaction")
+    st.settle("A")
+    assert not st.rig.live("s")
+    assert env.errors_sent() == []
+
+
+def test_records_wait_when_the_queue_is_full(env):
+    """More old sessions than the queue holds: each goes in order as room
+    comes, none is dropped."""
+    from fakes import Clock
+
+    rig = Rig(clock=Clock(1796205600))
+    flash = rig.flash
+    for _ in range(6):  # six sessions, each cut by a power loss, none reported
+        rig.charge(3000)
+        rig = Rig(clock=Clock(1796205600), flash=flash)
+        rig.run(100, "A")
+    assert len(rig.live("s")) >= 5
+    st = env.station = Station(env, clock=Clock(1796209200), flash=flash)
+    st.pump(lambda: len(env.named("StopTransaction")) >= 6, ev="A")
+    st.settle("A")
+    ids = [c[1]["transaction_id"] for c in env.named("StopTransaction")]
+    assert len(ids) == 6 and len(env.named("StartTransaction")) == 6
+    assert not st.rig.live("s")
     assert env.errors_sent() == []
 
 

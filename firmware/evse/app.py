@@ -63,6 +63,7 @@ _O_PEAK = const(4)  # largest phase current so far, mA
 _O_LATE = const(5)  # the start reading came after the contactor had closed
 _O_CLOSED = const(6)  # the contactor has closed
 _O_FAULTS = const(7)  # faults seen
+_O_REF = const(8)  # the backend's own id of the session (OCPP's transactionId), or None
 # What set_config may change remotely. Everything else -- the safety
 # functions (RCD self-test and retries, temperature limits, ventilation),
 # the installation's facts (phases, socket, cable rating) and the link's own
@@ -201,6 +202,8 @@ class App:
                          "boot": self.boot}
             if o[_O_LATE]:
                 d["open"]["late"] = True
+            if o[_O_REF] is not None:
+                d["open"]["ref"] = o[_O_REF]
         elif self._lost is not None:
             d["open"] = self._lost  # until its record is in the journal
         if self._reboot is not None:
@@ -328,7 +331,7 @@ class App:
                 m = self.meter
                 self.start_wh = m.energy_wh if m is not None and m.ok else None
                 self._open = [ev[1], self.uptime_s, self._epoch(), self.start_wh, 0, False,
-                              False, self.out.faults]
+                              False, self.out.faults, None]
                 self._save_state()
             elif kind == "session_stop":
                 self._session_stopped(ev[1], ev[2])
@@ -389,7 +392,7 @@ class App:
             self._record(PL.session_record(
                 sid, self.boot, start, stop, base, self.start_wh, stop_wh, energy,
                 o[_O_PEAK], reason, PL.codes(o[_O_FAULTS], FAULTS), status, estimate,
-                self._rid()))
+                self._rid(), o[_O_REF]))
         self.start_wh = None
         self._open = None
         self._save_state()
@@ -419,10 +422,12 @@ class App:
             epoch = lost.get("epoch")
             energy, status = PL.energy_status(start_wh, stop_wh, lost.get("late") is True,
                                               m is not None)
+            ref = lost.get("ref")
             self._record(PL.session_record(
                 sid, _int(lost.get("boot")), epoch if isinstance(epoch, int) else _int(lost.get("up")),
                 None, "epoch" if isinstance(epoch, int) else "uptime", start_wh, stop_wh,
-                energy, None, self._lost_reason, None, status, None, self._rid()))
+                energy, None, self._lost_reason, None, status, None, self._rid(),
+                ref if isinstance(ref, int) and not isinstance(ref, bool) else None))
         self._save_state()
 
     # -------------------------------------------------------------- backend
@@ -509,6 +514,16 @@ class App:
             v[B.S_METER_WH] = none if x is None else int(x)
         snap.end()
 
+    def _set_ref(self, sid, ref):
+        """The backend's own id of session `sid` (OCPP's transactionId, from
+        the network thread through the acks ring): kept in state.json while
+        the session is open and in its record, so that a StopTransaction
+        after a reboot or a power cut names it."""
+        o = self._open
+        if o is not None and o[_O_ID] == sid and isinstance(ref, int):
+            o[_O_REF] = ref
+            self._save_state()
+
     def _serve(self, now):
         """The control thread's side of the Bus: acknowledged journal records
         are removed, commands are run and answered."""
@@ -516,7 +531,10 @@ class App:
         acks = []
         s = bus.acks.get()
         while s is not None:
-            acks.append(s)
+            if isinstance(s, tuple):  # (session id, the backend's id of it): OCPP's
+                self._set_ref(s[0], s[1])
+            else:
+                acks.append(s)
             s = bus.acks.get()
         if acks:
             try:

@@ -350,15 +350,15 @@ class ChargePoint:
             wh = 0 if wh == B.NONE else wh - (v[B.S_ENERGY] if v[B.S_ENERGY] > 0 else 0)
             tag = self._next_tag or self.id_tag
             self._next_tag = None
-            self._tx = [sid, None, wh]
+            tx = self._tx = [sid, None, wh]
             self._meter_at = now
             self._push(["StartTransaction", self._stamp(
-                {"connectorId": self.connector, "idTag": tag, "meterStart": wh}, now), sid])
+                {"connectorId": self.connector, "idTag": tag, "meterStart": wh}, now), tx])
         tx = self._tx
         if sid != B.NONE and tx is not None and tx[0] == sid and self.meter_ms > 0 \
                 and ticks_diff(now, self._meter_at) >= self.meter_ms:
             self._meter_at = now
-            self._push(["MeterValues", self._sample(v, now), sid])
+            self._push(["MeterValues", self._sample(v, now), tx])
 
     def _sample(self, v, now):
         sv = []
@@ -379,6 +379,14 @@ class ChargePoint:
         return {"connectorId": self.connector, "meterValue": [self._stamp(
             {"sampledValue": sv}, now)]}
 
+    def _room(self):
+        """Places left in the queue for messages that are never dropped."""
+        n = _QUEUE_MAX
+        for q in self._queue:
+            if q[0] != "MeterValues":
+                n -= 1
+        return n
+
     def _push(self, q):
         if len(self._queue) >= _QUEUE_MAX:
             for i in range(len(self._queue)):
@@ -393,16 +401,13 @@ class ChargePoint:
     def _send_queued(self, q, now):
         """A queued transaction CALL's text, None to drop it (its
         StartTransaction never got a transactionId, or no time is known)."""
-        action, p, what = q[0], q[1], q[2]
+        action, p, tx = q[0], q[1], q[2]  # tx: [session id, transactionId, meterStart]
         if action != "StartTransaction":
-            tx = self._tx
-            if tx is None or tx[0] != what or tx[1] is None:
+            if tx[1] is None:
                 if len(q) > 3:
                     self.acks.append(q[3])
                 return None
             p["transactionId"] = tx[1]
-            if action == "StopTransaction":
-                self._stamp(p, now)
         t = p["meterValue"][0] if action == "MeterValues" else p
         if "timestamp" not in t:
             self._stamp(t, now)
@@ -414,15 +419,23 @@ class ChargePoint:
     def journal(self, live):
         """Take the App's journal records (its `live` tuple): a session
         record queues its StopTransaction (acknowledged once the central
-        system confirms it), events have no OCPP message and are acknowledged."""
+        system confirms it), events have no OCPP message and are acknowledged.
+        A session this link did not start (one of an earlier boot, cut by a
+        power loss or a reboot, or over before the link saw it) gets its
+        StopTransaction with the transactionId its record keeps (`ref`), or
+        without one its StartTransaction first. A record waits while the
+        queue has no room for two more transaction messages."""
         seen = self._seen
         for seq, kind, data in live:
             if seq in seen:
                 continue
-            seen.append(seq)
             if kind != "s":
+                seen.append(seq)
                 self.acks.append(seq)
                 continue
+            if self._room() < 2:
+                break  # taken on a later pass, in order
+            seen.append(seq)
             try:
                 r = json.loads(data)
                 sid = r["id"]
@@ -430,17 +443,28 @@ class ChargePoint:
                 self.bad += 1
                 self.acks.append(seq)
                 continue
+            epoch = r.get("time") == "epoch"
             tx = self._tx
             if tx is None or tx[0] != sid:
-                self.acks.append(seq)  # no transaction of ours (before this boot)
-                continue
+                ref = r.get("ref")
+                ms = r.get("meter_start_wh")
+                ms = ms if isinstance(ms, int) and not isinstance(ms, bool) else 0
+                tx = [sid, ref if isinstance(ref, int) and not isinstance(ref, bool) else None,
+                      ms]
+                if tx[1] is None:
+                    p = {"connectorId": self.connector, "idTag": self.id_tag, "meterStart": ms}
+                    if epoch and isinstance(r.get("start"), int):
+                        p["timestamp"] = iso8601(r["start"])
+                    self._push(["StartTransaction", p, tx])
             wh = r.get("meter_stop_wh")
             if not isinstance(wh, int):
                 e = r.get("estimate_wh")
                 wh = tx[2] + (e if isinstance(e, int) else 0)
             p = {"meterStop": wh, "reason": stop_reason(r.get("reason"),
                                                          self._stop_asked == sid)}
-            self._push(["StopTransaction", p, sid, seq])
+            if epoch and isinstance(r.get("stop"), int):
+                p["timestamp"] = iso8601(r["stop"])
+            self._push(["StopTransaction", p, tx, seq])
         if len(seen) > 32:
             keep = [s[0] for s in live]
             self._seen = [s for s in seen if s in keep]
@@ -478,16 +502,18 @@ class ChargePoint:
         elif action == "Heartbeat":
             self._time(p)
         elif action == "StartTransaction":
-            tx = self._tx
+            tx = c[2][2]
             tid = p.get("transactionId")
-            if tx is not None and tx[0] == c[2][2] and isinstance(tid, int):
+            if isinstance(tid, int) and not isinstance(tid, bool):
                 tx[1] = tid
+                if tx is self._tx:  # the App keeps it with the open session (state.json)
+                    self.acks.append((tx[0], tid))
             info = p.get("idTagInfo")
             if isinstance(info, dict) and info.get("status") != "Accepted":
                 self._command("stop", None)  # not authorized: the session ends
         elif action == "StopTransaction":
             self.acks.append(c[2][3])
-            if self._tx is not None and self._tx[0] == c[2][2]:
+            if self._tx is c[2][2]:
                 self._tx = None
 
     def _time(self, p):

@@ -73,7 +73,7 @@ def _rid(rid):
 
 def session_record(sid, boot, start, stop, base, meter_start_wh, meter_stop_wh,
                    energy_wh, peak_ma, reason, errors, status=_ENERGY_MEASURED, estimate_wh=None,
-                   rid=None):
+                   rid=None, ref=None):
     """One finished session (topic .../session). start/stop are seconds in
     `base` ("epoch": Unix time; "uptime": since boot number `boot`); stop is
     None when it is not known (a session cut by a power loss). `energy_wh`
@@ -81,13 +81,14 @@ def session_record(sid, boot, start, stop, base, meter_start_wh, meter_stop_wh,
     status says which reading is missing or wrong, and `estimate_wh` (null
     when nothing is known) is the least energy the session delivered.
     `rid`, the record's identity for the backend's acknowledgement
-    (docs/mqtt.md), comes first."""
+    (docs/mqtt.md), comes first; `ref`, the OCPP transactionId the central
+    system gave the session (docs/ocpp.md), last and only when there is one."""
     return obj(_rid(rid) + (
         ("id", sid), ("boot", boot), ("start", start), ("stop", stop), ("time", base),
         ("meter_start_wh", meter_start_wh), ("meter_stop_wh", meter_stop_wh),
         ("energy_wh", energy_wh), ("energy_status", status), ("estimate_wh", estimate_wh),
         ("peak_a", amps(peak_ma)), ("reason", reason), ("errors", errors),
-    )).text
+    ) + ((("ref", ref),) if ref is not None else ())).text
 
 
 def event(kind, fields, boot, n, at, base, rid=None):
