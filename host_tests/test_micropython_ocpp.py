@@ -14,7 +14,8 @@ one, as on the board.
 The central system (host_tests/test_ocpp.py's Csms on the `websockets`
 server) validates every message against the OCPP 1.6 JSON schemas. One
 session: plugged in (free authorization starts it: StartTransaction, the
-central system gives transactionId 4711), charging, then the central system
+central system gives transactionId 4711), charging, a charging profile
+that lowers the offer to 10 A, then the central system
 drops the connection mid-transaction; the vehicle leaves while the link is
 down. The link connects again and the StopTransaction goes with 4711 and
 reason EVDisconnected; nothing else is sent twice. The longest gap between
@@ -26,6 +27,7 @@ import os
 import time
 
 import pytest
+from ocpp.v16 import call
 
 from mqtt_env import make_ca
 from test_micropython_system import BLOCKED_MS, MICROPYTHON, ROOT, Charger, umqtt_dir
@@ -102,6 +104,16 @@ def test_board_runtime_with_ocpp_through_an_outage(scheme, tmp_path):
         assert start["connector_id"] == 1 and start["meter_start"] == 0
         ch.send("ev C")
         _wait(lambda: _statuses(env)[-1:] == ["Charging"], "Charging")
+        # a charging profile lowers the offer (evse/ocpp_sc.py under MicroPython)
+        n = ch.mark()
+        r = env.csms_call(call.SetChargingProfile(connector_id=1, cs_charging_profiles={
+            "chargingProfileId": 1, "stackLevel": 0, "chargingProfilePurpose": "TxDefaultProfile",
+            "chargingProfileKind": "Relative", "chargingSchedule": {
+                "chargingRateUnit": "A", "chargingSchedulePeriod": [{"startPeriod": 0,
+                                                                     "limit": 10}]}}))
+        assert r.status == "Accepted"
+        ch.wait_line(lambda s: s.startswith("@L status ") and " offer_ma=10000 " in s, WAIT_S,
+                     "the 10 A offer", n)
         gaps["session"] = ch.gaps("session")
         n = ch.mark()
         env.server.run(env.server.conn(0).close())  # the outage, mid-transaction

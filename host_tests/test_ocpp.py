@@ -795,3 +795,174 @@ def test_simulator_refuses_ocpp_without_realtime_or_with_a_broker(tmp_path):
                             str(tmp_path / "t.jsonl"), "--ocpp", "ws://127.0.0.1:9/ocpp/"]
                            + extra, capture_output=True, text=True, timeout=60)
         assert r.returncode == 2 and needle in r.stderr, r.stderr
+
+
+# --------------------------------------------------------- smart charging
+def _cs(pid, purpose, limit, stack=0, kind="Absolute", start=NOW, periods=None, unit="A",
+        **extra):
+    sch = {"chargingRateUnit": unit,
+           "chargingSchedulePeriod": periods or [{"startPeriod": 0, "limit": limit}]}
+    if start is not None:
+        sch["startSchedule"] = start
+    cs = {"chargingProfileId": pid, "stackLevel": stack, "chargingProfilePurpose": purpose,
+          "chargingProfileKind": kind, "chargingSchedule": sch}
+    cs.update(extra)
+    return cs
+
+
+def _offer_settles(st, ma, ms=6000):
+    """The offer the charger settles on (a raise waits its 5 s, IEC 61851-1 and docs/charger.md)."""
+    st.settle("C", first_ms=ms)
+    return st.rig.app.out.offer_ma == ma
+
+
+def test_charging_profiles_lower_and_raise_the_offer(env):
+    """SetChargingProfile's composite limit feeds the charger's limit chain:
+    TxDefaultProfile 10 A lowers the 32 A offer; ChargePointMaxProfile 8 A
+    caps it; a TxProfile of this transaction (16 A, higher stack level)
+    overrides the default once the cap is cleared; a period of 0 A stops
+    the offer at its time; clearing every profile gives the installation's
+    maximum back. Every limit goes as a set_current with a ttl_s, renewed,
+    so that a dead link falls back as with any backend."""
+    from fakes import Clock
+
+    clock = Clock(1796205600)  # NOW
+    st = env.station = Station(env, clock=clock)
+    _charging(st)
+    st.settle("C")
+    assert st.cp._tx[1] == 4711 and st.rig.app.out.offer_ma == 32000
+    r = env.csms_call(call.SetChargingProfile(connector_id=1, cs_charging_profiles=_cs(
+        1, "TxDefaultProfile", 10)))
+    assert r.status == "Accepted"
+    assert _offer_settles(st, 10000, 1500)  # lower: at once
+    lim, left, paused = st.rig.app.charger.backend_state()
+    assert lim == 10000 and 0 < left <= 180000 and not paused
+    r = env.csms_call(call.SetChargingProfile(connector_id=0, cs_charging_profiles=_cs(
+        2, "ChargePointMaxProfile", 8)))
+    assert r.status == "Accepted" and _offer_settles(st, 8000, 1500)
+    r = env.csms_call(call.SetChargingProfile(connector_id=1, cs_charging_profiles=_cs(
+        3, "TxProfile", 16, stack=1, transactionId=4711)))
+    assert r.status == "Accepted" and _offer_settles(st, 8000, 1500)  # the cap holds
+    r = env.csms_call(call.GetCompositeSchedule(connector_id=1, duration=3600))
+    assert r.status == "Accepted"
+    assert [(p["start_period"], p["limit"]) for p in
+            r.charging_schedule["charging_schedule_period"]] == [(0, 8.0)]
+    r = env.csms_call(call.ClearChargingProfile(charging_profile_purpose="ChargePointMaxProfile"))
+    assert r.status == "Accepted" and _offer_settles(st, 16000)  # the TxProfile, not the default
+    r = env.csms_call(call.SetChargingProfile(connector_id=1, cs_charging_profiles=_cs(
+        4, "TxProfile", None, stack=2, transactionId=4711,
+        periods=[{"startPeriod": 0, "limit": 16}, {"startPeriod": 600, "limit": 0}])))
+    assert r.status == "Accepted"
+    r = env.csms_call(call.GetCompositeSchedule(connector_id=1, duration=1200,
+                                                charging_rate_unit="W"))
+    assert [(p["start_period"], p["limit"]) for p in
+            r.charging_schedule["charging_schedule_period"]] == [(0, 16 * 690.0), (600, 0.0)]
+    clock.t += 600  # the 0 A period
+    assert _offer_settles(st, 0, 1500)
+    assert st.rig.app.charger.backend_state()[0] == 0
+    r = env.csms_call(call.ClearChargingProfile())
+    assert r.status == "Accepted"
+    assert _offer_settles(st, 32000, 9000)  # X1 3 s, then the PWM again
+    assert st.rig.app.charger.backend_state()[:2] == (32000, None)  # no ttl: no limit
+    assert env.errors_sent() == []
+
+
+def test_a_profile_that_expires_gives_the_offer_back(env):
+    from fakes import Clock
+
+    clock = Clock(1796205600)
+    st = env.station = Station(env, clock=clock)
+    _charging(st)
+    st.settle("C")
+    r = env.csms_call(call.SetChargingProfile(connector_id=1, cs_charging_profiles=_cs(
+        7, "TxDefaultProfile", 12, kind="Relative", start=None,
+        chargingSchedule={"chargingRateUnit": "A", "duration": 300,
+                          "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 12}]})))
+    assert r.status == "Accepted" and _offer_settles(st, 12000, 1500)
+    clock.t += 400  # the schedule's 300 s from the transaction's start are over
+    assert _offer_settles(st, 32000)
+    assert env.errors_sent() == []
+
+
+def test_charging_profiles_refused(env):
+    st = env.station = Station(env)
+    st.settle("A")
+    for connector, cs in (
+            (1, _cs(1, "TxProfile", 10)),  # no transaction
+            (1, _cs(1, "ChargePointMaxProfile", 10)),  # for connector 0 only
+            (1, _cs(1, "TxDefaultProfile", None, periods=[{"startPeriod": 10, "limit": 6}])),
+            (1, _cs(1, "TxDefaultProfile", None, periods=[{"startPeriod": 0, "limit": 6},
+                                                          {"startPeriod": 0, "limit": 7}])),
+            (1, _cs(1, "TxDefaultProfile", 10, start=None)),  # Absolute needs its start
+            (1, _cs(1, "TxDefaultProfile", 10, kind="Recurring")),  # no recurrencyKind
+            (2, _cs(1, "TxDefaultProfile", 10))):  # no such connector
+        r = env.csms_call(call.SetChargingProfile(connector_id=connector,
+                                                  cs_charging_profiles=cs))
+        assert r.status == "Rejected", cs
+    assert env.csms_call(call.ClearChargingProfile(id=99)).status == "Unknown"
+    r = env.csms_call(call.GetConfiguration(key=["SupportedFeatureProfiles",
+                                                 "ChargingScheduleMaxPeriods"]))
+    got = {k["key"]: k["value"] for k in r.configuration_key}
+    assert got == {"SupportedFeatureProfiles": "Core,SmartCharging",
+                   "ChargingScheduleMaxPeriods": "24"}
+    sched = '{"chargingRateUnit": "A", "chargingSchedulePeriod": [{"startPeriod": 0, "limit": %s}]}'
+    prof = ('{"chargingProfileId": %s, "stackLevel": 0, "chargingProfilePurpose": '
+            '"TxDefaultProfile", "chargingProfileKind": "Relative", "chargingSchedule": %s}')
+    raw = [
+        ('[2, "c1", "SetChargingProfile", {"connectorId": 1}]', "OccurenceConstraintViolation"),
+        ('[2, "c2", "SetChargingProfile", {"connectorId": 1, "csChargingProfiles": %s}]'
+         % (prof % ('"x"', sched % 6)), "TypeConstraintViolation"),
+        ('[2, "c3", "SetChargingProfile", {"connectorId": 1, "csChargingProfiles": %s}]'
+         % (prof % (1, sched % -1)), "PropertyConstraintViolation"),
+        ('[2, "c4", "SetChargingProfile", {"connectorId": 1, "csChargingProfiles": []}]',
+         "TypeConstraintViolation"),
+        ('[2, "c5", "GetCompositeSchedule", {"connectorId": 1}]', "OccurenceConstraintViolation"),
+        ('[2, "c6", "ClearChargingProfile", {"id": "all"}]', "TypeConstraintViolation"),
+    ]
+    for text, code in raw:
+        n = len(st.replies)
+        env.server.run(env.server.conn(0).send(text))
+        st.pump(lambda: len(st.replies) > n)
+        assert st.replies[-1][0] == 4 and st.replies[-1][2] == code, (text, st.replies[-1])
+    assert st.cp.sc is None or st.cp.sc.profiles == []
+    assert env.errors_sent() == []
+
+
+def test_composite_limits_pure():
+    from evse.ocpp_sc import Profiles
+
+    t0 = 1796205600  # 2026-12-02T10:00:00Z, a Wednesday
+    sc = Profiles()
+    day = {"chargingProfileId": 1, "stackLevel": 0, "chargingProfilePurpose": "TxDefaultProfile",
+           "chargingProfileKind": "Recurring", "recurrencyKind": "Daily",
+           "chargingSchedule": {"chargingRateUnit": "W", "startSchedule": "2026-12-01T00:00:00Z",
+                                "chargingSchedulePeriod": [
+                                    {"startPeriod": 0, "limit": 11040},  # 16 A x 3 x 230 V
+                                    {"startPeriod": 17 * 3600, "limit": 4140, "numberPhases": 1},
+                                    {"startPeriod": 22 * 3600, "limit": 22080}]}}
+    assert sc.set(1, day, None) == "Accepted"
+    assert sc.limit_a(t0, None, None, 3) == 16  # 10:00
+    assert sc.limit_a(t0 + 8 * 3600, None, None, 3) == 18  # 18:00, one phase
+    assert sc.limit_a(t0 + 13 * 3600, None, None, 3) == 32  # 23:00
+    assert sc.limit_a(t0 + 24 * 3600, None, None, 3) == 16  # the next day, 10:00
+    assert sc.limit_a(t0, None, None, 1) == 48  # one phase wired: W over 230 V
+    cap = {"chargingProfileId": 2, "stackLevel": 0, "chargingProfilePurpose":
+           "ChargePointMaxProfile", "chargingProfileKind": "Absolute",
+           "validTo": "2026-12-02T12:00:00Z",
+           "chargingSchedule": {"chargingRateUnit": "A", "startSchedule": "2026-12-02T09:00:00Z",
+                                "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 10}]}}
+    assert sc.set(0, cap, None) == "Accepted"
+    assert sc.limit_a(t0, None, None, 3) == 10
+    assert sc.limit_a(t0 + 2 * 3600, None, None, 3) == 16  # the cap's validTo passed
+    # 10:00 the cap, 12:00 its end, 17:00 the evening period; 22:00 is the window's end
+    assert sc.schedule(t0, 12 * 3600, None, None, 3, 32) == [(0, 10), (2 * 3600, 16),
+                                                               (7 * 3600, 18)]
+    assert sc.schedule(t0, 13 * 3600, None, None, 3, 32)[-1] == (12 * 3600, 32)
+    # the same stack level and purpose replaces; the highest stack level wins
+    low = dict(cap, chargingProfileId=3, stackLevel=0)
+    low["chargingSchedule"] = dict(cap["chargingSchedule"], chargingSchedulePeriod=[
+        {"startPeriod": 0, "limit": 20}])
+    assert sc.set(0, low, None) == "Accepted" and len(sc.profiles) == 2
+    assert sc.limit_a(t0, None, None, 3) == 16  # the cap is 20 now, the default 16
+    assert sc.clear(pid=1) and sc.limit_a(t0, None, None, 3) == 20
+    assert not sc.clear(pid=1)

@@ -514,16 +514,6 @@ class App:
             v[B.S_METER_WH] = none if x is None else int(x)
         snap.end()
 
-    def _set_ref(self, sid, ref):
-        """The backend's own id of session `sid` (OCPP's transactionId, from
-        the network thread through the acks ring): kept in state.json while
-        the session is open and in its record, so that a StopTransaction
-        after a reboot or a power cut names it."""
-        o = self._open
-        if o is not None and o[_O_ID] == sid and isinstance(ref, int):
-            o[_O_REF] = ref
-            self._save_state()
-
     def _serve(self, now):
         """The control thread's side of the Bus: acknowledged journal records
         are removed, commands are run and answered."""
@@ -531,8 +521,15 @@ class App:
         acks = []
         s = bus.acks.get()
         while s is not None:
-            if isinstance(s, tuple):  # (session id, the backend's id of it): OCPP's
-                self._set_ref(s[0], s[1])
+            if isinstance(s, tuple):
+                # (session id, the backend's id of it: OCPP's transactionId),
+                # kept in state.json while the session is open and then in its
+                # record, so that a StopTransaction after a power cut names it.
+                # Here, not a method: the App's class dict is RAM on the board.
+                o = self._open
+                if o is not None and o[_O_ID] == s[0] and isinstance(s[1], int):
+                    o[_O_REF] = s[1]
+                    self._save_state()
             else:
                 acks.append(s)
             s = bus.acks.get()

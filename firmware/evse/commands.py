@@ -51,6 +51,8 @@ def command_id(msg):
 
 
 def parse(msg):
+    if isinstance(msg, Command):  # made by the firmware itself (evse/ocpp.py's profile limits)
+        return msg
     if not isinstance(msg, dict):
         raise CommandError("command must be a JSON object")
     if "id" in msg:

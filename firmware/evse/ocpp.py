@@ -44,6 +44,9 @@ _HEARTBEAT_MS = const(300000)  # until the central system gives its interval
 _INTERVAL_MAX_S = const(86400)  # longer intervals are taken as a day
 _HOLD_MS = const(10000)  # after a StatusNotification refused, before it goes again
 _QUEUE_MAX = const(8)  # transaction messages waiting; more: the oldest MeterValues go
+_LIMIT_EVERY_MS = const(1000)  # the charging profiles' composite limit evaluated
+_LIMIT_RENEW_MS = const(60000)  # the limit sent again (its ttl_s renewed) at least this often
+_LIMIT_TTL_S = const(180)  # a limit not renewed (the link dead): the fallback current
 
 # The App's session end reasons (evse/charger.py, evse/app.py) as StopTransaction's Reason.
 _REASONS = const((("unplugged", "EVDisconnected"), ("power_loss", "PowerLoss"),
@@ -51,6 +54,11 @@ _REASONS = const((("unplugged", "EVDisconnected"), ("power_loss", "PowerLoss"),
 # The OCPP keys of GetConfiguration/ChangeConfiguration (writable), besides REMOTE_KEYS.
 _OCPP_KEYS = const(("HeartbeatInterval", "MeterValueSampleInterval"))
 _MEASURANDS = const("Energy.Active.Import.Register,Power.Active.Import,Current.Import,Voltage")
+_READ_ONLY = const(("NumberOfConnectors", "MeterValuesSampledData", "SupportedFeatureProfiles",
+                    "ChargeProfileMaxStackLevel", "ChargingScheduleAllowedChargingRateUnit",
+                    "ChargingScheduleMaxPeriods", "MaxChargingProfilesInstalled"))
+_READ_ONLY_VALUES = const(("1", _MEASURANDS, "Core,SmartCharging", "8", "Current,Power", "24",
+                           "8"))  # evse/ocpp_sc.py MAX_STACK, MAX_PERIODS, _MAX_PROFILES
 
 # Registration (BootNotification.conf status), None before any answer.
 ACCEPTED = const("Accepted")
@@ -245,6 +253,11 @@ class ChargePoint:
         self._pending = {}  # command id -> the CALL's unique id a reply answers
         self._cmd_n = 0
         self.inoperative = False
+        self.sc = None  # evse/ocpp_sc.py Profiles, from the first SetChargingProfile on
+        self._lim = None  # mA of the set_current last sent for the profiles (None: none)
+        self._lim_at = 0  # when it went
+        self._lim_eval = 0  # when the composite was last evaluated
+        self._rx_at = 0  # when the central system's last message came
 
     # ------------------------------------------------------- connection
     def connected(self, now):
@@ -306,6 +319,9 @@ class ChargePoint:
         status whenever it differs from what the central system confirmed,
         and a Heartbeat when nothing went for the heartbeat interval.
         `v`: the snapshot's fields as last read."""
+        if self.sc is not None and ticks_diff(now, self._lim_eval) >= _LIMIT_EVERY_MS:
+            self._lim_eval = now
+            self._apply_limit(now)
         if self.busy(now):
             return None
         st = v[B.S_STATE]
@@ -350,7 +366,7 @@ class ChargePoint:
             wh = 0 if wh == B.NONE else wh - (v[B.S_ENERGY] if v[B.S_ENERGY] > 0 else 0)
             tag = self._next_tag or self.id_tag
             self._next_tag = None
-            tx = self._tx = [sid, None, wh]
+            tx = self._tx = [sid, None, wh, self.unix(now)]  # + its start, Unix s
             self._meter_at = now
             self._push(["StartTransaction", self._stamp(
                 {"connectorId": self.connector, "idTag": tag, "meterStart": wh}, now), tx])
@@ -445,6 +461,8 @@ class ChargePoint:
                 continue
             epoch = r.get("time") == "epoch"
             tx = self._tx
+            if tx is not None and tx[0] == sid and self.sc is not None:
+                self.sc.end_transaction()
             if tx is None or tx[0] != sid:
                 ref = r.get("ref")
                 ms = r.get("meter_start_wh")
@@ -529,6 +547,7 @@ class ChargePoint:
         """Handle one message from the central system; the text to answer
         with (CALLRESULT or CALLERROR) or None."""
         kind, uid, a, b = decode(text)
+        self._rx_at = now
         if kind == CALL:
             try:
                 return self._answer(uid, a, b)
@@ -657,14 +676,119 @@ class ChargePoint:
         self._command("pause" if self.inoperative else "resume", None)
         return {"status": "Accepted"}
 
+    # ---------------------------------------------------- smart charging
+    def _apply_limit(self, now):
+        """The profiles' composite limit as the App's set_current (the same
+        limit chain as a backend's): sent when it changes and renewed with
+        its ttl_s, so that a dead link falls back like any backend limit;
+        once no profile is left, the installation's maximum without a ttl."""
+        cfg = self.cfg or {}
+        top = cfg.get("max_current_a", 32)
+        t = self.unix(now)
+        tx = self._tx
+        lim = None
+        if t is not None and self.sc.profiles:
+            lim = self.sc.limit_a(t, tx[3] if tx is not None else None,
+                                  tx[1] if tx is not None else None, cfg.get("phases", 3))
+        if not self.sc.profiles and lim is None:
+            if self._lim is not None:
+                self._lim = None
+                self._limit_cmd(top * 1000, None)
+            return
+        if lim is None or lim > top:
+            lim = top
+        ma = int(lim * 1000) if lim >= 6 else 0  # below 6 A: no offer (IEC 61851-1)
+        if ma != self._lim or ticks_diff(now, self._lim_at) >= _LIMIT_RENEW_MS:
+            self._lim = ma
+            self._lim_at = now
+            self._limit_cmd(ma, _LIMIT_TTL_S * 1000)
+
+    def _limit_cmd(self, ma, ttl_ms):
+        # A Command made here, not a JSON object: a profile's limit may be
+        # below 6 A (no offer), which set_current from a backend cannot be.
+        from evse.commands import Command
+
+        self._cmd_n += 1
+        self.cmds.append(Command("set_current", "ocpp-%d" % self._cmd_n, ma, ttl_ms))
+
+    def _profiles(self):
+        if self.sc is None:
+            from evse.ocpp_sc import Profiles
+
+            self.sc = Profiles()
+        return self.sc
+
+    def _set_profile(self, uid, p):
+        e = self._bad(uid, p, "connectorId", int)
+        if e is not None:
+            return e
+        if "csChargingProfiles" not in p:
+            return self._error(uid, "OccurenceConstraintViolation", "csChargingProfiles missing")
+        c = p["connectorId"]
+        if c not in (0, self.connector):
+            return {"status": "Rejected"}
+        from evse.ocpp_sc import Invalid
+
+        tx = self._tx
+        try:
+            st = self._profiles().set(c, p["csChargingProfiles"],
+                                      tx[1] if tx is not None else None)
+        except Invalid as x:
+            return self._error(uid, "PropertyConstraintViolation", str(x)[:40])
+        except TypeError as x:
+            return self._error(uid, "TypeConstraintViolation", str(x)[:40])
+        self._lim_eval = ticks_add(self._lim_eval, -_LIMIT_EVERY_MS)  # at the next poll
+        return {"status": st}
+
+    def _clear_profile(self, uid, p):
+        for k in ("id", "connectorId", "stackLevel"):
+            if k in p:
+                e = self._bad(uid, p, k, int)
+                if e is not None:
+                    return e
+        pur = p.get("chargingProfilePurpose")
+        if pur is not None and not isinstance(pur, str):
+            return self._error(uid, "TypeConstraintViolation", "chargingProfilePurpose")
+        if p.get("connectorId", 0) not in (0, self.connector) or self.sc is None:
+            return {"status": "Unknown"}
+        gone = self.sc.clear(p.get("id"), pur, p.get("stackLevel"))
+        self._lim_eval = ticks_add(self._lim_eval, -_LIMIT_EVERY_MS)
+        return {"status": "Accepted" if gone else "Unknown"}
+
+    def _composite(self, uid, p):
+        e = self._bad(uid, p, "connectorId", int) or self._bad(uid, p, "duration", int)
+        if e is not None:
+            return e
+        unit = p.get("chargingRateUnit", "A")
+        if unit not in ("A", "W"):
+            return self._error(uid, "PropertyConstraintViolation", "chargingRateUnit")
+        t = self.unix(self._rx_at)
+        if p["connectorId"] not in (0, self.connector) or t is None:
+            return {"status": "Rejected"}
+        cfg = self.cfg or {}
+        top = cfg.get("max_current_a", 32)
+        phases = cfg.get("phases", 3)
+        d = p["duration"] if p["duration"] < _INTERVAL_MAX_S else _INTERVAL_MAX_S
+        tx = self._tx
+        rows = [(0, top)]
+        if self.sc is not None:
+            rows = self.sc.schedule(t, d, tx[3] if tx is not None else None,
+                                    tx[1] if tx is not None else None, phases, top)
+        k = 1 if unit == "A" else 230 * phases
+        return {"status": "Accepted", "connectorId": p["connectorId"],
+                "scheduleStart": iso8601(t),
+                "chargingSchedule": {"duration": d, "startSchedule": iso8601(t),
+                                     "chargingRateUnit": unit, "chargingSchedulePeriod": [
+                                         {"startPeriod": a, "limit": round(b * k, 1)}
+                                         for a, b in rows]}}
+
     def _get_config(self, uid, p):
         keys = p.get("key")
         if keys is not None and not isinstance(keys, list):
             return self._error(uid, "TypeConstraintViolation", "key is a list")
         out = []
         unknown = []
-        names = _OCPP_KEYS + ("NumberOfConnectors", "MeterValuesSampledData") + \
-            tuple(self.remote_keys)
+        names = _OCPP_KEYS + _READ_ONLY + tuple(self.remote_keys)
         for k in (names if not keys else keys):
             if not isinstance(k, str):
                 return self._error(uid, "TypeConstraintViolation", "key is a list of strings")
@@ -684,10 +808,8 @@ class ChargePoint:
             return str(self.heartbeat_ms // 1000)
         if k == "MeterValueSampleInterval":
             return str(self.meter_ms // 1000)
-        if k == "NumberOfConnectors":
-            return "1"
-        if k == "MeterValuesSampledData":
-            return _MEASURANDS
+        if k in _READ_ONLY:
+            return _READ_ONLY_VALUES[_READ_ONLY.index(k)]
         if k in self.remote_keys and self.cfg is not None and k in self.cfg:
             v = self.cfg[k]
             return v if isinstance(v, str) else json.dumps(v)
@@ -730,4 +852,7 @@ _HANDLERS = {
     "ChangeAvailability": ChargePoint._availability,
     "GetConfiguration": ChargePoint._get_config,
     "ChangeConfiguration": ChargePoint._change_config,
+    "SetChargingProfile": ChargePoint._set_profile,
+    "ClearChargingProfile": ChargePoint._clear_profile,
+    "GetCompositeSchedule": ChargePoint._composite,
 }

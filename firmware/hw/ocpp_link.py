@@ -189,7 +189,8 @@ class OcppLink:
         cmds = cp.cmds
         while cmds:
             m = cmds[0]
-            ring = bus.urgent if m.get("cmd") in ("stop", "pause") else bus.cmds
+            ring = bus.urgent if isinstance(m, dict) and m.get("cmd") in ("stop", "pause") \
+                else bus.cmds
             if not ring.put(m):
                 break
             cmds.pop(0)
