@@ -56,6 +56,11 @@ class Csms(CentralSystemSide):
                             else (RegistrationStatus.accepted, 60))
         return call_result.BootNotification(current_time=NOW, interval=interval, status=status)
 
+    @on(Action.authorize)
+    def on_authorize(self, **kw):
+        self.env.calls.append(("Authorize", kw, self.env.station.rig.t))
+        return call_result.Authorize(id_tag_info={"status": self.env.auth_status})
+
     @on(Action.heartbeat)
     def on_heartbeat(self, **kw):
         self.env.calls.append(("Heartbeat", kw, self.env.station.rig.t))
@@ -90,6 +95,7 @@ class Env:
         self.boot_answers = []
         self.next_tx = 4711
         self.tag_status = "Accepted"
+        self.auth_status = "Accepted"
         self.csms = None
         self.station = None
 
@@ -420,11 +426,13 @@ def test_a_whole_transaction(env):
 def test_remote_start_and_stop(env):
     from fakes import Clock
 
+    env.auth_status = "Invalid"  # the central system starts sessions itself (an app)
     st = env.station = Station(env, clock=Clock(1796205600),
                                cfg={"authorization": "backend"})
     st.settle("A")
     st.rig.run(2400)
     st.settle("B", first_ms=1000)
+    assert len(env.named("Authorize")) == 1  # the charge point's own idTag: refused
     assert env.named("StartTransaction") == []  # backend authorization: waits
     r = env.csms_call(call.RemoteStartTransaction(id_tag="TAG1", connector_id=1))
     assert r.status == "Accepted"
@@ -795,6 +803,38 @@ def test_simulator_refuses_ocpp_without_realtime_or_with_a_broker(tmp_path):
                             str(tmp_path / "t.jsonl"), "--ocpp", "ws://127.0.0.1:9/ocpp/"]
                            + extra, capture_output=True, text=True, timeout=60)
         assert r.returncode == 2 and needle in r.stderr, r.stderr
+
+
+def test_authorize_decides_with_backend_authorization(env):
+    """authorization "backend": the plug-in sends Authorize for the charge
+    point's idTag, once per plug-in; Invalid leaves the vehicle waiting,
+    Accepted starts the session (StartTransaction with that idTag)."""
+    env.auth_status = "Invalid"
+    st = env.station = Station(env, cfg={"authorization": "backend"})
+    st.settle("A")
+    st.rig.run(2400)
+    st.settle("B", first_ms=1000)
+    auth = env.named("Authorize")
+    assert len(auth) == 1 and auth[0][1]["id_tag"] == "evse-mpy"
+    st.settle("B", first_ms=3000)
+    assert st.rig.app.out.session is None and len(env.named("Authorize")) == 1
+    assert env.named("StartTransaction") == []
+    st.settle("A", first_ms=500)
+    env.auth_status = "Accepted"
+    st.settle("B", first_ms=1000)
+    assert len(env.named("Authorize")) == 2
+    assert st.rig.app.out.session is not None
+    start = env.named("StartTransaction")
+    assert len(start) == 1 and start[0][1]["id_tag"] == "evse-mpy"
+    assert env.errors_sent() == []
+
+
+def test_no_authorize_with_free_authorization(env):
+    st = env.station = Station(env)
+    st.settle("A")
+    st.rig.run(2400)
+    st.settle("B", first_ms=1000)
+    assert env.named("Authorize") == [] and st.rig.app.out.session is not None
 
 
 # --------------------------------------------------------- smart charging

@@ -253,6 +253,7 @@ class ChargePoint:
         self._pending = {}  # command id -> the CALL's unique id a reply answers
         self._cmd_n = 0
         self.inoperative = False
+        self._auth_asked = False  # an Authorize went for this plug-in
         self.sc = None  # evse/ocpp_sc.py Profiles, from the first SetChargingProfile on
         self._lim = None  # mA of the set_current last sent for the profiles (None: none)
         self._lim_at = 0  # when it went
@@ -272,6 +273,8 @@ class ChargePoint:
     def lost(self):
         c = self._call
         self._call = None
+        if c is not None and c[1] == "Authorize":
+            self._auth_asked = False  # asked again on the next connection
         if c is not None and isinstance(c[2], list) and c[1] != "MeterValues":
             self._queue.insert(0, c[2])
 
@@ -286,6 +289,8 @@ class ChargePoint:
         self.timeouts += 1
         if c[1] == "BootNotification":
             self._boot_at = ticks_add(now, RETRY_MS)
+        elif c[1] == "Authorize":
+            self._auth_asked = False
         elif isinstance(c[2], list) and c[1] != "MeterValues":
             self._queue.insert(0, c[2])  # a transaction message: delivered, in order
         return False
@@ -327,6 +332,7 @@ class ChargePoint:
         st = v[B.S_STATE]
         if B.STATES[st] == "A":
             self._plugged_session = False
+            self._auth_asked = False
         elif v[B.S_SESSION] != B.NONE:
             self._plugged_session = True
         if self.registration != ACCEPTED:
@@ -342,6 +348,9 @@ class ChargePoint:
             out = self._send_queued(self._queue.pop(0), now)
             if out is not None:
                 return out
+        a = self._authorize(v, now)
+        if a is not None:
+            return a
         if not self._cp0:
             return self._send("StatusNotification", self._stamp(
                 {"connectorId": 0, "errorCode": "NoError", "status": "Available"}), 0, now)
@@ -355,6 +364,18 @@ class ChargePoint:
                 p["vendorErrorCode"] = s[2]
             return self._send("StatusNotification", self._stamp(p), s, now)
         return self._heartbeat(now)
+
+    def _authorize(self, v, now):
+        """With `authorization` "backend", a vehicle plugged in without a
+        session: Authorize the charge point's idTag once per plug-in (no
+        local reader: the central system decides); Accepted authorizes the
+        session. A RemoteStartTransaction authorizes without it."""
+        if (self._auth_asked or self.cfg is None or self.cfg.get("authorization") != "backend"
+                or v[B.S_SESSION] != B.NONE or self._plugged_session or self.inoperative
+                or self._next_tag is not None or B.STATES[v[B.S_STATE]][0] not in "BCD"):
+            return None
+        self._auth_asked = True
+        return self._send("Authorize", {"idTag": self.id_tag}, None, now)
 
     def _track(self, v, now):
         """A new session in the snapshot: its StartTransaction is queued;
@@ -519,6 +540,11 @@ class ChargePoint:
                 self._shown = c[2]
         elif action == "Heartbeat":
             self._time(p)
+        elif action == "Authorize":
+            info = p.get("idTagInfo")
+            if isinstance(info, dict) and info.get("status") == "Accepted":
+                self._next_tag = self.id_tag
+                self._command("authorize", None)
         elif action == "StartTransaction":
             tx = c[2][2]
             tid = p.get("transactionId")
