@@ -344,8 +344,9 @@ KIND_TEXT = {"mpy": ".mpy files", "frozen": "frozen", "romfs": "ROMFS"}
 def rig_files(folder, mqtt_port=None):
     """The flash of the heap runs (bench/mp_heap.py, bench/mp_heap_unix.py):
     board.json (esp32-devkitc), config.json (the defaults: an SDM630 at 9600
-    baud; with mqtt_port, the link to 127.0.0.1:mqtt_port), secrets.json (a
-    Wi-Fi network, with the link), meter.json (the SDM630's answer to the
+    baud; with mqtt_port, the link to 127.0.0.1:mqtt_port with a user),
+    secrets.json (a Wi-Fi network, and with the link the user's password, as
+    an installer keeps it), meter.json (the SDM630's answer to the
     poll's request, from tools/bench_meter.py's canned peer) and rig.json (the
     CP front-end's transfer, from evse.profile). Stale state is removed."""
     from bench_meter import _Instant
@@ -361,8 +362,11 @@ def rig_files(folder, mqtt_port=None):
              "meter.json": dict((k.hex(), v.hex())
                                 for k, v in _Instant("sdm630").answers.items())}
     if mqtt_port is not None:
-        cfg.update(mqtt_host="127.0.0.1", mqtt_port=mqtt_port, mqtt_device_id="heap32")
-        files["secrets.json"] = {"wifi_ssid": "bench", "wifi_password": "bench-pass"}
+        # as an installer sets it up: a user, its password in secrets.json
+        cfg.update(mqtt_host="127.0.0.1", mqtt_port=mqtt_port, mqtt_device_id="heap32",
+                   mqtt_user="heap32")
+        files["secrets.json"] = {"wifi_ssid": "bench", "wifi_password": "bench-pass",
+                                 "mqtt_password": "heap32-pass"}
     os.makedirs(folder, exist_ok=True)
     for name in os.listdir(folder):
         os.remove(os.path.join(folder, name))

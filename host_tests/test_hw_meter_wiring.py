@@ -93,7 +93,8 @@ def test_broker_configured_builds_the_backend_and_the_link(tmp_path):
     (tmp_path / "secrets.json").write_text(json.dumps({"mqtt_password": "s3cret"}))
     lines = []
     link = system.start_network(ctx, str(tmp_path) + "/", out=lines.append)
-    assert link is not None and link.cfg["mqtt_password"] == "s3cret"
+    assert link is not None and link.password == "s3cret"
+    assert link.cfg is ctx.cfg  # not a copy of every key
     assert ctx.cfg["mqtt_password"] is None
     assert "s3cret" not in (tmp_path / "config.json").read_text()
     assert not any("s3cret" in line for line in lines)

@@ -227,13 +227,16 @@ def _close(c):
 
 class Link:
     def __init__(self, app, cfg, device_id, mqtt=None, ssl=None, rand=None, log=None,
-                 sync_time=None, net_ready=None, timeout_s=SOCK_TIMEOUT_S, defer_tls=True):
+                 sync_time=None, net_ready=None, timeout_s=SOCK_TIMEOUT_S, defer_tls=True,
+                 password=None):
         if app.bus is None or app.journal is None:
             raise ValueError("Link: the App must be made with backend=True")
         # All this thread ever holds of the App (the seam, evse/bus.py):
         self.bus = app.bus
         self.journal = app.journal
         self.cfg = cfg
+        # secrets.json's, given apart: cfg is the App's, which set_config writes to flash
+        self.password = password if password is not None else cfg["mqtt_password"]
         self.device_id = device_id
         self.topics = PL.Topics(cfg["mqtt_prefix"], device_id)
         self._cmd_topic = self.topics.cmd.encode()
@@ -362,7 +365,7 @@ class Link:
                 cls = self._cls = client_class(mod.MQTTClient)
             port = cfg["mqtt_port"] or (8883 if cfg["mqtt_tls"] else 1883)
             user = cfg["mqtt_user"]
-            pw = cfg["mqtt_password"]
+            pw = self.password
             cls.timeout = self.timeout_s  # on the class: one instance attribute fewer
             tls = None
             if self.ssl is not None:  # evse.tls is loaded only with TLS

@@ -74,12 +74,14 @@ def ssl_context(cfg):
     return context(ssl, data)
 
 
-def make_link(app, cfg, log=print, defer_tls=True):
+def make_link(app, cfg, log=print, defer_tls=True, password=None):
     """The Link (evse/link.py); with TLS, `defer_tls` (the board has no
-    hardware CP interlock) puts off connects while the contactor is closed."""
+    hardware CP interlock) puts off connects while the contactor is closed;
+    `password` (secrets.json's) instead of cfg's mqtt_password."""
     if cfg["mqtt_host"] is None:
         return None
     from evse.link import Link
 
     return Link(app, cfg, cfg["mqtt_device_id"] or device_id(), ssl=ssl_context(cfg),
-                log=log, sync_time=sync_time, net_ready=net_ready, defer_tls=defer_tls)
+                log=log, sync_time=sync_time, net_ready=net_ready, defer_tls=defer_tls,
+                password=password)

@@ -164,11 +164,11 @@ def start_network(ctx, root="", out=print):
             return ocpp_link.make(ctx.app, cfg, cfg["mqtt_device_id"] or mqtt_board.device_id(),
                                   pw, ctx.profile.name, log=out,
                                   defer_tls=not ctx.profile.cp_interlock)
-        if pw is not None and cfg["mqtt_password"] is None:
-            cfg = dict(cfg)
-            cfg["mqtt_password"] = pw
+        # the password beside cfg, not in a copy of it (a second dict of
+        # every key, about 500 B of heap)
         return mqtt_board.make_link(ctx.app, cfg, log=out,
-                                    defer_tls=not ctx.profile.cp_interlock)
+                                    defer_tls=not ctx.profile.cp_interlock,
+                                    password=pw if cfg["mqtt_password"] is None else None)
     except Exception as e:  # e.g. mqtt_ca missing: a backend setting never stops charging
         why = "mqtt_ca %s unreadable" % cfg["mqtt_ca"] if isinstance(e, OSError) else repr(e)
         out("evse: backend link off: %s; charging goes on without it" % why)
