@@ -513,14 +513,6 @@ def test_reset_and_availability(env):
     assert env.errors_sent() == []
 
 
-def _charging(st):
-    st.settle("A")
-    st.rig.run(2400)
-    st.settle("B", first_ms=1000)
-    st.settle("C", first_ms=4000)
-    assert st.rig.app.out.contactor
-
-
 def _state(rig):
     with open(rig.flash + "/state.json") as f:
         return json.load(f)
@@ -540,7 +532,7 @@ def test_power_cut_mid_transaction_stop_names_its_transaction_after_the_boot(env
     from fakes import Clock
 
     st = env.station = Station(env, clock=Clock(1796205600))
-    _charging(st)
+    _plug_and_charge(st)
     st.settle("C")
     start = env.named("StartTransaction")
     assert len(start) == 1 and st.cp._tx[1] == 4711
@@ -868,7 +860,7 @@ def test_charging_profiles_lower_and_raise_the_offer(env):
 
     clock = Clock(1796205600)  # NOW
     st = env.station = Station(env, clock=clock)
-    _charging(st)
+    _plug_and_charge(st)
     st.settle("C")
     assert st.cp._tx[1] == 4711 and st.rig.app.out.offer_ma == 32000
     r = env.csms_call(call.SetChargingProfile(connector_id=1, cs_charging_profiles=_cs(
@@ -912,7 +904,7 @@ def test_a_profile_that_expires_gives_the_offer_back(env):
 
     clock = Clock(1796205600)
     st = env.station = Station(env, clock=clock)
-    _charging(st)
+    _plug_and_charge(st)
     st.settle("C")
     r = env.csms_call(call.SetChargingProfile(connector_id=1, cs_charging_profiles=_cs(
         7, "TxDefaultProfile", 12, kind="Relative", start=None,

@@ -223,8 +223,9 @@ def validate(d):
         raise ConfigError("mqtt_user: required when mqtt_password is set")
     u = cfg["ocpp_url"]
     if cfg["backend"] == "ocpp":
-        if u is None or not (u.startswith("ws://") or u.startswith("wss://")) \
-                or len(u.split("/")) < 4 or not u.split("/")[2]:
+        parts = u.split("/") if u is not None else ()
+        if not (u is not None and (u.startswith("ws://") or u.startswith("wss://"))
+                and len(parts) >= 4 and parts[2]):
             raise ConfigError("ocpp_url: required when backend is \"ocpp\": ws://host[:port]/path"
                               "/ or wss://..., got %r" % u)
         if u.startswith("wss://") and cfg["mqtt_ca"] is None:

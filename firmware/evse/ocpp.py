@@ -716,7 +716,7 @@ class ChargePoint:
         if t is not None and self.sc.profiles:
             lim = self.sc.limit_a(t, tx[3] if tx is not None else None,
                                   tx[1] if tx is not None else None, cfg.get("phases", 3))
-        if not self.sc.profiles and lim is None:
+        if not self.sc.profiles:
             if self._lim is not None:
                 self._lim = None
                 self._limit_cmd(top * 1000, None)

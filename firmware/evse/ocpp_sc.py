@@ -5,7 +5,7 @@ Pure logic: times are Unix seconds given by the caller. Imported by
 evse/ocpp.py, itself loaded only with the OCPP backend.
 
     sc = Profiles()
-    status = sc.set(connector, cs_profile, tx_id, now_s)  # "Accepted" or "Rejected"
+    status = sc.set(connector, cs_profile, tx_id)  # "Accepted" or "Rejected"
     sc.limit_a(t, tx_start, tx_id, phases)                 # the composite at t, None: no limit
     sc.schedule(t0, seconds, tx_start, tx_id, phases, default_a)  # [(start s, A)]
 
