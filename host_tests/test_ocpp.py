@@ -998,3 +998,14 @@ def test_composite_limits_pure():
     assert sc.limit_a(t0, None, None, 3) == 16  # the cap is 20 now, the default 16
     assert sc.clear(pid=1) and sc.limit_a(t0, None, None, 3) == 20
     assert not sc.clear(pid=1)
+
+
+def test_smart_charging_keys_say_the_limits_evse_ocpp_sc_keeps():
+    """evse/ocpp.py writes the limits as text (so that GetConfiguration does
+    not load evse/ocpp_sc.py); they must be the ones the profiles keep."""
+    from evse import ocpp_sc as SC
+
+    cp = O.ChargePoint("V", "M", "", "0", lambda n: 0)
+    assert cp._config_value("ChargeProfileMaxStackLevel") == str(SC.MAX_STACK)
+    assert cp._config_value("ChargingScheduleMaxPeriods") == str(SC.MAX_PERIODS)
+    assert cp._config_value("MaxChargingProfilesInstalled") == str(SC._MAX_PROFILES)
