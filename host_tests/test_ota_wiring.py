@@ -171,16 +171,16 @@ def test_the_status_says_what_is_staged_and_the_last_result(tmp_path):
     stage(root, bundle())
     r, c, _ = runner(root, snap("C2", 1))
     assert _status(r)["ota"] == {"staged": "0.6.0", "trial": False, "result": "staged",
-                                 "reason": None}
+                                 "reason": None, "phase": "staged"}
     ota.arm(root)
     main_py_boot(root)
     r, c, _ = runner(root, snap("C2", 1, 0))
     assert _status(r)["ota"] == {"staged": None, "trial": True, "result": "staged",
-                                 "reason": None}
+                                 "reason": None, "phase": "idle"}
     main_py_boot(root)  # it did not commit: rolled back
     r, c, _ = runner(root, snap())
     assert _status(r)["ota"] == {"staged": None, "trial": False, "result": "rolled_back",
-                                 "reason": "no commit"}
+                                 "reason": "no commit", "phase": "idle"}
     # no update ever: no ota object at all
     assert "ota" not in json.loads(PL.status(B.fields(B.N_FIELDS), FAULTS, "0.5.0"))
 
@@ -192,3 +192,137 @@ def test_a_committed_trial_reports_committed(tmp_path):
     r, c, _ = runner(root, snap("A", 0, 200), link)
     steps(r, c)
     assert _status(r)["ota"]["result"] == "committed" and not _status(r)["ota"]["trial"]
+
+
+# ------------------------------------------------ delivery (issue 15 part 2)
+def _delivery(tmp_path, data=None):
+    """A board (0.5.0, its key), a file server holding a 0.6.0 bundle, and a
+    Runner whose start() downloads with hw/fetch.py over loopback."""
+    import sys
+
+    from hw import fetch as F
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                                    "tools", "host"))
+    import mpsocket
+    from http_env import FileServer
+
+    root = flash(tmp_path / "flash")
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "u.evu").write_bytes(bundle() if data is None else data)
+    srv = FileServer(www)
+    made = []
+
+    def start(url, force):
+        st = ota.Stager(root, ota.load_key(root), "0.5.0", "linux", 6, force)
+        made.append(F.Fetch(mpsocket, url, st, pause_ms=0, timeout_s=5))
+        return made[-1]
+
+    s = snap("C2", 1, 5)
+    c = Clock()
+    asked = []
+    r = ota.Runner(root, s, Link(), lambda: asked.append(c.t), c.ms, c.diff, start)
+    return root, srv, s, r, c, asked, made
+
+
+def _until(r, c, phase, n=5000):
+    for _ in range(n):
+        c.t += 50
+        r.step()
+        if r.phase == phase:
+            return
+    raise AssertionError("phase %d not reached (%d)" % (phase, r.phase))
+
+
+def test_an_offered_update_downloads_during_a_charge_and_switches_in_state_a(tmp_path):
+    root, srv, s, r, c, asked, made = _delivery(tmp_path)
+    try:
+        assert r.phase == ota.PH_IDLE and not r.done
+        r.changed = False
+        assert r.offer({"cmd": "update", "id": 1, "url": srv.url("/files/u.evu")}) is None
+        assert r.phase == ota.PH_DOWNLOADING and r.changed
+        assert r.offer({"cmd": "update", "url": srv.url("/files/u.evu")}) == \
+            "busy: an update is downloading"
+        _until(r, c, ota.PH_STAGED)
+        rep = dict(r.report())
+        assert rep["staged"] == "0.6.0" and rep["result"] == "staged"
+        assert rep["got"] == rep["size"] == len(bundle())
+        steps(r, c, 5)
+        assert asked == []  # charging (C2, contactor closed): the switch waits
+        s.v[B.S_STATE], s.v[B.S_CONTACTOR] = 0, 0
+        steps(r, c, 2)
+        assert len(asked) == 1 and r.phase == ota.PH_SWITCHING
+        assert main_py_boot(root) == (1, 1)  # the reset boots 0.6.0 on trial
+    finally:
+        srv.stop()
+
+
+def test_a_failed_download_is_reported_and_the_board_keeps_its_version(tmp_path):
+    root, srv, s, r, c, asked, made = _delivery(tmp_path, data=bundle()[:-7])
+    try:
+        s.v[B.S_STATE], s.v[B.S_CONTACTOR] = 0, 0  # no vehicle: nothing holds a switch back
+        assert r.offer({"cmd": "update", "url": srv.url("/files/u.evu")}) is None
+        _until(r, c, ota.PH_FAILED)
+        rep = dict(r.report())
+        assert rep["phase"] == "failed" and "bytes" in rep["error"] and rep["staged"] is None
+        steps(r, c, 3)
+        assert asked == [] and main_py_boot(root) == (0, 0)
+        # a new offer may follow (here: the file is still short, and 404 for another)
+        assert r.offer({"cmd": "update", "url": srv.url("/files/none.evu")}) is None
+        _until(r, c, ota.PH_FAILED)
+        assert dict(r.report())["error"] == "HTTP 404"
+    finally:
+        srv.stop()
+
+
+def test_update_offers_are_checked(tmp_path):
+    root, srv, s, r, c, asked, made = _delivery(tmp_path)
+    srv.stop()
+    assert r.offer({"cmd": "update", "url": "ftp://x/y"}) == "url: not http:// or https://"
+    assert r.offer({"cmd": "update"}) == "url: a string of at most 256 characters"
+    assert r.offer({"cmd": "update", "url": "http://h/x", "force": 1}) == \
+        "force: must be true or false"
+    assert r.offer({"cmd": "update", "url": "http://h/x", "urgent": True}) == \
+        "urgent: unknown field for update"
+    assert r.phase == ota.PH_IDLE and made == []
+    os.remove(root + ota.KEY_FILE)
+    assert "ota_key.bin" in r.offer({"cmd": "update", "url": "http://h/x"})
+    r.start = None
+    assert r.offer({"cmd": "update", "url": "http://h/x"}) == \
+        "updates are not delivered on this board"
+
+
+def test_no_update_is_taken_during_a_trial(tmp_path):
+    root = _trial(tmp_path)
+    r, c, _ = ota.Runner(root, snap(), Link(), lambda: None, Clock().ms, Clock.diff,
+                         lambda u, f: 1 / 0), None, None
+    assert r.offer({"cmd": "update", "url": "http://h/x"}) == "busy: this version is on trial"
+
+
+def test_the_link_answers_update_itself_and_never_queues_it_for_the_app(tmp_path):
+    from evse.link import Link as MqttLink
+
+    w, raw, ctx = make_ctx(tmp_path, {"mqtt_host": "127.0.0.1", "mqtt_device_id": "d1"})
+    link = MqttLink(ctx.app, ctx.app.cfg, "d1")
+    msg = b'{"cmd": "update", "id": "u", "url": "http://127.0.0.1:9/x.evu"}'
+    link._on_msg(link._cmd_topic, msg)  # no Runner: the board has no ota_key.bin
+    assert link._own == [{"id": "u", "ok": False,
+                          "error": "updates: no ota_key.bin on this board"}]
+    assert ctx.app.bus.cmds.get() is None  # the control thread never sees it
+    offers = []
+
+    class Runner:
+        changed = False
+
+        def offer(self, m):
+            offers.append(m)
+            return None if len(offers) == 1 else "busy: an update is downloading"
+
+    link.ota = Runner()
+    link._own.clear()
+    link._on_msg(link._cmd_topic, msg)
+    link._on_msg(link._cmd_topic, msg)
+    assert len(offers) == 2 and link._own == [
+        {"id": "u", "ok": True}, {"id": "u", "ok": False, "error": "busy: an update is downloading"}]
+    assert ctx.app.bus.cmds.get() is None

@@ -112,7 +112,7 @@ class Proxy:
     """One TCP connection at a time from a listening port to `port`; the
     server's bytes pass through `downstream(data) -> [chunks]` and go to
     the client chunk by chunk, `delay_s` apart (a drip feed when each chunk
-    is one byte). Bounded: it serves `conns` connections, then stops."""
+    is one byte); when it returns None the connection is cut there. Bounded: it serves `conns` connections, then stops."""
 
     def __init__(self, port, downstream=None, delay_s=0.0, conns=1):
         self.port_to = port
@@ -148,7 +148,10 @@ class Proxy:
                 data = src.recv(4096)
                 if not data:
                     break
-                for chunk in (f(data) if f else [data]):
+                chunks = f(data) if f else [data]
+                if chunks is None:  # the downstream function cuts the connection here
+                    break
+                for chunk in chunks:
                     dst.sendall(chunk)
                     if f and self.delay_s:
                         self._stop.wait(self.delay_s)

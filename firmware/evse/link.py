@@ -464,7 +464,13 @@ class Link:
                     self.bus.grid.put(r)
             return
         m, err = PL.decode_cmd(msg)
-        if err is None:
+        if err is None and m.get("cmd") == "update":  # this thread's, never the App's
+            o = self.ota
+            err = "updates: no ota_key.bin on this board" if o is None else o.offer(m)
+            if err is None:
+                self._own.append({"id": command_id(m), "ok": True})
+                return
+        elif err is None:
             bus = self.bus
             if bus.cmds.put(m):
                 return
@@ -604,6 +610,10 @@ class Link:
         shown = self._shown
         since = None if self._status_at is None else ticks_diff(now, self._status_at)
         due = since is None or since >= self.cfg["mqtt_status_s"] * 1000
+        o = self.ota
+        if o is not None and o.changed:  # an update's news (evse/ota.py Runner)
+            o.changed = False
+            due = True
         if not due and since >= _STATUS_MIN_MS:
             for i in range(B.KEY_N):
                 if cur[i] != shown[i]:

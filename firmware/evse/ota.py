@@ -322,6 +322,12 @@ class Stager:
         if f is not None:
             f.close()
 
+    def cancel(self):
+        """Given up (a download that failed): the open file closed. The state
+        names no slot since the manifest was checked, so nothing boots the
+        half-written one; the next update writes it again."""
+        self._close()
+
     def _head(self, mv):
         h = self.head
         want = 6  # the magic and the manifest's length first, then up to its end
@@ -517,6 +523,12 @@ def _read_text(path):
 
 
 _RESULTS = const(("none", "staged", "committed", "rolled_back"))  # R_* names
+_PHASES = const(("idle", "downloading", "staged", "failed", "switching"))  # PH_* names
+PH_IDLE = const(0)
+PH_DOWNLOADING = const(1)
+PH_STAGED = const(2)  # downloaded and verified: switched to once no vehicle is connected
+PH_FAILED = const(3)  # the download failed (`error`)
+PH_SWITCHING = const(4)  # armed: the board resets into it
 _CHECK_MS = const(1000)  # the Runner looks at the snapshot this often
 _S_STATE = const(0)  # evse.bus S_STATE (0: "A"), S_CONTACTOR, S_UPTIME
 _S_CONTACTOR = const(3)
@@ -541,9 +553,15 @@ class Runner:
 
     may_switch reads the status snapshot (evse/bus.py), never the charger.
     `request` is the watchdog Supervisor's: feeding stops only with the
-    contactor open. `done` once nothing is left to do on this boot."""
+    contactor open. `done` once nothing is left to do on this boot.
 
-    def __init__(self, root, snap, link, request, ticks_ms, ticks_diff):
+    Delivery: offer() takes a backend's `update` command and `start(url,
+    force)` (hw/system.py) makes the download (a hw/fetch.py Fetch into a
+    Stager); step() moves it at every pass, and a bundle staged is
+    switched to as above. `changed` is set when the report has news (the
+    MQTT link publishes its status then; the OCPP link reads `phase`)."""
+
+    def __init__(self, root, snap, link, request, ticks_ms, ticks_diff, start=None):
         self.root = root
         self.snap = snap
         self.link = link
@@ -562,6 +580,12 @@ class Runner:
         self._stage(st)
         self.verdict = V_WAIT
         self.done = False
+        self.start = start
+        self.fetch = None  # the download, while there is one
+        self.error = None  # why the last download failed
+        self.phase = PH_IDLE if self.staged is None else PH_STAGED
+        self.changed = False
+        self._tenth = 0  # the download's progress in tenths, as last reported
 
     def _stage(self, st):
         """The staged slot's version, from the state (re-read after staging)."""
@@ -574,10 +598,67 @@ class Runner:
     def report(self):
         """The status's `ota` object (docs/mqtt.md; the version running is
         the status's `fw`): the one staged, whether this boot is a trial,
-        the last result and why a trial failed."""
-        return (("staged", self.staged), ("trial", self.trial),
-                ("result", _RESULTS[self.result] if 0 <= self.result < 4 else None),
-                ("reason", self.why or None))
+        the last result and why a trial failed; the delivery's phase, its
+        bytes while there is a download, why the last one failed."""
+        r = (("staged", self.staged), ("trial", self.trial),
+             ("result", _RESULTS[self.result] if 0 <= self.result < 4 else None),
+             ("reason", self.why or None), ("phase", _PHASES[self.phase]))
+        f = self.fetch
+        if f is not None:  # bytes had, of the bundle's (0 until its manifest is read)
+            r += (("got", f.sink.got), ("size", f.sink.total))
+        if self.error:
+            r += (("error", self.error),)
+        return r
+
+    def offer(self, m):
+        """A backend's `update` command, {"url": ..., "force": false}
+        (docs/mqtt.md): None once the download has begun, else why not.
+        Refused while one downloads or this version is on trial."""
+        for k in m:
+            if k != "cmd" and k != "id" and k != "url" and k != "force":
+                return "%s: unknown field for update" % str(k)[:32]
+        force = m.get("force", False)
+        if force is not True and force is not False:
+            return "force: must be true or false"
+        if self.start is None:
+            return "updates are not delivered on this board"
+        if self.phase == PH_DOWNLOADING:
+            return "busy: an update is downloading"
+        if self.trial:
+            return "busy: this version is on trial"
+        try:
+            self.fetch = self.start(m.get("url"), force)
+        except Exception as e:  # HttpError (the URL), OtaError (no key)
+            a = e.args
+            return str(a[-1] if a else e)
+        self.error = None
+        self.staged = None
+        self._tenth = 0
+        self._phase(PH_DOWNLOADING)
+        self.done = False
+        return None
+
+    def _phase(self, p):
+        self.phase = p
+        self.changed = True
+
+    def _download(self, f):
+        s = f.step()
+        if s == 0:  # hw.fetch RUNNING
+            t = f.sink.total
+            k = f.sink.got * 10 // t if t else 0
+            if k != self._tenth:
+                self._tenth = k
+                self.changed = True
+        elif s == 1:  # DONE: staged (R_STAGED), switched to in state A
+            self.result = R_STAGED
+            self.why = ""
+            self.staged_now()
+            self._phase(PH_STAGED)
+        else:
+            self.error = f.error
+            self._phase(PH_FAILED)
+            self.fetch = None
 
     def staged_now(self):
         """A bundle has just been staged (delivery): look at the state again."""
@@ -585,6 +666,9 @@ class Runner:
         self.done = False
 
     def step(self):
+        f = self.fetch
+        if f is not None and self.phase == PH_DOWNLOADING:
+            self._download(f)
         if self.done:
             return
         now = self._ms()
@@ -616,10 +700,13 @@ class Runner:
             if self.verdict == V_FAIL and free:
                 self.request()
                 self.done = True
-        elif self.staged is not None and free:
+        elif self.staged is not None and free and self.phase != PH_DOWNLOADING:
             if arm(self.root) >= 0:
+                self._phase(PH_SWITCHING)
                 self.request()
             self.done = True
+        elif self.staged is None and self.phase != PH_DOWNLOADING:
+            self.done = True  # nothing to do until an offer
 
 
 def slot_version(root, slot):

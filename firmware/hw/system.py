@@ -236,32 +236,55 @@ def run_all(ctx, link, max_ticks=None, healthy=None, out=print, net_stall_ms=NET
 
 def _ota(ctx, link, sup, root, out):
     """The network thread's OTA steps (evse/ota.py Runner), or None: evse.ota
-    is imported only when ota.state exists (an update was staged once)."""
+    is imported only when ota.state exists (an update was staged once) or
+    the board has the key updates are signed with (ota_key.bin: the backend
+    may deliver one, docs/ota.md)."""
     import os
 
     if ctx.app.bus is None:
         return None
-    try:
-        os.stat(root + "ota.state")
-    except OSError:
+    for name in ("ota.state", "ota_key.bin"):
+        try:
+            os.stat(root + name)
+            break
+        except OSError:
+            name = None
+    if name is None:
         return None
     c = ctx.clock
+    snap = ctx.app.bus.snap
+
+    def start(url, force):
+        import socket
+        import sys
+
+        from evse.app import VERSION
+        from hw.fetch import Fetch
+
+        st = ota.Stager(root, ota.load_key(root), VERSION, sys.platform,
+                        sys.implementation._mpy, force)
+        # https:// with the backend's TLS context (its CA): the bundle's
+        # signature is what makes it trusted, TLS keeps it private
+        tls = getattr(link, "ssl", None) or getattr(getattr(link, "ws", None), "ssl", None)
+        return Fetch(socket, url, st, ssl=tls,
+                     hold=lambda: link.defer_tls and snap.v[3])  # evse.bus S_CONTACTOR
+
     try:
         from evse import ota
 
-        r = ota.Runner(root, ctx.app.bus.snap, link, sup.request, c.ticks_ms, c.ticks_diff)
+        r = ota.Runner(root, snap, link, sup.request, c.ticks_ms, c.ticks_diff, start)
     except Exception as e:  # an update's bookkeeping never stops charging
         out("ota: %r" % e)
         return None
-    link.ota = r  # the link's status reports it
+    link.ota = r  # the link's status reports it, its update command reaches it
 
     def step():
-        if r.done:
-            return
         try:
             r.step()
-        except Exception as e:
+        except Exception as e:  # a bug: this boot's update steps end, charging goes on
             r.done = True
+            r.fetch = None
+            r.error = repr(e)
             out("ota: %r" % e)
 
     return step
