@@ -87,6 +87,11 @@ class Csms(CentralSystemSide):
         self.env.calls.append(("MeterValues", kw, self.env.station.rig.t))
         return call_result.MeterValues()
 
+    @on(Action.firmware_status_notification)
+    def on_firmware(self, **kw):
+        self.env.calls.append(("FirmwareStatusNotification", kw, self.env.station.rig.t))
+        return call_result.FirmwareStatusNotification()
+
 
 class Env:
     def __init__(self, **server):
@@ -1009,3 +1014,100 @@ def test_smart_charging_keys_say_the_limits_evse_ocpp_sc_keeps():
     assert cp._config_value("ChargeProfileMaxStackLevel") == str(SC.MAX_STACK)
     assert cp._config_value("ChargingScheduleMaxPeriods") == str(SC.MAX_PERIODS)
     assert cp._config_value("MaxChargingProfilesInstalled") == str(SC._MAX_PROFILES)
+
+
+# ------------------------------------------- Firmware Management (issue 15/16)
+def test_update_firmware_downloads_stages_and_reports_each_step(tmp_path):
+    """UpdateFirmware from the central system: the link hands `location` to
+    the board's update (evse/ota.py Runner, the bundle over HTTP from a real
+    server, host_tests/http_env.py) once retrieveDate has come, and reports
+    FirmwareStatusNotification Downloading, Downloaded, then Installing when
+    the switch begins (no vehicle); a location that is not there gives
+    DownloadFailed. OCPP 1.6 sections 4.5 and 5.16; the `ocpp` package
+    checks every message against the schemas."""
+    from fakes import Clock
+    from hw import fetch as F
+    from hw.ocpp_link import OcppLink
+    from evse import ota
+    from http_env import FileServer
+    from test_ota import bundle, flash, main_py_boot
+
+    root = flash(tmp_path / "flash")
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "u.evu").write_bytes(bundle())
+    srv = FileServer(www)
+    env = Env()
+    link = None
+    try:
+        clock = Clock(1796205600)  # 2026-12-02T10:00:00Z, NOW
+        rig = Rig(clock=clock)
+        cp = O.ChargePoint("OpenEVSE-MPY", "evse-mpy", "SN0001", "0.5.0", lambda n: 7 % n,
+                           clock=clock, meter_interval_s=0)
+        ws = WebSocket(mpsocket, os.urandom, timeout_s=5)
+        link = OcppLink(rig.app, cp, ws, env.server.url("/ocpp/CP1"), clock=lambda: rig.now)
+
+        def start(url, force):
+            st = ota.Stager(root, ota.load_key(root), "0.5.0", "linux", 6, force)
+            return F.Fetch(mpsocket, url, st, pause_ms=0, timeout_s=5)
+
+        asked = []
+        r = ota.Runner(root, rig.app.bus.snap, link, lambda: asked.append(rig.t),
+                       lambda: rig.now, lambda a, b: a - b, start)
+        link.ota = r
+
+        class St:
+            pass
+
+        env.station = St()
+        env.station.rig = rig
+
+        def run(ms, ev, until=None):
+            end = time.monotonic() + LOOP_S
+            t = rig.t + ms
+            while rig.t < t or (until is not None and not until()):
+                assert time.monotonic() < end, "not reached"
+                rig.run(100, ev)
+                clock.t = 1796205600 + rig.t // 1000  # the RTC runs with the Rig
+                link.ota.step()  # hw/system.run_all's hook
+                link.step()
+                time.sleep(0.002)
+
+        def csms(payload, ev):
+            fut = asyncio.run_coroutine_threadsafe(env.csms.call(payload), env.server.loop)
+            run(0, ev, fut.done)
+            return fut.result(0)
+
+        def fw():
+            return [c[1]["status"] for c in env.named("FirmwareStatusNotification")]
+
+        run(2400, "A", lambda: cp._shown is not None)
+        run(4000, "C", lambda: rig.app.out.contactor)
+        later = "2026-12-02T10:01:00Z"  # a minute on: nothing before it
+        assert csms(call.UpdateFirmware(location=srv.url("/files/u.evu"), retrieve_date=later),
+                    "C") is not None
+        run(30000, "C")
+        assert fw() == [] and srv.paths == []
+        run(0, "C", lambda: len(fw()) >= 2)
+        assert fw() == ["Downloading", "Downloaded"] and rig.app.out.contactor
+        run(3000, "C")
+        assert asked == []  # charging: no switch
+        run(0, "A", lambda: asked)
+        run(0, "A", lambda: len(fw()) >= 3)
+        assert fw() == ["Downloading", "Downloaded", "Installing"]
+        assert main_py_boot(root) == (1, 1)  # the reset boots it on trial
+
+        # a location that is not there: DownloadFailed
+        r2 = ota.Runner(flash(tmp_path / "flash2"), rig.app.bus.snap, link, lambda: None,
+                        lambda: rig.now, lambda a, b: a - b, start)
+        link.ota = r2
+        link._fw_seen = None
+        csms(call.UpdateFirmware(location=srv.url("/files/none.evu"), retrieve_date=NOW), "A")
+        run(0, "A", lambda: len(fw()) >= 5)
+        assert fw()[3:] == ["Downloading", "DownloadFailed"]
+        assert env.errors_sent() == []
+    finally:
+        if link is not None:
+            link.close()
+        env.server.stop()
+        srv.stop()

@@ -259,6 +259,8 @@ class ChargePoint:
         self._lim_at = 0  # when it went
         self._lim_eval = 0  # when the composite was last evaluated
         self._rx_at = 0  # when the central system's last message came
+        self.update = None  # UpdateFirmware asked: [location, retrieveDate (Unix s) or None]
+        self._fw = []  # FirmwareStatusNotification statuses to send, oldest first
 
     # ------------------------------------------------------- connection
     def connected(self, now):
@@ -344,6 +346,8 @@ class ChargePoint:
                 return self._heartbeat(now)
             self._hold = None
         self._track(v, now)
+        if self._fw:
+            return self._send("FirmwareStatusNotification", {"status": self._fw[0]}, None, now)
         while self._queue:
             out = self._send_queued(self._queue.pop(0), now)
             if out is not None:
@@ -540,6 +544,8 @@ class ChargePoint:
                 self._shown = c[2]
         elif action == "Heartbeat":
             self._time(p)
+        elif action == "FirmwareStatusNotification":
+            self._fw.pop(0)
         elif action == "Authorize":
             info = p.get("idTagInfo")
             if isinstance(info, dict) and info.get("status") == "Accepted":
@@ -599,6 +605,8 @@ class ChargePoint:
                 self._boot_at = ticks_add(now, RETRY_MS)
             elif c[1] == "StatusNotification":
                 self._hold = ticks_add(now, _HOLD_MS)
+            elif c[1] == "FirmwareStatusNotification" and self._fw:
+                self._fw.pop(0)
             elif c[1] == "StopTransaction":
                 self.acks.append(c[2][3])
         return None
@@ -688,6 +696,25 @@ class ChargePoint:
             return self._error(uid, "PropertyConstraintViolation", "type is Hard or Soft")
         self._command("reboot", None)
         return {"status": "Accepted"}
+
+    def _update_firmware(self, uid, p):
+        """UpdateFirmware (OCPP 1.6 section 5.16): kept for the link, which
+        hands `location` to the board's update (evse/ota.py Runner.offer)
+        from retrieveDate on; its progress comes back through firmware()."""
+        e = self._bad(uid, p, "location", str) or self._bad(uid, p, "retrieveDate", str)
+        if e is not None:
+            return e
+        t = parse_time(p["retrieveDate"])
+        if t is None:
+            return self._error(uid, "PropertyConstraintViolation", "retrieveDate")
+        self.update = [p["location"], t]
+        return {}
+
+    def firmware(self, status):
+        """A FirmwareStatusNotification to send (Downloading, Downloaded,
+        DownloadFailed, Installing, Installed, InstallationFailed, Idle)."""
+        if len(self._fw) < 4:
+            self._fw.append(status)
 
     def _availability(self, uid, p):
         e = self._bad(uid, p, "connectorId", int) or self._bad(uid, p, "type", str)
@@ -881,4 +908,5 @@ _HANDLERS = {
     "SetChargingProfile": ChargePoint._set_profile,
     "ClearChargingProfile": ChargePoint._clear_profile,
     "GetCompositeSchedule": ChargePoint._composite,
+    "UpdateFirmware": ChargePoint._update_firmware,
 }

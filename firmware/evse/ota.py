@@ -571,6 +571,7 @@ class Runner:
         self._v = None
         self._at = ticks_ms()
         why = _read_text(root + FAIL)
+        self.rolled = _exists(root + FAIL)  # a rollback that settle() records now
         self.result = settle(root)
         self.why = (why or "no commit") if self.result == R_ROLLED_BACK else ""
         st = read_state(root)

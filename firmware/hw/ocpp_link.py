@@ -23,6 +23,8 @@ _BACKOFF_MAX_MS = const(300000)
 _RX_PER_STEP = const(4)  # messages taken per pass
 _NTP_EVERY_MS = const(21600000)  # the RTC set by NTP again after 6 h
 PROTOCOL = b"ocpp1.6"
+# FirmwareStatusNotification for each evse.ota phase (PH_IDLE .. PH_SWITCHING)
+_FW_STATUS = const((None, "Downloading", "Downloaded", "DownloadFailed", "Installing"))
 
 
 def url_and_identity(url, device_id):
@@ -108,6 +110,8 @@ class OcppLink:
         # (seconds of CPU) while the contactor is closed, as evse/link.py
         self.defer_tls = defer_tls
         self.deferred = 0
+        self.ota = None  # evse/ota.py Runner (hw/system.run_all), on a board that takes updates
+        self._fw_seen = None  # (phase, result) of the update as last reported
 
     def run(self, sleep_ms, stop=None, hook=None):
         while not self.stopped and (stop is None or not stop()):
@@ -201,8 +205,45 @@ class OcppLink:
         while r is not None:
             self._send(cp.reply(r))
             r = bus.replies.get()
+        if cp.update is not None or self.ota is not None:
+            self._firmware(cp, now)
         if bus.snap.read(self.v):
             self._send(cp.poll(self.v, now))
+
+    def _firmware(self, cp, now):
+        """UpdateFirmware to the board's update (evse/ota.py Runner, `ota`,
+        set by hw/system.run_all when the board takes updates), and its
+        phases back as FirmwareStatusNotification."""
+        o = self.ota
+        u = cp.update
+        if u is not None:
+            t = cp.unix(now)
+            if u[1] is not None and t is not None and t < u[1]:
+                return  # its retrieveDate has not come yet
+            cp.update = None
+            why = "no ota_key.bin on this board" if o is None else o.offer(
+                {"cmd": "update", "url": u[0]})
+            if why is not None:
+                self.log("ocpp: UpdateFirmware: %s" % why)
+                cp.firmware("DownloadFailed")
+                return
+        if o is None:
+            return
+        k = (o.phase, o.result)
+        was = self._fw_seen
+        if k == was:
+            return
+        self._fw_seen = k
+        if was is None:  # this boot's first look: a trial that just ended, only
+            if o.result == 3 and o.rolled:  # R_ROLLED_BACK, recorded at this boot
+                cp.firmware("InstallationFailed")
+            return
+        if k[0] != was[0]:
+            s = _FW_STATUS[k[0]]  # by evse.ota PH_*
+            if s is not None:
+                cp.firmware(s)
+        if k[1] == 2 and was[1] != 2:  # R_COMMITTED: the trial proved itself
+            cp.firmware("Installed")
 
     def close(self):
         self.stopped = True
