@@ -279,7 +279,7 @@ def test_a_failed_download_is_reported_and_the_board_keeps_its_version(tmp_path)
 def test_update_offers_are_checked(tmp_path):
     root, srv, s, r, c, asked, made = _delivery(tmp_path)
     srv.stop()
-    assert r.offer({"cmd": "update", "url": "ftp://x/y"}) == "url: not http:// or https://"
+    assert r.offer({"cmd": "update", "url": "ftp://x/y"}) == "url: not a http:// or https:// URL"
     assert r.offer({"cmd": "update"}) == "url: a string of at most 256 characters"
     assert r.offer({"cmd": "update", "url": "http://h/x", "force": 1}) == \
         "force: must be true or false"

@@ -20,27 +20,12 @@ def parse_url(url):
     """(tls, host, port, path) of an http:// or https:// URL; HttpError else."""
     if not isinstance(url, str) or len(url) > _MAX_URL:
         raise HttpError("url: a string of at most %d characters" % _MAX_URL)
-    if url.startswith("http://"):
-        tls = False
-        rest = url[7:]
-    elif url.startswith("https://"):
-        tls = True
-        rest = url[8:]
-    else:
-        raise HttpError("url: not http:// or https://")
-    i = rest.find("/")
-    host = rest if i < 0 else rest[:i]
-    path = "/" if i < 0 else rest[i:]
-    port = 443 if tls else 80
-    i = host.rfind(":")
-    if i >= 0:
-        p = host[i + 1:]
-        host = host[:i]
-        if not p.isdigit() or not 0 < int(p) < 65536:
-            raise HttpError("url: bad port")
-        port = int(p)
-    if not host or "@" in host or "[" in host:
-        raise HttpError("url: bad host")
+    from evse.url import split
+
+    try:
+        tls, host, port, path = split(url, "http://", "https://")
+    except ValueError as e:
+        raise HttpError("url: " + e.args[0])
     for c in path:
         if c <= " " or c == "\x7f":
             raise HttpError("url: a space or control character in the path")

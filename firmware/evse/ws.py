@@ -68,28 +68,9 @@ def basic_auth(user, password):
 
 def parse_url(url):
     """(tls, host, port, path) of a ws:// or wss:// URL; ValueError else."""
-    if url.startswith("ws://"):
-        tls = False
-        rest = url[5:]
-    elif url.startswith("wss://"):
-        tls = True
-        rest = url[6:]
-    else:
-        raise ValueError("not a ws:// or wss:// URL")
-    i = rest.find("/")
-    hostport = rest if i < 0 else rest[:i]
-    path = "/" if i < 0 else rest[i:]
-    port = 443 if tls else 80
-    i = hostport.rfind(":")
-    if i >= 0:
-        p = hostport[i + 1:]
-        hostport = hostport[:i]
-        if not p.isdigit() or not 0 < int(p) < 65536:
-            raise ValueError("bad port")
-        port = int(p)
-    if not hostport or "@" in hostport or "[" in hostport:
-        raise ValueError("bad host")
-    return tls, hostport, port, path
+    from evse.url import split
+
+    return split(url, "ws://", "wss://")
 
 
 def request(host, port, path, key, protocol, auth=None, tls=False):
