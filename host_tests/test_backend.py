@@ -286,6 +286,12 @@ def test_command_line_runs_with_the_venv_and_answers_in_one_line(tmp_path):
         "cmd": "set_current", "amps": 10, "ttl_s": 60}
     r = _cli("--db", "sqlite:///%s" % (tmp_path / "y"), "cmd", "dev1", "set_current", "10", "60")
     assert r.returncode == 2 and "--ttl" in r.stderr, r
+    assert backend.build_command(["update", "https://h/b.evu"]) == {
+        "cmd": "update", "url": "https://h/b.evu"}
+    r = _cli("--db", "sqlite:///%s" % (tmp_path / "y"), "release", "http://h/b.evu")
+    assert r.returncode == 2 and "--device, or --all" in r.stderr, r
+    r = _cli("--db", "sqlite:///%s" % (tmp_path / "z"), "release", "http://h/b.evu", "--all")
+    assert r.returncode == 1 and "no charger in the database" in r.stderr, r
 
 
 def test_shebang_is_the_venvs(tmp_path):

@@ -15,7 +15,10 @@ not running, verified file by file; the switch waits until the vehicle
 has left (state A, contactor open) and goes through the watchdog's reset
 path; main.py's pick then boots the new slot on trial. A bundle signed
 with another key is refused with its reason in the status and nothing
-switches.
+switches. The good bundle is offered through the reference backend
+(`tools/backend.py release`, which waits for the charger's answer), and
+`backend.py chargers` shows where the charger stands from the statuses
+`backend.py run` stored.
 """
 import json
 import os
@@ -24,7 +27,7 @@ import time
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from http_env import FileServer
-from mqtt_env import ROOT, Mosquitto
+from mqtt_env import ROOT, Mosquitto, backend_cli, start_backend, stop, wait_until
 from test_micropython_system import (BLOCKED_MS, MICROPYTHON, VERSIONS, WAIT_S, Charger,
                                      Subscriber, _connected, _status, _write, things,
                                      umqtt_dir)  # noqa: F401 (things: a fixture)
@@ -69,6 +72,9 @@ def test_an_update_command_downloads_during_a_charge_and_switches_after_it(tmp_p
     root = _board(tmp_path, mosq.port, dev)
     sub = Subscriber(mosq.port, pre + "#", "backend-" + dev)
     things(sub.close)
+    db = tmp_path / "backend.db"
+    be = start_backend(mosq.port, db, tmp_path)
+    things(lambda: stop(be))
     ch = Charger(root, VERSION)
     things(ch.kill)
     things(lambda: print("charger's last lines:\n" + "\n".join(map(str, ch.lines[-60:]))))
@@ -92,10 +98,11 @@ def test_an_update_command_downloads_during_a_charge_and_switches_after_it(tmp_p
     sub.wait_for(_status(lambda d: d["state"] == "C2" and d["contactor"]), 10, "charging")
     ch.gaps("before")
     n = len(sub.msgs)
-    sub.publish(pre + "cmd", json.dumps({"cmd": "update", "id": "u-1",
-                                         "url": srv.url("/files/good.evu")}))
-    assert json.loads(sub.wait_for(lambda t, x: t == pre + "reply", 10, "the reply", n)[1]) \
-        == {"id": "u-1", "ok": True}
+    r = backend_cli(mosq.port, db, "release", srv.url("/files/good.evu"), "--all")
+    assert (r.returncode, r.stdout.split()) == (0, [dev, "downloading"]), r.stderr
+    r = backend_cli(mosq.port, db, "release", srv.url("/files/good.evu"), "--device", "nobody",
+                    "--timeout", "1")
+    assert (r.returncode, r.stdout.split()[:3]) == (1, ["nobody", "no", "reply"])
     d = json.loads(sub.wait_for(_ota(lambda o: o["phase"] == "staged"), WAIT_S,
                                 "the bundle staged", n)[1])
     size = len(bundle(files, version="99.0.0"))
@@ -106,6 +113,17 @@ def test_an_update_command_downloads_during_a_charge_and_switches_after_it(tmp_p
           % (steps, longest, over))
     assert longest < BLOCKED_MS
     assert slot_files(str(root) + "/", 1) == files
+
+    def chargers():
+        r = backend_cli(mosq.port, db, "chargers", "--json")
+        assert r.returncode == 0, r.stderr
+        return {x["device"]: x for x in map(json.loads, r.stdout.splitlines())}
+
+    wait_until(lambda: (chargers().get(dev) or {}).get("phase") == "staged", 10,
+               "the backend's view of the staged update")
+    c = chargers()[dev]
+    assert (c["fw"], c["staged"], c["got"], c["size"], c["online"]) == \
+        ("0.5.0", "99.0.0", size, size, "online")
     time.sleep(2)
     assert ch.count(lambda s: "update: reboot" in s) == 0  # a vehicle is connected: no switch
     assert main_py_boot(str(root) + "/") == (0, 0)

@@ -12,6 +12,8 @@
     tools/backend.py [OPTIONS] quarantine [--device ID] [--json]
     tools/backend.py [OPTIONS] cmd DEVICE COMMAND [ARGS...] [--ttl S] [--timeout S]
     tools/backend.py [OPTIONS] cmd DEVICE --payload TEXT
+    tools/backend.py [OPTIONS] release URL (--device ID ... | --all) [--force] [--timeout S]
+    tools/backend.py [OPTIONS] chargers [--device ID] [--json]
 
 OPTIONS: --broker HOST:PORT (127.0.0.1:1883), --user, --password (or the
 environment variable EVSE_MQTT_PASSWORD), --ca FILE (TLS, verifying the
@@ -1122,7 +1124,8 @@ def build_command(words, ttl=None):
     """['set_current', '10'], ttl 60 -> {"cmd": "set_current", "amps": 10, "ttl_s": 60}."""
     if not words:
         raise ValueError("a command is needed (set_current AMPS [--ttl S], pause, resume, "
-                         "authorize, stop, reset_error, reboot, set_config KEY VALUE)")
+                         "authorize, stop, reset_error, reboot, set_config KEY VALUE, "
+                         "update URL)")
     name, args = words[0], words[1:]
 
     def num(s):
@@ -1141,6 +1144,10 @@ def build_command(words, ttl=None):
         if ttl is not None:
             msg["ttl_s"] = num(ttl)
         return msg
+    if name == "update":
+        if len(args) != 1:
+            raise ValueError("update URL (the bundle's; `release` offers it to several)")
+        return {"cmd": name, "url": args[0]}
     if name == "set_config":
         if len(args) != 2:
             raise ValueError("set_config KEY VALUE (VALUE as JSON, or a plain string)")
@@ -1172,31 +1179,53 @@ def cmd_cmd(a):
         cid = "b-" + uuid.uuid4().hex[:10]
         msg["id"] = cid
         payload = json.dumps(msg).encode()
-    base = "%s/%s/" % (a.prefix, a.device)
+    got = send_commands(a, {a.device: (cid, payload)})
+    if isinstance(got, int):
+        return got
+    r = got[a.device]
+    if r is None:
+        sys.stderr.write("backend.py cmd: no reply from %s within %s s (offline?)\n"
+                         % (a.device, a.timeout))
+        return 3
+    print(json.dumps(r))
+    return 0 if r.get("ok") is True else 1
+
+
+def send_commands(a, todo):
+    """Publish each {device: (id, payload)} on its cmd topic and wait (up to
+    a.timeout) for the replies: {device: reply dict, or None}, or an exit
+    code when the broker is not reached."""
     c = mqtt_client(a, "evse-backend-cmd-" + uuid.uuid4().hex[:8], clean=True)
     ready = threading.Event()
-    got = []
+    lock = threading.Lock()
+    got = {d: None for d in todo}
     done = threading.Event()
     refused = []
+    want = {("%s/%s/reply" % (a.prefix, d)): d for d in todo}
 
     def on_connect(client, userdata, flags, rc, props=None):
         if rc.is_failure:
             refused.append(str(rc))
             ready.set()
             return
-        client.subscribe(base + "reply", 1)
+        client.subscribe([(t, 1) for t in want])
 
     def on_subscribe(client, userdata, mid, rcs, props=None):
         ready.set()
 
     def on_message(client, userdata, m):
+        d = want.get(m.topic)
         try:
             r = json.loads(m.payload.decode())
         except ValueError:
             return
-        if isinstance(r, dict) and r.get("id") == cid:
-            got.append(r)
-            done.set()
+        if d is None or not isinstance(r, dict) or r.get("id") != todo[d][0]:
+            return
+        with lock:
+            if got[d] is None:
+                got[d] = r
+            if all(v is not None for v in got.values()):
+                done.set()
 
     c.on_connect = on_connect
     c.on_subscribe = on_subscribe
@@ -1209,17 +1238,86 @@ def cmd_cmd(a):
     try:
         if not ready.wait(a.timeout) or refused:
             return fail("cmd: %s" % ("the broker refused the connection: %s" % refused[0]
-                                      if refused else "no subscription to %sreply" % base), 3)
-        c.publish(base + "cmd", payload, qos=1).wait_for_publish(a.timeout)
-        if not done.wait(a.timeout):
-            sys.stderr.write("backend.py cmd: no reply from %s within %s s (offline?)\n"
-                             % (a.device, a.timeout))
-            return 3
+                                      if refused else "no subscription to the reply topics"), 3)
+        for d, (_, payload) in todo.items():
+            c.publish("%s/%s/cmd" % (a.prefix, d), payload, qos=1).wait_for_publish(a.timeout)
+        done.wait(a.timeout)
     finally:
         c.loop_stop()
         c.disconnect()
-    print(json.dumps(got[0]))
-    return 0 if got[0].get("ok") is True else 1
+    with lock:
+        return dict(got)
+
+
+def cmd_release(a):
+    """Offer an update bundle (its URL) to one charger, several, or every
+    charger the database knows; one line per charger with its answer."""
+    if bool(a.device) == a.all:
+        return fail("release: name chargers with --device, or --all", 2)
+    devices = list(a.device or ())
+    if a.all:
+        db = open_store(a.db)
+        devices = [r[0] for r in db.rows("SELECT device FROM chargers ORDER BY device", ())]
+        if not devices:
+            return fail("release: no charger in the database yet (run `backend.py run`)", 1)
+    todo = {}
+    for d in devices:
+        msg = {"cmd": "update", "url": a.url, "id": "r-" + uuid.uuid4().hex[:10]}
+        if a.force:
+            msg["force"] = True
+        todo[d] = (msg["id"], json.dumps(msg).encode())
+    got = send_commands(a, todo)
+    if isinstance(got, int):
+        return got
+    bad = 0
+    for d in devices:
+        r = got[d]
+        if r is None:
+            print("%-20s no reply within %s s (offline?)" % (d, a.timeout))
+        elif r.get("ok") is True:
+            print("%-20s downloading" % d)
+        else:
+            print("%-20s refused: %s" % (d, r.get("error")))
+        bad += r is None or r.get("ok") is not True
+    return 1 if bad else 0
+
+
+def charger_rows(db, device=None):
+    """[{device, online, fw, state, phase, got, size, staged, result, error}, ...]
+    from the latest status each charger sent (`run` stores it)."""
+    w, params = (" WHERE device = ?", (device,)) if device else ("", ())
+    out = []
+    for dev, online, status in db.rows("SELECT device, online, status FROM chargers" + w
+                                       + " ORDER BY device", params):
+        try:
+            st = json.loads(status) if status else {}
+        except ValueError:
+            st = {}
+        o = st.get("ota") if isinstance(st.get("ota"), dict) else {}
+        out.append({"device": dev, "online": online, "fw": st.get("fw"),
+                    "state": st.get("state"), "phase": o.get("phase"), "got": o.get("got"),
+                    "size": o.get("size"), "staged": o.get("staged"),
+                    "trial": o.get("trial"), "result": o.get("result"),
+                    "error": o.get("error") or o.get("reason")})
+    return out
+
+
+def cmd_chargers(a):
+    rows = charger_rows(open_store(a.db), a.device)
+    if a.json:
+        for r in rows:
+            print(json.dumps(r))
+        return 0
+    print("%-20s %-7s %-10s %-5s %-11s %6s  %-10s %-11s %s"
+          % ("device", "online", "fw", "state", "update", "done", "staged", "result", "error"))
+    for r in rows:
+        done = "-" if not r["size"] else "%d %%" % (100 * (r["got"] or 0) // r["size"])
+        print("%-20s %-7s %-10s %-5s %-11s %6s  %-10s %-11s %s"
+              % (r["device"], r["online"] or "-", r["fw"] or "-", r["state"] or "-",
+                 ("trial" if r["trial"] else r["phase"]) or "-", done, r["staged"] or "-",
+                 r["result"] or "-", r["error"] or ""))
+    print("%d charger(s)" % len(rows))
+    return 0
 
 
 def hostport(text):
@@ -1269,6 +1367,15 @@ def parse_args(argv):
         s = sub.add_parser(name, help="list stored %s" % name)
         s.add_argument("--device")
         s.add_argument("--json", action="store_true")
+    ch = sub.add_parser("chargers", help="each charger's latest status: firmware, update")
+    ch.add_argument("--device")
+    ch.add_argument("--json", action="store_true")
+    rl = sub.add_parser("release", help="offer an update bundle (its URL) to chargers")
+    rl.add_argument("url")
+    rl.add_argument("--device", action="append", help="a charger (repeat for several)")
+    rl.add_argument("--all", action="store_true", help="every charger in the database")
+    rl.add_argument("--force", action="store_true", help="also a version that is not newer")
+    rl.add_argument("--timeout", type=float, default=10.0)
     c = sub.add_parser("cmd", help="send a command and wait for the reply")
     c.add_argument("device")
     c.add_argument("words", nargs="*", metavar="COMMAND")
@@ -1282,7 +1389,8 @@ def main(argv=None):
     a = parse_args(argv)
     try:
         return {"run": cmd_run, "sessions": cmd_sessions, "events": cmd_events,
-                "quarantine": cmd_quarantine, "cmd": cmd_cmd}[a.what](a)
+                "quarantine": cmd_quarantine, "cmd": cmd_cmd, "chargers": cmd_chargers,
+                "release": cmd_release}[a.what](a)
     except KeyboardInterrupt:
         return 130
 
