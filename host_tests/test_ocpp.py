@@ -1111,3 +1111,67 @@ def test_update_firmware_downloads_stages_and_reports_each_step(tmp_path):
             link.close()
         env.server.stop()
         srv.stop()
+
+
+def test_intervals_and_profiles_set_by_the_csms_outlive_a_reboot(env, tmp_path):
+    """MeterValueSampleInterval from ChangeConfiguration and the
+    ChargePointMaxProfile and TxDefaultProfile profiles are kept in
+    ocpp.json (hw/ocpp_link.py, written atomically when they change) and
+    are in force again after a reboot, before the central system sends
+    anything: the charger caps its offer at once. A TxProfile is not kept
+    (it ends with its transaction, and a reboot ends that); a cleared
+    profile is gone from the file; a file that cannot be read gives the
+    defaults and never stops the link."""
+    from fakes import Clock
+    from hw.ocpp_link import KEPT, OcppLink
+
+    path = str(tmp_path / KEPT)
+    clock = Clock(1796205600)  # NOW
+    st = env.station = Station(env, clock=clock)
+    link = OcppLink(st.rig.app, st.cp, st.ws, "ws://x/ocpp/CP1", kept=path)
+    _plug_and_charge(st)
+    st.settle("C")
+    r = env.csms_call(call.ChangeConfiguration(key="MeterValueSampleInterval", value="30"))
+    assert r.status == "Accepted"
+    cap = _cs(1, "ChargePointMaxProfile", 8)
+    dflt = _cs(2, "TxDefaultProfile", 10, stack=1)
+    for c, cs in ((0, cap), (1, dflt), (1, _cs(3, "TxProfile", 16, stack=2, transactionId=4711)),
+                  (1, _cs(4, "TxDefaultProfile", 12, stack=3))):
+        assert env.csms_call(call.SetChargingProfile(connector_id=c,
+                                                     cs_charging_profiles=cs)).status == "Accepted"
+    assert env.csms_call(call.ClearChargingProfile(id=4)).status == "Accepted"
+    assert st.cp.dirty
+    link._keep(st.cp)  # what the link's pass does when the ChargePoint is dirty
+    assert not st.cp.dirty
+    with open(path) as f:
+        kept = json.load(f)
+    assert kept == {"HeartbeatInterval": 60, "MeterValueSampleInterval": 30,
+                    "profiles": [[0, cap], [1, dflt]]}
+    st.ws.close()
+
+    # the reboot: a new App on the same flash (the session was cut), a new ChargePoint
+    st2 = env.station = Station(env, clock=clock, flash=st.rig.flash, meter_interval_s=60)
+    link2 = OcppLink(st2.rig.app, st2.cp, st2.ws, "ws://x/ocpp/CP1", kept=path)
+    link2.restore()
+    assert st2.cp.meter_ms == 30000 and not st2.cp.dirty
+    assert sorted(q[0] for q in st2.cp.sc.profiles) == [1, 2]
+    _plug_and_charge(st2)
+    assert _offer_settles(st2, 8000, 1500)  # the cap, without the central system resending it
+    assert env.errors_sent() == []
+    st2.ws.close()
+
+    with open(path, "w") as f:
+        f.write('{"MeterValueSampleInterval": "soon", "profiles": [[1, {"x": 1}], 7]')
+    lines = []
+    st3 = env.station = Station(env, clock=clock)
+    link3 = OcppLink(st3.rig.app, st3.cp, st3.ws, "ws://x/ocpp/CP1", kept=path, log=lines.append)
+    link3.restore()
+    assert st3.cp.meter_ms == 60000 and st3.cp.sc is None
+    assert len(lines) == 1 and "not read" in lines[0]
+    with open(path, "w") as f:  # JSON, but nothing in it this version can take
+        f.write('{"MeterValueSampleInterval": "soon", "HeartbeatInterval": 0, '
+                '"profiles": [[1, {"x": 1}], 7, [0, ' + json.dumps(cap) + ']]}')
+    link3.restore()
+    assert (st3.cp.meter_ms, st3.cp.heartbeat_ms) == (60000, 60000 * 5)
+    assert [q[0] for q in st3.cp.sc.profiles] == [1]  # the one good profile
+    st3.ws.close()

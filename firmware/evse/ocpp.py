@@ -260,6 +260,8 @@ class ChargePoint:
         self._lim_eval = 0  # when the composite was last evaluated
         self._rx_at = 0  # when the central system's last message came
         self.update = None  # UpdateFirmware asked: [location, retrieveDate (Unix s) or None]
+        self._raw = {}  # profile id -> [connectorId, csChargingProfiles as received]
+        self.dirty = False  # kept() has changed: the link writes it to flash
         self._fw = []  # FirmwareStatusNotification statuses to send, oldest first
 
     # ------------------------------------------------------- connection
@@ -791,7 +793,54 @@ class ChargePoint:
         except TypeError as x:
             return self._error(uid, "TypeConstraintViolation", str(x)[:40])
         self._lim_eval = ticks_add(self._lim_eval, -_LIMIT_EVERY_MS)  # at the next poll
+        if st == "Accepted":
+            cs = p["csChargingProfiles"]
+            self._raw[cs["chargingProfileId"]] = [c, cs]
+            self._prune()
         return {"status": st}
+
+    def _prune(self):
+        # the profiles as received, only of those still in force (replaced, cleared: gone)
+        have = [q[0] for q in self.sc.profiles]  # evse.ocpp_sc: q[0] is the profile's id
+        for k in list(self._raw):
+            if k not in have:
+                del self._raw[k]
+        self.dirty = True
+
+    def kept(self):
+        """What outlives a reboot (ocpp.json, hw/ocpp_link.py): the two
+        intervals ChangeConfiguration set, and the ChargePointMaxProfile and
+        TxDefaultProfile profiles as the central system sent them (a
+        TxProfile ends with its transaction, which a reboot ends)."""
+        live = []
+        sc = self.sc
+        if sc is not None:
+            for q in sc.profiles:
+                r = self._raw.get(q[0])
+                if r is not None and r[1].get("chargingProfilePurpose") != "TxProfile":
+                    live.append(r)
+        return {"HeartbeatInterval": self.heartbeat_ms // 1000,
+                "MeterValueSampleInterval": self.meter_ms // 1000, "profiles": live}
+
+    def restore(self, d):
+        """kept()'s dict, read back at boot; anything malformed is skipped."""
+        if not isinstance(d, dict):
+            return
+        for k in _OCPP_KEYS:
+            n = d.get(k)
+            if isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= _INTERVAL_MAX_S \
+                    and (n or k != "HeartbeatInterval"):
+                if k == "HeartbeatInterval":
+                    self.heartbeat_ms = n * 1000
+                else:
+                    self.meter_ms = n * 1000
+        for r in d.get("profiles") or ():
+            try:
+                c, cs = r
+                if self._profiles().set(c, cs, None) == "Accepted":
+                    self._raw[cs["chargingProfileId"]] = [c, cs]
+            except Exception:  # a profile this version cannot read: dropped
+                pass
 
     def _clear_profile(self, uid, p):
         for k in ("id", "connectorId", "stackLevel"):
@@ -806,6 +855,8 @@ class ChargePoint:
             return {"status": "Unknown"}
         gone = self.sc.clear(p.get("id"), pur, p.get("stackLevel"))
         self._lim_eval = ticks_add(self._lim_eval, -_LIMIT_EVERY_MS)
+        if gone:
+            self._prune()
         return {"status": "Accepted" if gone else "Unknown"}
 
     def _composite(self, uid, p):
@@ -885,6 +936,7 @@ class ChargePoint:
                 self.heartbeat_ms = n * 1000
             else:
                 self.meter_ms = n * 1000
+            self.dirty = True
             return {"status": "Accepted"}
         if k in self.remote_keys:
             try:

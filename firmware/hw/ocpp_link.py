@@ -23,6 +23,7 @@ _BACKOFF_MAX_MS = const(300000)
 _RX_PER_STEP = const(4)  # messages taken per pass
 _NTP_EVERY_MS = const(21600000)  # the RTC set by NTP again after 6 h
 PROTOCOL = b"ocpp1.6"
+KEPT = "ocpp.json"  # what the central system set that outlives a reboot (ChargePoint.kept)
 # FirmwareStatusNotification for each evse.ota phase (PH_IDLE .. PH_SWITCHING)
 _FW_STATUS = const((None, "Downloading", "Downloaded", "DownloadFailed", "Installing"))
 
@@ -43,10 +44,12 @@ def rand_below(n):
     return int.from_bytes(os.urandom(4), "big") % n
 
 
-def make(app, cfg, device_id, password=None, model="evse-mpy", log=None, defer_tls=True):
+def make(app, cfg, device_id, password=None, model="evse-mpy", log=None, defer_tls=True,
+         root=""):
     """The OcppLink the configuration asks for, over the board's socket and
     ssl (cfg: backend "ocpp", ocpp_url; wss:// takes mqtt_ca as the central
-    system's CA)."""
+    system's CA). What the central system set and a reboot keeps (the
+    intervals, the charging profiles) is read back from root + KEPT."""
     import os
     import socket
 
@@ -71,9 +74,11 @@ def make(app, cfg, device_id, password=None, model="evse-mpy", log=None, defer_t
     cp = ChargePoint("evse-mpy", model, ident, VERSION, rand_below, clock=net.clock,
                      cfg=app.cfg, remote_keys=REMOTE_KEYS)
     ws = WebSocket(socket, os.urandom, ssl=ctx)
-    return OcppLink(app, cp, ws, url, auth_header(ident, password), log=log,
+    link = OcppLink(app, cp, ws, url, auth_header(ident, password), log=log,
                     net_ready=net.net_ready, sync_time=net.sync_time,
-                    defer_tls=defer_tls and ctx is not None)
+                    defer_tls=defer_tls and ctx is not None, kept=root + KEPT)
+    link.restore()
+    return link
 
 
 def auth_header(ident, password):
@@ -86,7 +91,7 @@ def auth_header(ident, password):
 
 class OcppLink:
     def __init__(self, app, cp, ws, url, auth=None, log=None, clock=ticks_ms, net_ready=None,
-                 sync_time=None, defer_tls=False):
+                 sync_time=None, defer_tls=False, kept=None):
         self.app = app
         self.bus = app.bus
         self.cp = cp
@@ -111,6 +116,7 @@ class OcppLink:
         self.defer_tls = defer_tls
         self.deferred = 0
         self.ota = None  # evse/ota.py Runner (hw/system.run_all), on a board that takes updates
+        self.kept = kept  # the file ChargePoint.kept() goes to when it changes (None: nowhere)
         self._fw_seen = None  # (phase, result) of the update as last reported
 
     def run(self, sleep_ms, stop=None, hook=None):
@@ -186,6 +192,8 @@ class OcppLink:
             if op != OP_TEXT:
                 break
             self._send(cp.receive(bytes(ws.dec.msg[:ws.dec.n]), now))
+        if cp.dirty:
+            self._keep(cp)
         cp.cfg = self.app.cfg  # a set_config gives the App a new dict
         j = self.app.journal
         if j is not None:
@@ -209,6 +217,29 @@ class OcppLink:
             self._firmware(cp, now)
         if bus.snap.read(self.v):
             self._send(cp.poll(self.v, now))
+
+    def restore(self):
+        """At boot: what the central system set before the reboot, from `kept`."""
+        if self.kept is None:
+            return
+        from evse.config import read_json
+
+        try:
+            self.cp.restore(read_json(self.kept))
+        except Exception as e:  # unreadable: the defaults, and the file is written anew
+            self.log("ocpp: %s not read: %r" % (self.kept, e))
+        self.cp.dirty = False
+
+    def _keep(self, cp):
+        cp.dirty = False
+        if self.kept is None:
+            return
+        from evse.config import write_json_atomic
+
+        try:
+            write_json_atomic(self.kept, cp.kept())
+        except OSError as e:  # a flash error costs the setting's survival, nothing else
+            self.log("ocpp: %s not written: %r" % (self.kept, e))
 
     def _firmware(self, cp, now):
         """UpdateFirmware to the board's update (evse/ota.py Runner, `ota`,

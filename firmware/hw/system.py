@@ -163,7 +163,7 @@ def start_network(ctx, root="", out=print):
 
             return ocpp_link.make(ctx.app, cfg, cfg["mqtt_device_id"] or mqtt_board.device_id(),
                                   pw, ctx.profile.name, log=out,
-                                  defer_tls=not ctx.profile.cp_interlock)
+                                  defer_tls=not ctx.profile.cp_interlock, root=root)
         # the password beside cfg, not in a copy of it (a second dict of
         # every key, about 500 B of heap)
         return mqtt_board.make_link(ctx.app, cfg, log=out,
