@@ -341,12 +341,13 @@ GOAL_LINK = {"mpy": 64 * KB, "frozen": 24 * KB, "romfs": 24 * KB}  # issue 11
 KIND_TEXT = {"mpy": ".mpy files", "frozen": "frozen", "romfs": "ROMFS"}
 
 
-def rig_files(folder, mqtt_port=None):
+def rig_files(folder, mqtt_port=None, ocpp_url=None):
     """The flash of the heap runs (bench/mp_heap.py, bench/mp_heap_unix.py):
     board.json (esp32-devkitc), config.json (the defaults: an SDM630 at 9600
     baud; with mqtt_port, the link to 127.0.0.1:mqtt_port with a user),
     secrets.json (a Wi-Fi network, and with the link the user's password, as
-    an installer keeps it), meter.json (the SDM630's answer to the
+    an installer keeps it; with ocpp_url instead, the OCPP backend at that
+    ws:// URL with its password), meter.json (the SDM630's answer to the
     poll's request, from tools/bench_meter.py's canned peer) and rig.json (the
     CP front-end's transfer, from evse.profile). Stale state is removed."""
     from bench_meter import _Instant
@@ -367,6 +368,10 @@ def rig_files(folder, mqtt_port=None):
                    mqtt_user="heap32")
         files["secrets.json"] = {"wifi_ssid": "bench", "wifi_password": "bench-pass",
                                  "mqtt_password": "heap32-pass"}
+    elif ocpp_url is not None:
+        cfg.update(backend="ocpp", ocpp_url=ocpp_url, mqtt_device_id="heap32")
+        files["secrets.json"] = {"wifi_ssid": "bench", "wifi_password": "bench-pass",
+                                 "ocpp_password": "heap32-pass"}
     os.makedirs(folder, exist_ok=True)
     for name in os.listdir(folder):
         os.remove(os.path.join(folder, name))

@@ -7,7 +7,7 @@ host_tests/test_micropython_heap.py start it):
 
 ROOT (ending in /) holds board.json, config.json, rig.json and meter.json as
 for bench/mp_heap.py, and secrets.json when the link is configured
-(`mqtt_host` in config.json). PATH becomes sys.path: the firmware's folder
+(`mqtt_host` in config.json, or `backend` "ocpp" with `ocpp_url`). PATH becomes sys.path: the firmware's folder
 of .mpy files (with main.py as source, umqtt/simple.mpy beside them), or
 `.frozen` for the firmware frozen into the binary, then host_tests/fakes.
 ROMFS_IMAGE: a ROMFS image (mpremote romfs build) of the firmware, read
@@ -112,6 +112,11 @@ link = None
 ctx = None
 
 
+def connected():
+    """The link is up: MQTT's client, or the OCPP link's WebSocket."""
+    return link.up if hasattr(link, "up") else link.client is not None
+
+
 def run():
     global link, ctx
     import main  # noqa: F401  (the stub the board runs; it imports hw.boot)
@@ -132,12 +137,12 @@ def run():
 
     if link is not None:
         deadline = time.ticks_add(time.ticks_ms(), 30000)
-        while link.client is None and time.ticks_diff(deadline, time.ticks_ms()) > 0:
+        while not connected() and time.ticks_diff(deadline, time.ticks_ms()) > 0:
             w = link.step()
             if w > 0:
                 time.sleep_ms(w if w < 50 else 50)
-        if link.client is None:
-            result("link_error", link.last_error)
+        if not connected():
+            result("link_error", getattr(link, "last_error", None))
             raise SystemExit(4)
     start = live()
     result("heap_start", start - base)
@@ -182,7 +187,7 @@ result("sessions", st.get("session_seq", 0))
 result("status_lines", lines[0])
 if link is not None:
     result("connects", link.connects)
-    result("link_connected", 1 if link.client is not None else 0)
-    result("link_error", link.last_error)
+    result("link_connected", 1 if connected() else 0)
+    result("link_error", getattr(link, "last_error", None))
     link.close()
 micropython.mem_info()
