@@ -91,30 +91,57 @@ def error_code(fault):
     return "OtherError"
 
 
+_STATUSES = const(("Available", "Preparing", "Charging", "SuspendedEVSE", "SuspendedEV",
+                   "Finishing", "Unavailable", "Faulted"))  # ChargePointStatus, by _ST_*
+_ST_AVAILABLE = const(0)
+_ST_PREPARING = const(1)
+_ST_CHARGING = const(2)
+_ST_SUSPENDED_EVSE = const(3)
+_ST_SUSPENDED_EV = const(4)
+_ST_FINISHING = const(5)
+_ST_UNAVAILABLE = const(6)
+_ST_FAULTED = const(7)
+
+
 def status_of(v, ended):
-    """(ChargePointStatus, ChargePointErrorCode, the fault's name or None) of
-    the connector from snapshot fields `v` (evse/bus.py); `ended`: a session
-    ended since the vehicle was connected (docs/ocpp.md has the table)."""
-    state = B.STATES[v[B.S_STATE]]
+    """The connector's status from snapshot fields `v` (evse/bus.py) as one
+    small int, status << 6 | error (no allocation: it is worked out at every
+    pass): the ChargePointStatus (status_name) and the snapshot's error
+    (0: none, else evse.charger FAULTS' index + 1; error_of). `ended`: a
+    session ended since the vehicle was connected (docs/ocpp.md has the
+    table)."""
+    state = v[B.S_STATE]
     err = v[B.S_ERROR]
-    fault = None
-    code = "NoError"
-    if err:
-        bit, fault = FAULTS[err - 1]
-        code = error_code(fault)
-        if bit & IMMEDIATE:  # the contactor is kept open: out of service
-            return "Faulted", code, fault
-    if state == "A":
-        return "Available", code, fault
-    if state == "E" or state == "F":
-        return "Unavailable", code, fault
-    if v[B.S_SESSION] == B.NONE:
-        return ("Finishing" if ended else "Preparing"), code, fault
-    if v[B.S_FLAGS] & B.F_PAUSED or state[1] == "1":  # no PWM: the EVSE holds back
-        return "SuspendedEVSE", code, fault
-    if state == "B2":  # offered, the vehicle does not ask
-        return "SuspendedEV", code, fault
-    return "Charging", code, fault
+    if err and FAULTS[err - 1][0] & IMMEDIATE:  # the contactor is kept open: out of service
+        return _ST_FAULTED << 6 | err
+    name = B.STATES[state]
+    if state == 0:  # A
+        st = _ST_AVAILABLE
+    elif name == "E" or name == "F":
+        st = _ST_UNAVAILABLE
+    elif v[B.S_SESSION] == B.NONE:
+        st = _ST_FINISHING if ended else _ST_PREPARING
+    elif v[B.S_FLAGS] & B.F_PAUSED or name.endswith("1"):  # no PWM: the EVSE holds back
+        st = _ST_SUSPENDED_EVSE
+    elif name == "B2":  # offered, the vehicle does not ask
+        st = _ST_SUSPENDED_EV
+    else:
+        st = _ST_CHARGING
+    return st << 6 | err
+
+
+def status_name(k):
+    """The ChargePointStatus of a status_of() value."""
+    return _STATUSES[k >> 6]
+
+
+def error_of(k):
+    """(ChargePointErrorCode, the fault's name or None) of a status_of() value."""
+    err = k & 63
+    if not err:
+        return "NoError", None
+    fault = FAULTS[err - 1][1]
+    return error_code(fault), fault
 
 
 def iso8601(t):
@@ -227,7 +254,7 @@ class ChargePoint:
         self._call = None  # [id, action, what it reports] of the outstanding CALL
         self._deadline = 0
         self._sent_at = 0  # when our last CALL went
-        self._shown = None  # (status, error, fault) the central system has confirmed
+        self._shown = None  # the status_of() value the central system has confirmed
         self._hold = None  # no StatusNotification before this (after a refused one)
         self._cp0 = False  # the charge point's own status (connector 0) confirmed
         self._plugged_session = False  # a session has been under way since the plug-in
@@ -359,16 +386,17 @@ class ChargePoint:
             return a
         if not self._cp0:
             return self._send("StatusNotification", self._stamp(
-                {"connectorId": 0, "errorCode": "NoError", "status": "Available"}), 0, now)
-        s = status_of(v, self._plugged_session)
-        if self.inoperative and s[0] != "Faulted":  # ChangeAvailability Inoperative
-            s = ("Unavailable", s[1], s[2])
-        if s != self._shown:
-            p = {"connectorId": self.connector, "errorCode": s[1], "status": s[0],
+                {"connectorId": 0, "errorCode": "NoError", "status": "Available"}), -1, now)
+        k = status_of(v, self._plugged_session)
+        if self.inoperative and k >> 6 != _ST_FAULTED:  # ChangeAvailability Inoperative
+            k = _ST_UNAVAILABLE << 6 | (k & 63)
+        if k != self._shown:
+            code, fault = error_of(k)
+            p = {"connectorId": self.connector, "errorCode": code, "status": status_name(k),
                  "info": "IEC " + B.STATES[st]}
-            if s[2] is not None:
-                p["vendorErrorCode"] = s[2]
-            return self._send("StatusNotification", self._stamp(p), s, now)
+            if fault is not None:
+                p["vendorErrorCode"] = fault
+            return self._send("StatusNotification", self._stamp(p), k, now)
         return self._heartbeat(now)
 
     def _authorize(self, v, now):
@@ -510,9 +538,14 @@ class ChargePoint:
             if epoch and isinstance(r.get("stop"), int):
                 p["timestamp"] = iso8601(r["stop"])
             self._push(["StopTransaction", p, tx, seq])
-        if len(seen) > 32:
-            keep = [s[0] for s in live]
-            self._seen = [s for s in seen if s in keep]
+        if len(seen) > 32:  # forget the seqs no longer live (loops: a comprehension that
+            keep = []  # read a local would make it a cell, allocated at every call)
+            for s in seen:
+                for r in live:
+                    if r[0] == s:
+                        keep.append(s)
+                        break
+            self._seen = keep
 
     def _heartbeat(self, now):
         if ticks_diff(now, self._sent_at) >= self.heartbeat_ms:
@@ -540,7 +573,7 @@ class ChargePoint:
             else:
                 self._boot_at = ticks_add(now, iv * 1000 if iv > 0 else RETRY_MS)
         elif action == "StatusNotification":
-            if c[2] == 0:
+            if c[2] == -1:  # connector 0's
                 self._cp0 = True
             else:
                 self._shown = c[2]

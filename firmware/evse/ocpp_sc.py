@@ -219,7 +219,10 @@ class Profiles:
     def limit_a(self, t, tx_start, tx_id, phases):
         """The composite limit (A) at Unix time t, or None when no profile
         limits the charge then."""
-        best = [None, None, None]  # per purpose: (stack, limit)
+        # per purpose the highest stack level that limits now, and its limit;
+        # locals, not a list of tuples: this runs every second (no allocation)
+        s0 = s1 = s2 = -1
+        l0 = l1 = l2 = None
         for q in self.profiles:
             i = q[_PURPOSE]
             if i == 2 and q[_TX] != tx_id:
@@ -227,12 +230,20 @@ class Profiles:
             if i != 0 and tx_id is None and q[_KIND] == 2:
                 continue  # relative to a transaction there is not
             lim = _at(q, t, tx_start, phases)
-            if lim is not None and (best[i] is None or q[_STACK] > best[i][0]):
-                best[i] = (q[_STACK], lim)
-        tx = best[2] if best[2] is not None else best[1]
-        out = tx[1] if tx is not None else None
-        if best[0] is not None and (out is None or best[0][1] < out):
-            out = best[0][1]
+            if lim is None:
+                continue
+            st = q[_STACK]
+            if i == 0:
+                if st > s0:
+                    s0, l0 = st, lim
+            elif i == 1:
+                if st > s1:
+                    s1, l1 = st, lim
+            elif st > s2:
+                s2, l2 = st, lim
+        out = l2 if s2 >= 0 else l1  # a TxProfile overrides the TxDefaultProfile
+        if s0 >= 0 and (out is None or l0 < out):
+            out = l0  # ChargePointMaxProfile caps both
         return out
 
     def schedule(self, t0, seconds, tx_start, tx_id, phases, default_a):
