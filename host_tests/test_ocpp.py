@@ -610,6 +610,21 @@ def test_records_wait_when_the_queue_is_full(env):
     assert env.errors_sent() == []
 
 
+def _drive(rig, link, ms, ev, until=None, each=None):
+    """The Rig's control loop and hw/ocpp_link.py's step in turn, 100 ms of
+    the Rig at a time, for `ms` and then until `until()`; `each()` before
+    every link step."""
+    end = time.monotonic() + LOOP_S
+    t = rig.t + ms
+    while rig.t < t or (until is not None and not until()):
+        assert time.monotonic() < end, "not reached"
+        rig.run(100, ev)
+        if each is not None:
+            each()
+        link.step()
+        time.sleep(0.002)
+
+
 def test_link_session_with_an_outage_and_basic_auth():
     """hw/ocpp_link.py drives it all: HTTP Basic (security profile 1), the
     central system drops the connection mid-transaction, the link connects
@@ -635,13 +650,7 @@ def test_link_session_with_an_outage_and_basic_auth():
         env.station.rig = rig
 
         def run(ms, ev, until=None):
-            end = time.monotonic() + LOOP_S
-            t = rig.t + ms
-            while rig.t < t or (until is not None and not until()):
-                assert time.monotonic() < end
-                rig.run(100, ev)
-                link.step()
-                time.sleep(0.002)
+            _drive(rig, link, ms, ev, until)
 
         run(2400, "A", lambda: cp._shown is not None)
         run(1000, "B")
@@ -1062,16 +1071,12 @@ def test_update_firmware_downloads_stages_and_reports_each_step(tmp_path):
         env.station = St()
         env.station.rig = rig
 
+        def each():
+            clock.t = 1796205600 + rig.t // 1000  # the RTC runs with the Rig
+            link.ota.step()  # hw/system.run_all's hook
+
         def run(ms, ev, until=None):
-            end = time.monotonic() + LOOP_S
-            t = rig.t + ms
-            while rig.t < t or (until is not None and not until()):
-                assert time.monotonic() < end, "not reached"
-                rig.run(100, ev)
-                clock.t = 1796205600 + rig.t // 1000  # the RTC runs with the Rig
-                link.ota.step()  # hw/system.run_all's hook
-                link.step()
-                time.sleep(0.002)
+            _drive(rig, link, ms, ev, until, each)
 
         def csms(payload, ev):
             fut = asyncio.run_coroutine_threadsafe(env.csms.call(payload), env.server.loop)
@@ -1101,7 +1106,7 @@ def test_update_firmware_downloads_stages_and_reports_each_step(tmp_path):
         r2 = ota.Runner(flash(tmp_path / "flash2"), rig.app.bus.snap, link, lambda: None,
                         lambda: rig.now, lambda a, b: a - b, start)
         link.ota = r2
-        link._fw_seen = None
+        link._fw_phase = link._fw_result = -1  # a new Runner: a first look again
         csms(call.UpdateFirmware(location=srv.url("/files/none.evu"), retrieve_date=NOW), "A")
         run(0, "A", lambda: len(fw()) >= 5)
         assert fw()[3:] == ["Downloading", "DownloadFailed"]

@@ -326,3 +326,23 @@ def test_the_link_answers_update_itself_and_never_queues_it_for_the_app(tmp_path
     assert len(offers) == 2 and link._own == [
         {"id": "u", "ok": True}, {"id": "u", "ok": False, "error": "busy: an update is downloading"}]
     assert ctx.app.bus.cmds.get() is None
+
+
+def test_a_download_given_up_closes_its_connection_and_takes_a_new_offer(tmp_path):
+    """Runner.fail (a bug in the update's steps, hw/system.py's hook): the
+    download's socket closed, the phase failed with the reason, and the next
+    offer is not refused as busy."""
+    from hw import fetch as F
+
+    root, srv, s, r, c, asked, made = _delivery(tmp_path)
+    try:
+        assert r.offer({"cmd": "update", "url": srv.url("/files/u.evu")}) is None
+        c.t += 50
+        r.step()  # connected, the head read
+        r.fail("RuntimeError('bug')")
+        assert made[0].state == F.FAILED and made[0].sock is None
+        assert r.phase == ota.PH_FAILED and dict(r.report())["error"] == "RuntimeError('bug')"
+        assert r.offer({"cmd": "update", "url": srv.url("/files/u.evu")}) is None
+        _until(r, c, ota.PH_STAGED)
+    finally:
+        srv.stop()

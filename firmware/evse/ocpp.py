@@ -861,12 +861,8 @@ class ChargePoint:
             return
         for k in _OCPP_KEYS:
             n = d.get(k)
-            if isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= _INTERVAL_MAX_S \
-                    and (n or k != "HeartbeatInterval"):
-                if k == "HeartbeatInterval":
-                    self.heartbeat_ms = n * 1000
-                else:
-                    self.meter_ms = n * 1000
+            if isinstance(n, int) and not isinstance(n, bool):
+                self._interval(k, n)
         for r in d.get("profiles") or ():
             try:
                 c, cs = r
@@ -952,6 +948,17 @@ class ChargePoint:
             return v if isinstance(v, str) else json.dumps(v)
         return None
 
+    def _interval(self, k, n):
+        """One of _OCPP_KEYS set to n s when allowed (0..86400; 0: no
+        MeterValues, never for the heartbeat); False when not."""
+        if not 0 <= n <= _INTERVAL_MAX_S or k == "HeartbeatInterval" and n == 0:
+            return False
+        if k == "HeartbeatInterval":
+            self.heartbeat_ms = n * 1000
+        else:
+            self.meter_ms = n * 1000
+        return True
+
     def _change_config(self, uid, p):
         e = self._bad(uid, p, "key", str) or self._bad(uid, p, "value", str)
         if e is not None:
@@ -963,12 +970,8 @@ class ChargePoint:
                 n = int(v)
             except ValueError:
                 return {"status": "Rejected"}
-            if not 0 <= n <= _INTERVAL_MAX_S or k == "HeartbeatInterval" and n == 0:
+            if not self._interval(k, n):
                 return {"status": "Rejected"}
-            if k == "HeartbeatInterval":
-                self.heartbeat_ms = n * 1000
-            else:
-                self.meter_ms = n * 1000
             self.dirty = True
             return {"status": "Accepted"}
         if k in self.remote_keys:

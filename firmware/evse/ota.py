@@ -657,9 +657,16 @@ class Runner:
             self.staged_now()
             self._phase(PH_STAGED)
         else:
-            self.error = f.error
-            self._phase(PH_FAILED)
-            self.fetch = None
+            self.fail(f.error)
+
+    def fail(self, why):
+        """The download ends here (it failed, or a bug stopped it: hw/system.py)."""
+        f = self.fetch
+        self.fetch = None
+        if f is not None and f.state == 0:  # still running (hw.fetch RUNNING): its socket closed
+            f.cancel(why)
+        self.error = why
+        self._phase(PH_FAILED)
 
     def staged_now(self):
         """A bundle has just been staged (delivery): look at the state again."""

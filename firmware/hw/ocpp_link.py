@@ -117,7 +117,8 @@ class OcppLink:
         self.deferred = 0
         self.ota = None  # evse/ota.py Runner (hw/system.run_all), on a board that takes updates
         self.kept = kept  # the file ChargePoint.kept() goes to when it changes (None: nowhere)
-        self._fw_seen = None  # (phase, result) of the update as last reported
+        self._fw_phase = -1  # the update's phase and result as last reported (-1: not yet)
+        self._fw_result = -1
 
     def run(self, sleep_ms, stop=None, hook=None):
         while not self.stopped and (stop is None or not stop()):
@@ -260,20 +261,23 @@ class OcppLink:
                 return
         if o is None:
             return
-        k = (o.phase, o.result)
-        was = self._fw_seen
-        if k == was:
+        ph = o.phase  # two ints, not a tuple: this runs at every pass
+        res = o.result
+        was = self._fw_phase
+        if ph == was and res == self._fw_result:
             return
-        self._fw_seen = k
-        if was is None:  # this boot's first look: a trial that just ended, only
-            if o.result == 3 and o.rolled:  # R_ROLLED_BACK, recorded at this boot
+        self._fw_phase = ph
+        was_res = self._fw_result
+        self._fw_result = res
+        if was < 0:  # this boot's first look: a trial that just ended, only
+            if res == 3 and o.rolled:  # R_ROLLED_BACK, recorded at this boot
                 cp.firmware("InstallationFailed")
             return
-        if k[0] != was[0]:
-            s = _FW_STATUS[k[0]]  # by evse.ota PH_*
+        if ph != was:
+            s = _FW_STATUS[ph]  # by evse.ota PH_*
             if s is not None:
                 cp.firmware(s)
-        if k[1] == 2 and was[1] != 2:  # R_COMMITTED: the trial proved itself
+        if res == 2 and was_res != 2:  # R_COMMITTED: the trial proved itself
             cp.firmware("Installed")
 
     def close(self):

@@ -283,8 +283,7 @@ def _ota(ctx, link, sup, root, out):
             r.step()
         except Exception as e:  # a bug: this boot's update steps end, charging goes on
             r.done = True
-            r.fetch = None
-            r.error = repr(e)
+            r.fail(repr(e))
             out("ota: %r" % e)
 
     return step
