@@ -1199,6 +1199,7 @@ def send_commands(a, todo):
     ready = threading.Event()
     lock = threading.Lock()
     got = {d: None for d in todo}
+    left = [len(todo)]  # replies still awaited
     done = threading.Event()
     refused = []
     want = {("%s/%s/reply" % (a.prefix, d)): d for d in todo}
@@ -1224,8 +1225,9 @@ def send_commands(a, todo):
         with lock:
             if got[d] is None:
                 got[d] = r
-            if all(v is not None for v in got.values()):
-                done.set()
+                left[0] -= 1
+                if not left[0]:
+                    done.set()
 
     c.on_connect = on_connect
     c.on_subscribe = on_subscribe
@@ -1262,7 +1264,8 @@ def cmd_release(a):
             return fail("release: no charger in the database yet (run `backend.py run`)", 1)
     todo = {}
     for d in devices:
-        msg = {"cmd": "update", "url": a.url, "id": "r-" + uuid.uuid4().hex[:10]}
+        msg = build_command(["update", a.url])
+        msg["id"] = "r-" + uuid.uuid4().hex[:10]
         if a.force:
             msg["force"] = True
         todo[d] = (msg["id"], json.dumps(msg).encode())
