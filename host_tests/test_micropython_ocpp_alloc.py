@@ -16,13 +16,25 @@ import threading
 
 from ocpp.v16 import call
 
+import pytest
+
 from test_micropython_core import UNIX_PORT
+from test_micropython_heap import ports  # noqa: F401 (the 32-bit ports, a fixture)
 from test_ocpp import Env, _cs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def test_ocpp_link_allocates_nothing_while_nothing_is_due():
+@pytest.fixture(params=["64-bit", "32-bit"])
+def port(request):
+    """The prebuilt unix port, and the 32-bit one (`make mp32`), where Unix
+    time is past the small-int range: a sum of it would allocate."""
+    if request.param == "64-bit":
+        return UNIX_PORT
+    return request.getfixturevalue("ports")["mpy"]
+
+
+def test_ocpp_link_allocates_nothing_while_nothing_is_due(port):
     env = Env()
 
     class St:  # what test_ocpp's handlers read
@@ -35,7 +47,7 @@ def test_ocpp_link_allocates_nothing_while_nothing_is_due():
         envp["MICROPYPATH"] = os.pathsep.join([os.path.join(ROOT, "firmware"),
                                                os.path.join(ROOT, "host_tests", "core_cases")])
         script = os.path.join(ROOT, "host_tests", "core_cases", "ocpp_alloc.py")
-        p = subprocess.Popen([UNIX_PORT, "-X", "heapsize=1M", script,
+        p = subprocess.Popen([port, "-X", "heapsize=1M", script,
                               env.server.url("/ocpp/CP1")], cwd=ROOT, env=envp,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                              stdin=subprocess.DEVNULL)

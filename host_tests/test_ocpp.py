@@ -72,14 +72,16 @@ class Csms(CentralSystemSide):
         return call_result.StatusNotification()
 
     @on(Action.start_transaction)
-    def on_start(self, **kw):
+    async def on_start(self, **kw):
         self.env.calls.append(("StartTransaction", kw, self.env.station.rig.t))
+        await self.env.held("StartTransaction")
         return call_result.StartTransaction(transaction_id=self.env.next_tx,
                                             id_tag_info={"status": self.env.tag_status})
 
     @on(Action.stop_transaction)
-    def on_stop(self, **kw):
+    async def on_stop(self, **kw):
         self.env.calls.append(("StopTransaction", kw, self.env.station.rig.t))
+        await self.env.held("StopTransaction")
         return call_result.StopTransaction()
 
     @on(Action.meter_values)
@@ -103,6 +105,7 @@ class Env:
         self.auth_status = "Accepted"
         self.csms = None
         self.station = None
+        self.hold = set()  # actions answered only once a test removes them from here
 
         async def handler(ws):
             self.csms = Csms(ws.request.path.rsplit("/", 1)[-1], ws, self)
@@ -119,6 +122,11 @@ class Env:
                                                self.server.loop)
         self.station.pump(lambda: fut.done())
         return fut.result(0)
+
+    async def held(self, action):
+        end = time.monotonic() + LOOP_S
+        while action in self.hold and time.monotonic() < end:
+            await asyncio.sleep(0.01)
 
     def named(self, action):
         return [c for c in self.calls if c[0] == action]
@@ -138,7 +146,10 @@ def _kind(text):
 
 
 class Station:
-    """The charge point: a Rig's App, our WebSocket client, evse.ocpp."""
+    """The charge point: a Rig's App, our WebSocket client, evse.ocpp. The
+    clock (fakes.Clock) moves only when a test moves it, not with the Rig's
+    ticks, so the charge point reads it at every use (rebase_ms=0) instead of
+    counting on from a reading with the ticks (test_secs_count_on_with_the_ticks)."""
 
     def __init__(self, env, clock=None, cfg=None, flash=None, **kw):
         self.rig = Rig(clock=clock, cfg=cfg, flash=flash)  # flash: a board's, after a power cut
@@ -147,7 +158,7 @@ class Station:
 
         self.cp = O.ChargePoint("OpenEVSE-MPY", "evse-mpy", "SN0001", "0.5.0",
                                 lambda n: 0x1234567 % n, clock=clock, cfg=self.rig.app.cfg,
-                                remote_keys=REMOTE_KEYS, **kw)
+                                remote_keys=REMOTE_KEYS, rebase_ms=0, **kw)
         self.ws = WebSocket(mpsocket, os.urandom, timeout_s=5)
         self.ws.connect(env.server.url("/ocpp/CP1"), PROTO)
         self.cp.connected(self.rig.now)
@@ -589,6 +600,80 @@ def test_transaction_of_an_offline_boot_goes_start_then_stop_when_the_csms_is_ba
     assert env.errors_sent() == []
 
 
+def test_start_answered_after_its_session_ended_then_a_power_cut_is_not_sent_twice(env, tmp_path):
+    """The StartTransaction's answer comes only after the vehicle left, so
+    the session's record has no transactionId; then the supply goes before
+    the StopTransaction is confirmed. The transactionId was kept in
+    ocpp.json: the next boot sends the StopTransaction with it, and no
+    second StartTransaction (the central system would see two
+    transactions). Once confirmed, it leaves ocpp.json."""
+    from fakes import Clock
+    from hw.ocpp_link import KEPT, OcppLink
+
+    path = str(tmp_path / KEPT)
+    st = env.station = Station(env, clock=Clock(1796205600))
+    link = OcppLink(st.rig.app, st.cp, st.ws, "ws://x/ocpp/CP1", kept=path)
+    env.hold.add("StartTransaction")
+    st.settle("A")
+    st.rig.run(2400)
+    st.pump(lambda: env.named("StartTransaction"), ev="B")  # sent, not answered
+    for _ in range(50):
+        st.step(100, "C")  # it charges 5 s
+    assert st.rig.app.out.contactor and st.cp.busy(st.rig.now)
+    st.pump(lambda: st.rig.live("s"), ev="A")  # the vehicle leaves: the record
+    rec = json.loads(st.rig.live("s")[0][2])
+    assert "ref" not in rec
+    env.hold = {"StopTransaction"}  # the StartTransaction is answered now
+    st.pump(lambda: env.named("StopTransaction"), ev="A")
+    assert st.cp._refs == {rec["rid"]: 4711} and st.cp.dirty
+    link._keep(st.cp)  # what the link's pass does when the ChargePoint is dirty
+    with open(path) as f:
+        assert json.load(f)["refs"] == {rec["rid"]: 4711}
+    _power_cut(env, st)  # the StopTransaction is still unanswered
+    env.hold = set()
+    env.next_tx = 4712  # a second StartTransaction would get another id
+
+    st = env.station = Station(env, clock=Clock(1796206200), flash=st.rig.flash)
+    link = OcppLink(st.rig.app, st.cp, st.ws, "ws://x/ocpp/CP1", kept=path)
+    link.restore()
+    st.pump(lambda: len(env.named("StopTransaction")) == 2, ev="A")
+    st.settle("A")
+    stops = env.named("StopTransaction")
+    assert [c[1]["transaction_id"] for c in stops] == [4711, 4711]
+    assert len(env.named("StartTransaction")) == 1
+    assert not st.rig.live("s")  # confirmed: the record left the journal
+    assert st.cp._refs == {} and st.cp.dirty
+    link._keep(st.cp)
+    with open(path) as f:
+        assert json.load(f)["refs"] == {}
+    assert env.errors_sent() == []
+
+
+def test_secs_count_on_with_the_ticks():
+    """ChargePoint.secs(): seconds since 2020 (small ints on a 32-bit port),
+    read from the clock and counted on with the ticks for 10 minutes, so
+    that the profiles' evaluation every second reads no clock; the clock
+    again after that, at a connection, or with the central system's time."""
+    from fakes import Clock
+
+    clock = Clock(1796205600)
+    cp = O.ChargePoint("V", "M", "", "0", lambda n: 0, clock=clock)
+    base = 1796205600 - O.UNIX_2020
+    assert 0 < base < 2 ** 30  # a small int on a 32-bit port until 2054
+    assert cp.secs(1000) == base
+    clock.t += 5  # the clock is read again only later
+    assert cp.secs(3500) == base + 2
+    assert cp.secs(1000 + 599999) == base + 599
+    assert cp.secs(1000 + 600000) == 1796205605 - O.UNIX_2020  # read again
+    clock.t = 1796209200
+    cp.connected(700000)
+    assert cp.secs(700000) == 1796209200 - O.UNIX_2020
+    none = O.ChargePoint("V", "M", "", "0", lambda n: 0)
+    assert none.secs(0) is None
+    none._time({"currentTime": "2026-12-02T10:00:00Z"})  # as a Heartbeat's answer gives it
+    assert none.secs(10000) == base + 10
+
+
 def test_records_wait_when_the_queue_is_full(env):
     """More old sessions than the queue holds: each goes in order as room
     comes, none is dropped."""
@@ -977,7 +1062,7 @@ def test_charging_profiles_refused(env):
 def test_composite_limits_pure():
     from evse.ocpp_sc import Profiles
 
-    t0 = 1796205600  # 2026-12-02T10:00:00Z, a Wednesday
+    t0 = 1796205600 - O.UNIX_2020  # 2026-12-02T10:00:00Z, a Wednesday, as s since 2020
     sc = Profiles()
     day = {"chargingProfileId": 1, "stackLevel": 0, "chargingProfilePurpose": "TxDefaultProfile",
            "chargingProfileKind": "Recurring", "recurrencyKind": "Daily",
@@ -1151,7 +1236,7 @@ def test_intervals_and_profiles_set_by_the_csms_outlive_a_reboot(env, tmp_path):
     with open(path) as f:
         kept = json.load(f)
     assert kept == {"HeartbeatInterval": 60, "MeterValueSampleInterval": 30,
-                    "profiles": [[0, cap], [1, dflt]]}
+                    "profiles": [[0, cap], [1, dflt]], "refs": {}}
     st.ws.close()
 
     # the reboot: a new App on the same flash (the session was cut), a new ChargePoint

@@ -47,6 +47,12 @@ _QUEUE_MAX = const(8)  # transaction messages waiting; more: the oldest MeterVal
 _LIMIT_EVERY_MS = const(1000)  # the charging profiles' composite limit evaluated
 _LIMIT_RENEW_MS = const(60000)  # the limit sent again (its ttl_s renewed) at least this often
 _LIMIT_TTL_S = const(180)  # a limit not renewed (the link dead): the fallback current
+_REBASE_MS = const(600000)  # secs() reads the clock again after this
+_REFS_MAX = const(8)  # transactionIds kept for sessions whose StopTransaction is not confirmed
+# Unix time of 2020-01-01. The charging profiles' times count from it (secs()):
+# Unix time is past the small-int range of 32-bit ports (2**30), where every
+# sum of it would allocate; seconds since 2020 stay below it until 2054.
+UNIX_2020 = 1577836800
 
 # The App's session end reasons (evse/charger.py, evse/app.py) as StopTransaction's Reason.
 _REASONS = const((("unplugged", "EVDisconnected"), ("power_loss", "PowerLoss"),
@@ -237,7 +243,7 @@ class ChargePoint:
 
     def __init__(self, vendor, model, serial, fw, rand, clock=None,
                  call_timeout_ms=CALL_TIMEOUT_MS, connector=1, cfg=None, id_tag="evse-mpy",
-                 meter_interval_s=60, remote_keys=()):
+                 meter_interval_s=60, remote_keys=(), rebase_ms=_REBASE_MS):
         self.boot = {"chargePointVendor": vendor[:20], "chargePointModel": model[:20],
                      "firmwareVersion": fw[:50]}
         if serial:
@@ -264,6 +270,8 @@ class ChargePoint:
         self.errors = 0  # CALLERRORs we answered the central system's calls with
         self.time = None  # the central system's currentTime, as last given
         self._t0 = None  # (Unix time, ticks) of the central system's time, without a clock
+        self._tb = None  # [secs() at ticks, ticks]: secs() counts on from there
+        self.rebase_ms = rebase_ms  # ... for this long, then reads the clock again
         self.cfg = cfg  # the configuration GetConfiguration shows (REMOTE_KEYS)
         self.remote_keys = remote_keys
         self.id_tag = id_tag[:20]  # StartTransaction's idTag (a remote start's replaces it)
@@ -286,16 +294,18 @@ class ChargePoint:
         self._lim_at = 0  # when it went
         self._lim_eval = 0  # when the composite was last evaluated
         self._rx_at = 0  # when the central system's last message came
-        self.update = None  # UpdateFirmware asked: [location, retrieveDate (Unix s) or None]
+        self.update = None  # UpdateFirmware asked: [location, retrieveDate (secs()) or None]
         self._raw = {}  # profile id -> [connectorId, csChargingProfiles as received]
         self.dirty = False  # kept() has changed: the link writes it to flash
         self._fw = []  # FirmwareStatusNotification statuses to send, oldest first
+        self._refs = {}  # record's rid -> transactionId, until its StopTransaction is confirmed
 
     # ------------------------------------------------------- connection
     def connected(self, now):
         """A new connection: no CALL outstanding; what was not confirmed goes again."""
         self._call = None
         self._hold = None
+        self._tb = None  # the clock may have been set (NTP at a connection)
         if self.registration != ACCEPTED:
             self._boot_at = now
         else:
@@ -341,6 +351,20 @@ class ChargePoint:
         if t is None and self._t0 is not None:
             t = self._t0[0] + ticks_diff(now, self._t0[1]) // 1000
         return t
+
+    def secs(self, now):
+        """unix(now) - UNIX_2020, or None: a small int, counted on from the
+        clock's reading with the ticks, so that it allocates nothing on a
+        32-bit port (the profiles' limit is evaluated every second). The
+        clock is read again after `rebase_ms` (10 min), at a connection
+        and when the central system gives its time; 0: at every call."""
+        b = self._tb
+        if b is None or ticks_diff(now, b[1]) >= self.rebase_ms:
+            t = self.unix(now)
+            if t is None:
+                return None
+            self._tb = b = [t - UNIX_2020, now]
+        return b[0] + ticks_diff(now, b[1]) // 1000
 
     def _stamp(self, p, now=None, key="timestamp"):
         t = self.unix(now if now is not None else self._sent_at)
@@ -421,7 +445,8 @@ class ChargePoint:
             wh = 0 if wh == B.NONE else wh - (v[B.S_ENERGY] if v[B.S_ENERGY] > 0 else 0)
             tag = self._next_tag or self.id_tag
             self._next_tag = None
-            tx = self._tx = [sid, None, wh, self.unix(now)]  # + its start, Unix s
+            # [session, transactionId, meterStart, its start (secs()), its record's rid]
+            tx = self._tx = [sid, None, wh, self.secs(now), None]
             self._meter_at = now
             self._push(["StartTransaction", self._stamp(
                 {"connectorId": self.connector, "idTag": tag, "meterStart": wh}, now), tx])
@@ -515,15 +540,18 @@ class ChargePoint:
                 self.acks.append(seq)
                 continue
             epoch = r.get("time") == "epoch"
+            rid = r.get("rid")
+            rid = rid if isinstance(rid, str) else str(sid)
             tx = self._tx
             if tx is not None and tx[0] == sid and self.sc is not None:
                 self.sc.end_transaction()
             if tx is None or tx[0] != sid:
                 ref = r.get("ref")
+                if not isinstance(ref, int) or isinstance(ref, bool):
+                    ref = self._refs.get(rid)  # its StartTransaction answered after it ended
                 ms = r.get("meter_start_wh")
                 ms = ms if isinstance(ms, int) and not isinstance(ms, bool) else 0
-                tx = [sid, ref if isinstance(ref, int) and not isinstance(ref, bool) else None,
-                      ms]
+                tx = [sid, ref, ms, None, rid]
                 if tx[1] is None:
                     p = {"connectorId": self.connector, "idTag": self.id_tag, "meterStart": ms}
                     if epoch and isinstance(r.get("start"), int):
@@ -537,6 +565,9 @@ class ChargePoint:
                                                          self._stop_asked == sid)}
             if epoch and isinstance(r.get("stop"), int):
                 p["timestamp"] = iso8601(r["stop"])
+            tx[4] = rid  # a transactionId that comes from now on is kept (_result)
+            if tx[1] is not None and r.get("ref") != tx[1] and rid not in self._refs:
+                self._ref(rid, tx[1])  # answered after the session ended
             self._push(["StopTransaction", p, tx, seq])
         if len(seen) > 32:  # forget the seqs no longer live (loops: a comprehension that
             keep = []  # read a local would make it a cell, allocated at every call)
@@ -591,15 +622,32 @@ class ChargePoint:
             tid = p.get("transactionId")
             if isinstance(tid, int) and not isinstance(tid, bool):
                 tx[1] = tid
-                if tx is self._tx:  # the App keeps it with the open session (state.json)
+                if tx[4] is not None:  # its record is taken: the session has ended
+                    self._ref(tx[4], tid)
+                elif tx is self._tx:  # the App keeps it with the open session (state.json)
                     self.acks.append((tx[0], tid))
             info = p.get("idTagInfo")
             if isinstance(info, dict) and info.get("status") != "Accepted":
                 self._command("stop", None)  # not authorized: the session ends
         elif action == "StopTransaction":
             self.acks.append(c[2][3])
-            if self._tx is c[2][2]:
+            tx = c[2][2]
+            if self._tx is tx:
                 self._tx = None
+            if tx[4] in self._refs:
+                del self._refs[tx[4]]
+                self.dirty = True
+
+    def _ref(self, rid, tid):
+        """The transactionId of an ended session whose record does not have
+        it: ocpp.json keeps it until the StopTransaction is confirmed, so
+        that a power cut before then does not start the session again."""
+        if len(self._refs) >= _REFS_MAX:
+            for k in self._refs:
+                del self._refs[k]
+                break
+        self._refs[rid] = tid
+        self.dirty = True
 
     def _time(self, p):
         t = p.get("currentTime")
@@ -608,6 +656,7 @@ class ChargePoint:
             u = parse_time(t)
             if u is not None:
                 self._t0 = (u, self._sent_at)
+                self._tb = None
 
     # ---------------------------------------------------------- theirs
     def receive(self, text, now):
@@ -742,7 +791,7 @@ class ChargePoint:
         t = parse_time(p["retrieveDate"])
         if t is None:
             return self._error(uid, "PropertyConstraintViolation", "retrieveDate")
-        self.update = [p["location"], t]
+        self.update = [p["location"], t - UNIX_2020]  # as secs()
         return {}
 
     def firmware(self, status):
@@ -772,7 +821,7 @@ class ChargePoint:
         once no profile is left, the installation's maximum without a ttl."""
         cfg = self.cfg or {}
         top = cfg.get("max_current_a", 32)
-        t = self.unix(now)
+        t = self.secs(now)
         tx = self._tx
         lim = None
         if t is not None and self.sc.profiles:
@@ -842,9 +891,10 @@ class ChargePoint:
 
     def kept(self):
         """What outlives a reboot (ocpp.json, hw/ocpp_link.py): the two
-        intervals ChangeConfiguration set, and the ChargePointMaxProfile and
+        intervals ChangeConfiguration set, the ChargePointMaxProfile and
         TxDefaultProfile profiles as the central system sent them (a
-        TxProfile ends with its transaction, which a reboot ends)."""
+        TxProfile ends with its transaction, which a reboot ends), and the
+        transactionIds of ended sessions whose records do not have them."""
         live = []
         sc = self.sc
         if sc is not None:
@@ -853,7 +903,8 @@ class ChargePoint:
                 if r is not None and r[1].get("chargingProfilePurpose") != "TxProfile":
                     live.append(r)
         return {"HeartbeatInterval": self.heartbeat_ms // 1000,
-                "MeterValueSampleInterval": self.meter_ms // 1000, "profiles": live}
+                "MeterValueSampleInterval": self.meter_ms // 1000, "profiles": live,
+                "refs": self._refs}
 
     def restore(self, d):
         """kept()'s dict, read back at boot; anything malformed is skipped."""
@@ -870,6 +921,12 @@ class ChargePoint:
                     self._raw[cs["chargingProfileId"]] = [c, cs]
             except Exception:  # a profile this version cannot read: dropped
                 pass
+        refs = d.get("refs")
+        if isinstance(refs, dict):
+            for k in refs:
+                t = refs[k]
+                if isinstance(t, int) and not isinstance(t, bool) and len(self._refs) < _REFS_MAX:
+                    self._refs[k] = t
 
     def _clear_profile(self, uid, p):
         for k in ("id", "connectorId", "stackLevel"):
@@ -895,7 +952,7 @@ class ChargePoint:
         unit = p.get("chargingRateUnit", "A")
         if unit not in ("A", "W"):
             return self._error(uid, "PropertyConstraintViolation", "chargingRateUnit")
-        t = self.unix(self._rx_at)
+        t = self.secs(self._rx_at)
         if p["connectorId"] not in (0, self.connector) or t is None:
             return {"status": "Rejected"}
         cfg = self.cfg or {}
@@ -909,8 +966,8 @@ class ChargePoint:
                                     tx[1] if tx is not None else None, phases, top)
         k = 1 if unit == "A" else 230 * phases
         return {"status": "Accepted", "connectorId": p["connectorId"],
-                "scheduleStart": iso8601(t),
-                "chargingSchedule": {"duration": d, "startSchedule": iso8601(t),
+                "scheduleStart": iso8601(t + UNIX_2020),
+                "chargingSchedule": {"duration": d, "startSchedule": iso8601(t + UNIX_2020),
                                      "chargingRateUnit": unit, "chargingSchedulePeriod": [
                                          {"startPeriod": a, "limit": round(b * k, 1)}
                                          for a, b in rows]}}

@@ -1,12 +1,13 @@
 """OCPP 1.6 Smart Charging on the charge point: the charging profiles the
 central system installs (SetChargingProfile, ClearChargingProfile) and
 their composite limit (OCPP 1.6 section 3.13; GetCompositeSchedule).
-Pure logic: times are Unix seconds given by the caller. Imported by
+Pure logic: times are seconds since 2020 (evse/ocpp.py UNIX_2020: small
+ints on 32-bit ports), given by the caller. Imported by
 evse/ocpp.py, itself loaded only with the OCPP backend.
 
     sc = Profiles()
     status = sc.set(connector, cs_profile, tx_id)  # "Accepted" or "Rejected"
-    sc.limit_a(t, tx_start, tx_id, phases)                 # the composite at t, None: no limit
+    sc.limit_a(t, tx_start, tx_id, phases)         # the composite at t, None: no limit
     sc.schedule(t0, seconds, tx_start, tx_id, phases, default_a)  # [(start s, A)]
 
 At a time t each purpose's profile that is valid and running with the
@@ -17,7 +18,7 @@ installation's phases when fewer).
 """
 from micropython import const
 
-from evse.ocpp import parse_time
+from evse.ocpp import UNIX_2020, parse_time
 
 _MAX_PROFILES = const(8)  # MaxChargingProfilesInstalled
 MAX_PERIODS = const(24)  # ChargingScheduleMaxPeriods
@@ -34,7 +35,7 @@ _PURPOSE = const(2)  # index in PURPOSES
 _TX = const(3)  # its transactionId (TxProfile), else None
 _KIND = const(4)  # index in _KINDS
 _PERIOD_S = const(5)  # Recurring: a day or a week; else 0
-_FROM = const(6)  # validFrom, validTo, startSchedule: Unix s or None
+_FROM = const(6)  # validFrom, validTo, startSchedule: s since 2020 or None
 _TO = const(7)
 _START = const(8)
 _DURATION = const(9)  # s, None: open-ended
@@ -66,7 +67,7 @@ def _time(d, k):
     t = parse_time(x)
     if t is None:
         raise Invalid(k)
-    return t
+    return t - UNIX_2020
 
 
 def parse(cs):
@@ -217,7 +218,7 @@ class Profiles:
         self.profiles = [q for q in self.profiles if q[_PURPOSE] != 2]
 
     def limit_a(self, t, tx_start, tx_id, phases):
-        """The composite limit (A) at Unix time t, or None when no profile
+        """The composite limit (A) at t (s since 2020), or None when no profile
         limits the charge then."""
         # per purpose the highest stack level that limits now, and its limit;
         # locals, not a list of tuples: this runs every second (no allocation)

@@ -249,7 +249,7 @@ class OcppLink:
         o = self.ota
         u = cp.update
         if u is not None:
-            t = cp.unix(now)
+            t = cp.secs(now)
             if u[1] is not None and t is not None and t < u[1]:
                 return  # its retrieveDate has not come yet
             cp.update = None

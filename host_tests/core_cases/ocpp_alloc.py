@@ -24,6 +24,7 @@ import time
 
 from evse import ocpp as O
 from evse import ticks_add, ticks_ms
+from hw.net import clock
 from hw.ocpp_link import OcppLink, rand_below
 from hw.wsock import WebSocket
 
@@ -39,7 +40,7 @@ def fail(msg):
 
 rig = Rig(cfg={"max_current_a": 16})
 cp = O.ChargePoint("evse-mpy", "alloc", "SN1", "0.5.0", rand_below, cfg=rig.app.cfg,
-                   meter_interval_s=3600)
+                   meter_interval_s=3600, clock=clock)  # the board's clock, as hw/ocpp_link.make
 link = OcppLink(rig.app, cp, WebSocket(socket, os.urandom), URL)
 
 
