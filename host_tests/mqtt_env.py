@@ -202,18 +202,23 @@ def write_scenario(folder, name, duration_s, events, config=None):
     return path
 
 
-def start_sim(scenario, port, folder, flash=None, tag="sim"):
+def start_sim(scenario, port, folder, flash=None, tag="sim", backend=None):
     """tools/sim.py --broker 127.0.0.1:PORT --realtime as a process; its
-    output goes to FOLDER/TAG.out and the trace to FOLDER/TAG.jsonl."""
+    output goes to FOLDER/TAG.out and the trace to FOLDER/TAG.jsonl.
+    backend: (user, password) of the simulator's backend side."""
     folder = str(folder)
     args = [sys.executable, SIM, "--scenario", scenario, "--trace",
             os.path.join(folder, tag + ".jsonl"), "--realtime", "--no-live",
             "--broker", "127.0.0.1:%d" % port]
     if flash is not None:
         args += ["--flash", str(flash)]
+    env = None
+    if backend is not None:
+        args += ["--backend-user", backend[0]]
+        env = dict(os.environ, EVSE_SIM_BACKEND_PASSWORD=backend[1])
     out = open(os.path.join(folder, tag + ".out"), "w")
     p = subprocess.Popen(args, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=out,
-                         stderr=subprocess.STDOUT)
+                         stderr=subprocess.STDOUT, env=env)
     p.out_path = out.name
     out.close()
     return p

@@ -166,5 +166,15 @@ def test_an_unreadable_mqtt_ca_never_takes_charging_away(tmp_path):
     assert any("backend link off: mqtt_ca no-such-ca.pem unreadable" in l
                for l in r["lines"]), r["lines"]
     assert r["feeds"] == 50 and not (tmp_path / "crash.json").exists()
-    journal = (tmp_path / "journal.log").read_text()
-    assert '"type": "link_error", "reason": "mqtt_ca no-such-ca.pem unreadable"' in journal
+    from evse.journal import Journal
+
+    events = [json.loads(d) for _, k, d in Journal(str(tmp_path / "journal.log")).load()
+              if k == "e"]
+    event = [e for e in events if e["type"] == "link_error"][0]
+    assert (event["type"], event["reason"], event["detail"]) == (
+        "link_error", "ca_unreadable", "mqtt_ca no-such-ca.pem unreadable"), journal
+    # the reference backend stores it (a word for the reason, the detail as text)
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    import backend
+
+    assert backend.check_event(event)["type"] == "link_error"

@@ -522,3 +522,55 @@ def test_the_grid_feed_from_the_broker_drives_smart_mode_and_its_loss_is_a_fault
         w.c.publish(topic, b"", qos=0, retain=True).wait_for_publish(5)  # no retained leftovers
         w.close()
     assert "Traceback" not in out, out
+
+
+def test_the_charger_on_the_shipped_broker_set_up_and_one_whose_publishes_it_refuses(tmp_path,
+                                                                                    reaper):
+    """deploy/mosquitto as shipped (only its ports changed: backend_env's
+    fleet.Broker), the configuration an installer runs: the charger over
+    the TLS listener with its CA and its own password, the backend with its
+    own. dev1's session is stored and confirmed: its journal empties. A
+    charger with dev1's credentials but dev2's device id is refused every
+    publish by the ACL (mosquitto PUBACKs them anyway, MQTT 3.1.1): no
+    confirmation comes, so it keeps its records, re-sends them and says so,
+    and nothing of it is stored."""
+    from backend_env import fleet
+
+    b = fleet.Broker({"dev1": "pw-dev1", "evse-backend": "pw-backend", "evse-ops": "pw-ops"})
+    ops = ("evse-ops", "pw-ops")  # the simulator's own backend side
+    reaper(b.proc)
+    try:
+        db = tmp_path / "shipped.db"
+        backend = start_backend(b.port, db, tmp_path, "--user", "evse-backend",
+                                "--password", "pw-backend")
+        reaper(backend)
+        events = CHARGE + [{"t": 3.0, "ev": "A"}]
+        tls = {"mqtt_tls": True, "mqtt_ca": b.ca, "mqtt_user": "dev1",
+               "mqtt_password": "pw-dev1"}
+        good = write_scenario(tmp_path, "dev1", 7, events, dict(tls, mqtt_device_id="dev1"))
+        # long enough for a re-send: ACK_WAIT_MS (30 s) after the first publish
+        bad = write_scenario(tmp_path, "dev2", 34, events, dict(tls, mqtt_device_id="dev2"))
+        flash_good, flash_bad = tmp_path / "f1", tmp_path / "f2"
+        # one after the other: the broker takes the user name as the client
+        # id, so two chargers with dev1's credentials would take turns
+        out1 = finish(start_sim(good, b.tls_port, tmp_path, flash=flash_good, tag="good",
+                                backend=ops), 40)
+        out2 = finish(start_sim(bad, b.tls_port, tmp_path, flash=flash_bad, tag="bad",
+                                backend=ops), 60)
+        wait_until(lambda: _rows(db, "SELECT device, id FROM sessions") == [("dev1", 1)], 10,
+                   "dev1's session stored")
+        log = stop(backend)
+    finally:
+        b.close()
+    assert "Traceback" not in out1 + out2, (out1, out2)
+    assert "1 connection(s)" in out1 and "1 connection(s)" in out2, (out1, out2)
+    assert not os.path.exists(flash_good / "journal.log"), out1  # all confirmed
+    assert _rows(db, "SELECT COUNT(*) FROM events WHERE device = 'dev2'") == [(0,)], log
+    assert _rows(db, "SELECT COUNT(*) FROM sessions WHERE device = 'dev2'") == [(0,)], log
+    from evse.journal import Journal
+
+    kept = Journal(str(flash_bad / "journal.log")).load()
+    assert [k for _, k, _ in kept].count("s") == 1, kept  # its session, never deleted
+    trace = (tmp_path / "bad.jsonl").read_text()
+    assert "records not confirmed by the backend, sent again" in trace, trace[-3000:]
+    assert "does the broker take our publishes?" in trace

@@ -236,7 +236,8 @@ SESSION_KEYS = frozenset((
     "rid", "id", "boot", "start", "stop", "time", "meter_start_wh", "meter_stop_wh",
     "energy_wh", "energy_status", "estimate_wh", "peak_a", "reason", "errors"))
 EVENT_KEYS = frozenset(("rid", "type", "boot", "n", "at", "time", "code", "reason", "fw",
-                        "dropped_events", "dropped_sessions", "skipped_bytes"))
+                        "detail", "file", "dropped_events", "dropped_sessions",
+                        "skipped_bytes"))
 
 
 def check_rid(d):
@@ -283,8 +284,9 @@ def check_event(d):
          "time": _choice(d, "time", TIME_BASES, null=True, required=False)}
     for k in ("code", "reason"):
         _word(d, k, null=True, required=False)
-    if "fw" in d and (type(d["fw"]) is not str or not PRINTABLE_RE.match(d["fw"])):
-        raise Bad("fw: printable text of at most 64 characters expected")
+    for k in ("fw", "detail", "file"):
+        if k in d and (type(d[k]) is not str or not PRINTABLE_RE.match(d[k])):
+            raise Bad("%s: printable text of at most 64 characters expected" % k)
     for k in ("dropped_events", "dropped_sessions", "skipped_bytes"):
         _int(d, k, null=True, required=False)
     _scalars(d, EVENT_KEYS)

@@ -30,7 +30,7 @@ between TCP connect and SUBACK at once (mosquitto's accept backlog is 100).
 Scenarios: `steady` (each charger one record every N/--rate seconds for
 --duration), `storm` (every charger arrives with --records records
 journaled, all connecting at once), `broker-kill` (steady, with the broker
-killed -9 half way and restarted), `backend-kill` (steady, the backend
+killed -9 half way and restarted; with --kills K, K times at even gaps), `backend-kill` (steady, the backend
 killed -9 half way and restarted). Figures: records stored per second
 (first publish to last acknowledgement), end-to-end latency (record made to
 its acknowledgement) p50/p99, CPU of the broker, the backend (and its two
@@ -980,7 +980,8 @@ def raise_fd_limit(need):
 
 
 def run(scenario="steady", n=100, db="sqlite", records=30, rate=None, duration=10.0,
-        drain_s=60.0, resend_s=30.0, backend_args=(), keep=False, log=print, procs=2):
+        drain_s=60.0, resend_s=30.0, backend_args=(), keep=False, log=print, procs=2,
+        kills=1):
     """One scenario end to end; returns the figures (a dict)."""
     if not 1 <= n <= N_MAX:
         raise ValueError("--n: 1..%d" % N_MAX)
@@ -1001,11 +1002,22 @@ def run(scenario="steady", n=100, db="sqlite", records=30, rate=None, duration=1
         broker.save()  # the backend's session on disk before the load
         events = []
         if scenario == "broker-kill":
+            # `kills` times at even gaps over the load (once: half way), each
+            # down for a second or half a gap; mosquitto's persistence file is
+            # the one saved before the load (autosave_interval 30 s never comes)
+            gap = duration / (kills + 1)
+            down = min(1.0, gap / 2)
+
             def kill_broker():
-                broker.kill9()
-                time.sleep(1.0)
-                broker.start()
-            events.append((duration / 2, kill_broker))
+                first = time.monotonic()
+                for i in range(kills):
+                    broker.kill9()
+                    time.sleep(down)
+                    broker.start()
+                    wait = first + gap * (i + 1) - time.monotonic()
+                    if i + 1 < kills and wait > 0:
+                        time.sleep(wait)
+            events.append((gap, kill_broker))
         elif scenario == "backend-kill":
             def kill_backend():
                 backend.kill9()
@@ -1037,7 +1049,9 @@ def run(scenario="steady", n=100, db="sqlite", records=30, rate=None, duration=1
         gen_cpu = round(100 * st["cpu_s"] / wall + pcts[4], 1)
         ours = pcts[0] + pcts[1] + (pcts[2] if pg else 0) + gen_cpu
         res = {
-            "scenario": scenario, "n": n, "db": db, "records_made": len(made),
+            "scenario": scenario, "n": n, "db": db,
+            "broker_kills": kills if scenario == "broker-kill" else 0,
+            "records_made": len(made),
             "records_stored": len(stored & made), "lost": len(made - stored),
             "duplicates_stored": rows - len(stored), "acked_not_stored": len(acked - stored),
             "pending_at_end": st["pending"],
@@ -1098,13 +1112,15 @@ def main(argv=None):
                    help="generator processes, each with a slice of the chargers (2)")
     p.add_argument("--backend-args", default="", metavar="ARGS",
                    help="more options for `tools/backend.py run`, e.g. \"--batch 5000\"")
+    p.add_argument("--kills", type=int, default=1,
+                   help="broker-kill: kill -9s at even gaps over the load (1: half way)")
     p.add_argument("--json", metavar="FILE", help="append the figures as a JSON line")
     a = p.parse_args(argv)
-    if not 1 <= a.n <= N_MAX or a.duration > 600 or a.drain_s > 600:
-        p.error("--n 1..%d, --duration and --drain-s at most 600" % N_MAX)
+    if not 1 <= a.n <= N_MAX or a.duration > 600 or a.drain_s > 600 or not 1 <= a.kills <= 256:
+        p.error("--n 1..%d, --duration and --drain-s at most 600, --kills 1..256" % N_MAX)
     try:
         res = run(a.scenario, a.n, a.db, a.records, a.rate, a.duration, a.drain_s, a.resend_s,
-                  backend_args=shlex.split(a.backend_args), procs=a.procs)
+                  backend_args=shlex.split(a.backend_args), procs=a.procs, kills=a.kills)
     except RuntimeError as e:
         sys.stderr.write("fleet.py: %s\n" % e)
         return 1

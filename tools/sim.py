@@ -3,7 +3,8 @@
 
     tools/sim.py --scenario SCENARIO.json --trace TRACE.jsonl
                  [--realtime] [--live | --no-live] [--micropython [wasm|unix]]
-                 [--broker HOST:PORT | --ocpp URL] [--flash DIR] [--step-log FILE]
+                 [--broker HOST:PORT [--backend-user USER] | --ocpp URL] [--flash DIR]
+                 [--step-log FILE]
 
 Runs evse.app.App (the application the board runs) on the virtual board of
 tools/simcore/ against a scenario in the format of
@@ -439,6 +440,11 @@ def parse_args(argv):
                    "wasm, or unix with --realtime")
     p.add_argument("--broker", metavar="HOST:PORT",
                    help="run the firmware's MQTT link against this broker (needs --realtime)")
+    p.add_argument("--backend-user", metavar="USER",
+                   help="with --broker: the user the simulator's backend side (the scenario's "
+                        "commands, their replies) connects as, instead of the charger's "
+                        "(a broker set up as deploy/mosquitto; $EVSE_SIM_BACKEND_PASSWORD: "
+                        "its password)")
     p.add_argument("--ocpp", metavar="URL",
                    help="run the firmware's OCPP 1.6J link against this central system "
                         "(needs --realtime; $EVSE_OCPP_PASSWORD: its password)")
@@ -505,7 +511,9 @@ def main(argv=None):
     net = None
     if broker is not None:
         try:
-            net = simnet.SimNet(broker[0], broker[1])
+            auth = None if a.backend_user is None else (
+                a.backend_user, os.environ.get("EVSE_SIM_BACKEND_PASSWORD"))
+            net = simnet.SimNet(broker[0], broker[1], backend_auth=auth)
         except simnet.umqtt_host.MissingClient as e:
             sys.stderr.write("sim.py: %s\n" % e)
             return 2

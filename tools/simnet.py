@@ -190,8 +190,9 @@ def sim_device_id(name):
 
 
 class SimNet:
-    def __init__(self, host, port, log=None):
+    def __init__(self, host, port, log=None, backend_auth=None):
         self.mqtt = umqtt_host.load()  # umqtt_host.MissingClient: run `make setup`
+        self.backend_auth = backend_auth  # (user, password) of the backend side, else the charger's
         self.host = host
         self.port = port
         self.proxy = LinkProxy(host, port)
@@ -230,7 +231,9 @@ class SimNet:
         c = paho.Client(paho.CallbackAPIVersion.VERSION2,
                         client_id="sim-backend-%d-%d" % (os.getpid(), random.getrandbits(24)),
                         protocol=paho.MQTTv311)
-        if cfg["mqtt_user"]:
+        if self.backend_auth is not None:  # a broker whose ACL gives the charger only its own
+            c.username_pw_set(*self.backend_auth)  # topics, and its user name as client id
+        elif cfg["mqtt_user"]:
             c.username_pw_set(cfg["mqtt_user"], cfg["mqtt_password"])
         if cfg["mqtt_tls"]:
             with open(cfg["mqtt_ca"], "rb") as f:

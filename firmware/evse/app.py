@@ -78,11 +78,14 @@ def _int(v, default=0):
     return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else default
 
 
+_NONCE_STEP = 0x9E3779B1  # odd: boot numbers map to distinct nonces (App.__init__)
+
+
 def boot_nonce():
-    """A random 32-bit number, drawn once per boot: with a record counter it
-    makes each record's `rid`, unique per device across reboots, flash
-    wipes and board swaps (os.urandom: the hardware RNG on the ESP32 and
-    RP2040)."""
+    """A random 32-bit number (os.urandom: the hardware RNG on the ESP32 and
+    RP2040): the seed of the boot nonces, which with a record counter make
+    each record's `rid`, unique per device across reboots, flash wipes and
+    board swaps."""
     try:
         import os
 
@@ -146,7 +149,15 @@ class App:
         # uptime s and epoch of the stop]
         self._stopping = None
         self._events_n = 0  # events of this boot (their "n")
-        self._nonce = "%08x" % (boot_nonce() if nonce is None else nonce)
+        if nonce is None:
+            # distinct at every boot of this flash (the boot number times an
+            # odd number is a bijection mod 2**32), random across flashes
+            # (the seed, drawn at the first boot, kept in state.json)
+            seed = state.get("seed")
+            if not isinstance(seed, int) or isinstance(seed, bool):
+                seed = boot_nonce()
+            nonce = (seed + self.boot * _NONCE_STEP) & 0xFFFFFFFF
+        self._nonce = "%08x" % nonce
         self._rids = 0  # records journaled this boot (their rid's counter)
         self._reboot = None  # reason of a requested reboot, persisted for the next boot
         lost = state.get("open")
@@ -195,7 +206,8 @@ class App:
     def _save_state(self):
         if self.flash_dir is None:
             return
-        d = {"session_seq": self.charger.session_seq, "boots": self.boot}
+        d = {"session_seq": self.charger.session_seq, "boots": self.boot,
+             "seed": (int(self._nonce, 16) - self.boot * _NONCE_STEP) & 0xFFFFFFFF}
         o = self._open
         if o is not None:
             d["open"] = {"id": o[_O_ID], "up": o[_O_UP], "epoch": o[_O_EPOCH], "wh": o[_O_WH],
@@ -556,7 +568,9 @@ class App:
         configuration key, validated by evse.config, saved, applied at once
         (keys the charger core does not use, such as `meter`, at the next
         boot). Only with `mqtt_remote_config`, only REMOTE_KEYS, and
-        max_current_a never above what it is (the installer's limit)."""
+        never weaker: max_current_a never above what it is (the installer's
+        limit), fallback_current_a not above it, meter_loss only to "stop",
+        the meter (it watches the current) never removed."""
         cid = command_id(msg)
 
         def no(text):
@@ -587,6 +601,13 @@ class App:
         if key == "max_current_a" and new[key] > self.cfg[key]:
             return no("max_current_a: not above %s A over MQTT (the installer's limit: raise "
                       "it on the device)" % self.cfg[key])
+        if key == "fallback_current_a" and new[key] > new["max_current_a"]:
+            return no("fallback_current_a: not above max_current_a (%s A)" % new["max_current_a"])
+        if key == "meter_loss" and new[key] != "stop" and self.cfg[key] == "stop":
+            return no("meter_loss: only to \"stop\" over MQTT (the meter watches the current: "
+                      "\"fallback\" is set on the device)")
+        if key == "meter" and new[key] is None and self.cfg[key] is not None:
+            return no("meter: not removed over MQTT (it watches the current: on the device)")
         if key == "mode" and new[key] != self.cfg[key] and "normal" in (new[key], self.cfg[key]):
             return no("mode: only between \"smart\" and \"solar\" over MQTT (site energy on "
                       "or off is the installer's, on the device)")

@@ -172,7 +172,8 @@ def start_network(ctx, root="", out=print):
     except Exception as e:  # e.g. mqtt_ca missing: a backend setting never stops charging
         why = "mqtt_ca %s unreadable" % cfg["mqtt_ca"] if isinstance(e, OSError) else repr(e)
         out("evse: backend link off: %s; charging goes on without it" % why)
-        ctx.app.report_event("link_error", (("reason", why[:96]),))
+        ctx.app.report_event("link_error", (("reason", "ca_unreadable" if isinstance(
+            e, OSError) else "error"), ("detail", why[:64])))
         return None
 
 

@@ -41,7 +41,7 @@ def test_boot_event_and_session_record():
                   "energy_status": "measured", "estimate_wh": None,
                   "peak_a": 16.0, "reason": "unplugged", "errors": []}], s
     st = json.loads(read(rig.flash + "/state.json"))
-    assert st == {"session_seq": 1, "boots": 1}, st  # no session under way any more
+    assert st == {"session_seq": 1, "boots": 1, "seed": st["seed"]}, st  # no session under way
 
 
 def test_uptime_times_without_a_clock_and_faults_as_events():
@@ -194,6 +194,44 @@ def test_set_config_never_weakens_a_safety_function_nor_raises_the_limit():
     assert rig.app.charger.max_ma == 10000 and rig.app.cfg["meter_loss"] == "stop"
     r = cmd({"cmd": "set_config", "key": "max_current_a", "value": 16, "id": 2}, rig.now)
     assert r["ok"] is False and "not above 10 A" in r["error"], r
+    # the meter watches the current (overcurrent, meter loss): never removed,
+    # its loss never answered more weakly than the installer (or a backend) set
+    for key, value in (("meter", None), ("meter_loss", "fallback"),
+                       ("fallback_current_a", 16)):
+        r = cmd({"cmd": "set_config", "key": key, "value": value, "id": 3}, rig.now)
+        assert r["ok"] is False, (key, value, r)
+    assert rig.app.cfg["meter"] == before["meter"] and rig.app.cfg["meter_loss"] == "stop"
+    assert rig.app.cfg["fallback_current_a"] == 8
+    assert cmd({"cmd": "set_config", "key": "fallback_current_a", "value": 10, "id": 4},
+               rig.now) == {"id": 4, "ok": True}
+
+
+def test_boot_nonces_never_repeat_on_one_flash_and_are_random_across_flashes():
+    """The rid's nonce (docs/mqtt.md): a seed drawn at a flash's first boot
+    (state.json) plus the boot number times an odd number, so no two boots
+    of one flash share it (a backend would take a record of the later one
+    for one already stored); a wiped flash draws a new seed."""
+    from evse.app import App
+    from fakes import Board, tmpdir
+
+    cfg = config.validate({"mqtt_host": "broker"})
+
+    def nonces(d, boots):
+        out = []
+        for _ in range(boots):
+            app = App(Board(), cfg, 0, None, d, backend=True)
+            out.append(app._nonce)
+        return out
+
+    d = tmpdir("nonce")
+    a = nonces(d, 40)
+    assert len(set(a)) == 40 and all(len(x) == 8 and int(x, 16) >= 0 for x in a), a
+    seed = json.loads(read(d + "/state.json"))["seed"]
+    assert a == ["%08x" % ((seed + k * 0x9E3779B1) & 0xFFFFFFFF) for k in range(1, 41)]
+    firsts = set()
+    for i in range(8):  # eight wiped flashes: eight seeds
+        firsts.add(nonces(tmpdir("nonce%d" % i), 1)[0])
+    assert len(firsts) == 8, firsts
 
 
 def test_without_backend_nothing_is_journaled():
