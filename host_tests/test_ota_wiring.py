@@ -99,6 +99,7 @@ def test_a_trial_commits_after_its_control_loop_time_and_the_broker(tmp_path):
     steps(r, c)  # commits during a charge: no reset needed
     assert ota.read_state(root) == (1, -1, 0, ota.R_COMMITTED) and asked == []
     assert r.result == ota.R_COMMITTED and r.done
+    assert r.news == [("update", (("result", "committed"), ("version", "0.6.0")))]
     assert main_py_boot(root) == (1, 0)
 
 
@@ -140,6 +141,32 @@ def test_run_all_switches_to_a_staged_update_through_the_watchdog(tmp_path):
     assert w.feeds < n and ctx.app.out.contactor is False
     assert ota.read_state(root) == (0, 1, 1, ota.R_STAGED)
     assert main_py_boot(root) == (1, 1)
+
+
+def test_an_update_rolled_back_at_boot_is_journaled_for_the_backend(tmp_path):
+    """The boot after a trial that never committed (it crashed: the watchdog
+    reset it, main.py booted the committed slot): the Runner's news goes
+    through the Bus to the App, which journals an `update` event, so the
+    backend learns of the rollback from a record that waits for its
+    acknowledgement, not only from a status; the reference backend stores it."""
+    import json
+    import sys
+
+    root = _trial(tmp_path)
+    assert main_py_boot(root) == (0, 0)  # the trial crashed: rolled back
+    w, raw, ctx = make_ctx(tmp_path, {"mqtt_host": "127.0.0.1"})
+    from hw import system
+
+    system.run_all(ctx, Net(), max_ticks=60, out=[].append, root=root)
+    events = [json.loads(d) for _, k, d in ctx.app.journal.live if k == "e"]
+    ups = [e for e in events if e["type"] == "update"]
+    assert len(ups) == 1 and ups[0]["result"] == "rolled_back", events
+    assert ups[0]["error"] == "no commit" and ups[0]["rid"], ups
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))), "tools"))
+    import backend
+
+    assert backend.check_event(ups[0])["type"] == "update"
 
 
 def test_run_all_without_an_ota_state_runs_no_ota_steps(tmp_path):
@@ -248,6 +275,7 @@ def test_an_offered_update_downloads_during_a_charge_and_switches_in_state_a(tmp
         rep = dict(r.report())
         assert rep["staged"] == "0.6.0" and rep["result"] == "staged"
         assert rep["got"] == rep["size"] == len(bundle())
+        assert r.news == [("update", (("result", "staged"), ("version", "0.6.0")))]
         steps(r, c, 5)
         assert asked == []  # charging (C2, contactor closed): the switch waits
         s.v[B.S_STATE], s.v[B.S_CONTACTOR] = 0, 0
@@ -266,6 +294,7 @@ def test_a_failed_download_is_reported_and_the_board_keeps_its_version(tmp_path)
         _until(r, c, ota.PH_FAILED)
         rep = dict(r.report())
         assert rep["phase"] == "failed" and "bytes" in rep["error"] and rep["staged"] is None
+        assert r.news == [("update", (("result", "failed"), ("error", rep["error"][:64])))]
         steps(r, c, 3)
         assert asked == [] and main_py_boot(root) == (0, 0)
         # a new offer may follow (here: the file is still short, and 404 for another)

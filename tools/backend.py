@@ -236,8 +236,8 @@ SESSION_KEYS = frozenset((
     "rid", "id", "boot", "start", "stop", "time", "meter_start_wh", "meter_stop_wh",
     "energy_wh", "energy_status", "estimate_wh", "peak_a", "reason", "errors"))
 EVENT_KEYS = frozenset(("rid", "type", "boot", "n", "at", "time", "code", "reason", "fw",
-                        "detail", "file", "dropped_events", "dropped_sessions",
-                        "skipped_bytes"))
+                        "detail", "file", "result", "version", "error", "dropped_events",
+                        "dropped_sessions", "skipped_bytes"))
 
 
 def check_rid(d):
@@ -282,9 +282,9 @@ def check_event(d):
     r = {"rid": rid, "type": _word(d, "type"), "boot": _int(d, "boot"), "n": _int(d, "n"),
          "at": _int(d, "at", -I64, I64, null=True, required=False),
          "time": _choice(d, "time", TIME_BASES, null=True, required=False)}
-    for k in ("code", "reason"):
+    for k in ("code", "reason", "result"):
         _word(d, k, null=True, required=False)
-    for k in ("fw", "detail", "file"):
+    for k in ("fw", "detail", "file", "version", "error"):
         if k in d and (type(d[k]) is not str or not PRINTABLE_RE.match(d[k])):
             raise Bad("%s: printable text of at most 64 characters expected" % k)
     for k in ("dropped_events", "dropped_sessions", "skipped_bytes"):

@@ -533,7 +533,9 @@ class App:
         acks = []
         s = bus.acks.get()
         while s is not None:
-            if isinstance(s, tuple):
+            if isinstance(s, tuple) and isinstance(s[0], str):
+                self.report_event(s[0], s[1])  # the network thread's (evse/ota.py news)
+            elif isinstance(s, tuple):
                 # (session id, the backend's id of it: OCPP's transactionId),
                 # kept in state.json while the session is open and then in its
                 # record, so that a StopTransaction after a power cut names it.

@@ -128,7 +128,8 @@ class Bus:
     """snap: the charger's status (Snapshot), control -> network;
     cmds: decoded command objects, network -> control;
     replies: reply objects, control -> network;
-    acks: seqs of journal records the broker has, network -> control."""
+    acks: seqs of journal records the backend has (and OCPP's (session,
+    transactionId), the update's ("update", fields) events), network -> control."""
 
     def __init__(self, cmds=8, replies=16, acks=16, urgent=2):
         self.snap = Snapshot()

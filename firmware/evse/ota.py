@@ -587,6 +587,12 @@ class Runner:
         self.phase = PH_IDLE if self.staged is None else PH_STAGED
         self.changed = False
         self._tenth = 0  # the download's progress in tenths, as last reported
+        # ("update", fields) events for the journal (hw/system.py hands them
+        # to the App through the Bus): an update staged, failed, committed or
+        # rolled back reaches the backend as a record, not only in a status
+        self.news = []
+        if self.rolled:
+            self._news("rolled_back", "error", self.why)
 
     def _stage(self, st):
         """The staged slot's version, from the state (re-read after staging)."""
@@ -639,6 +645,10 @@ class Runner:
         self.done = False
         return None
 
+    def _news(self, result, key, value):
+        if len(self.news) < 4:
+            self.news.append(("update", (("result", result), (key, value))))
+
     def _phase(self, p):
         self.phase = p
         self.changed = True
@@ -656,6 +666,7 @@ class Runner:
             self.why = ""
             self.staged_now()
             self._phase(PH_STAGED)
+            self._news("staged", "version", self.staged)
         else:
             self.fail(f.error)
 
@@ -667,6 +678,7 @@ class Runner:
             f.cancel(why)
         self.error = why
         self._phase(PH_FAILED)
+        self._news("failed", "error", why[:64] if isinstance(why, str) else repr(why)[:64])
 
     def staged_now(self):
         """A bundle has just been staged (delivery): look at the state again."""
@@ -699,6 +711,7 @@ class Runner:
                     self.trial = False
                     self.result = R_COMMITTED
                     self.done = True
+                    self._news("committed", "version", self.running)
                 elif self.verdict == V_FAIL:
                     f = open(self.root + TRY, "w")
                     try:

@@ -278,6 +278,7 @@ def _ota(ctx, link, sup, root, out):
         out("ota: %r" % e)
         return None
     link.ota = r  # the link's status reports it, its update command reaches it
+    acks = ctx.app.bus.acks  # network -> control: the App journals ("update", fields)
 
     def step():
         try:
@@ -286,6 +287,9 @@ def _ota(ctx, link, sup, root, out):
             r.done = True
             r.fail(repr(e))
             out("ota: %r" % e)
+        n = r.news
+        while n and acks.put(n[0]):
+            n.pop(0)
 
     return step
 
