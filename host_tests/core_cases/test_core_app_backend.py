@@ -234,6 +234,36 @@ def test_boot_nonces_never_repeat_on_one_flash_and_are_random_across_flashes():
     assert len(firsts) == 8, firsts
 
 
+def test_a_journal_that_cannot_be_read_at_boot_is_reported_and_kept():
+    """The journal's file cannot be read at boot (here: out of memory while
+    reading it): the App still boots and charges, the file is set aside
+    under journal.log.unread (never deleted), and a journal_unreadable event
+    naming it goes to the backend in the new journal."""
+    from evse import journal as J
+
+    rig = Rig()
+    rig.charge(1000)
+    rig.run(100, "A")  # a session record, not yet confirmed
+    flash = rig.flash
+    image = read(flash + "/journal.log")
+    assert image
+
+    def fail(*a, **k):
+        raise MemoryError()
+
+    saved = J.stream
+    J.stream = fail
+    try:
+        rig = Rig(flash=flash)
+    finally:
+        J.stream = saved
+    ev = [e for e in _payloads(rig, "e") if e["type"] == "journal_unreadable"]
+    assert len(ev) == 1 and ev[0]["file"] == flash + "/journal.log.unread", ev
+    assert read(flash + "/journal.log.unread") == image
+    rig.charge(1000)
+    assert rig.app.out.contactor  # charging goes on
+
+
 def test_without_backend_nothing_is_journaled():
     from evse.app import App
     from fakes import Board, tmpdir

@@ -484,8 +484,8 @@ def test_tls_connects_wait_while_the_contactor_is_closed():
 
 
 def test_a_flood_of_junk_neither_delays_a_stop_nor_earns_a_reply_each():
-    """600 malformed payloads a second with a stop among them: the stop is
-    done at the next control tick after it is read, the junk gets at most
+    """600 malformed payloads a second with a pause and a stop among them:
+    each is done at the next control tick after it is read, the junk gets at most
     a burst of 8 replies and then 4 a second, and the valid commands that
     fit are all answered."""
     t, rig, mod, link, logs = _setup()
@@ -495,6 +495,7 @@ def test_a_flood_of_junk_neither_delays_a_stop_nor_earns_a_reply_each():
         link.step()
         n0 = len(mod.pubs("/reply"))
         junk = [(b"evse/dev1/cmd", b"{junk %d" % i) for i in range(600)]
+        junk[150] = (b"evse/dev1/cmd", b'{"cmd": "pause", "id": "hold"}')
         junk[300] = (b"evse/dev1/cmd", b'{"cmd": "stop", "id": "halt"}')
         mod.inbox = junk
         steps = 0
@@ -506,12 +507,13 @@ def test_a_flood_of_junk_neither_delays_a_stop_nor_earns_a_reply_each():
         assert not mod.inbox and steps <= 25, steps  # read at the pace they come
         link.step()
         replies = [json.loads(p[2]) for p in mod.pubs("/reply")][n0:]
+        assert {"id": "hold", "ok": True} in replies, replies[-5:]
         assert {"id": "halt", "ok": True} in replies, replies[-5:]
         # stopped: the session ended and the PWM is off (the contactor then
         # opens when the vehicle follows, Table A.6 sequence 10.2)
         assert rig.app.out.session is None and rig.app.out.offer_ma == 0
         refused = [r for r in replies if r["id"] is None]
         assert 8 <= len(refused) <= 8 + 4 * (steps * 50 // 1000 + 1), len(refused)
-        assert link.unanswered == 599 - len(refused)
+        assert link.unanswered == 598 - len(refused)
     finally:
         _restore()
