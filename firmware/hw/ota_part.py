@@ -12,7 +12,7 @@ new one resets before it marked itself valid.
     commit(esp32.Partition)            # on that boot, once the trial proved itself
 
 `partition` is the esp32.Partition class (passed in, so that the host tests
-give theirs: host_tests/fakes/esp32.py). Refusals raise evse.ota.OtaError
+give theirs: host_tests/core_cases/esp32fake.py). Refusals raise evse.ota.OtaError
 with its codes. Runs in the network thread, as the rest of the update.
 """
 import hashlib
