@@ -252,6 +252,72 @@ def test_tables_from_before_rids_are_migrated(tmp_path):
     assert backend.Store("sqlite:///%s" % path).migrated == []  # once
 
 
+def _pg_db(pg):
+    name = "t%d" % fleet.free_port()
+    subprocess.run([os.path.join(pg.bindir, "createdb"), "-h", "127.0.0.1", "-p",
+                    str(pg.port), "-U", "evse", name], check=True)
+    return pg.url.rsplit("/", 1)[0] + "/" + name
+
+
+def test_a_batch_postgresql_rolls_back_for_a_deadlock_is_tried_again(pg):
+    """Instances of a shared subscription write the same chargers' statuses.
+    Each locks them in device order, and a batch the server rolls back
+    (here a deadlock with a session that takes B, then A) is written again
+    rather than stopping the backend (psycopg raises DeadlockDetected, an
+    OperationalError, which is fatal for anything else)."""
+    import threading
+    import psycopg
+    url = _pg_db(pg)
+    st = backend.Store(url)
+    st.write([], [], [], [("A", "online", None, 1.0), ("B", "online", None, 1.0)])
+    other = psycopg.connect(url, autocommit=True)
+    other.execute("SET deadlock_timeout = '60s'")  # the Store's session finds the deadlock
+    other.execute("BEGIN")
+    other.execute("UPDATE chargers SET updated_at = 2 WHERE device = 'B'")
+    out = []
+
+    def write():  # given B before A: locked A, then B
+        try:
+            out.append(st.write([], [], [], [("B", "online", None, 3.0),
+                                             ("A", "online", None, 3.0)]))
+        except Exception as e:
+            out.append(e)
+
+    t = threading.Thread(target=write)
+    t.start()
+    wait_until(lambda: other.execute("SELECT count(*) FROM pg_locks WHERE NOT granted")
+               .fetchone()[0] == 1, 10)  # the Store waits for B, holding A
+    other.execute("UPDATE chargers SET updated_at = 2 WHERE device = 'A'")  # the deadlock
+    other.execute("COMMIT")
+    t.join(30)
+    other.close()
+    assert out == [(set(), set())], out
+    assert st.rows("SELECT device, updated_at FROM chargers ORDER BY device") == [
+        ("A", 3.0), ("B", 3.0)]  # written after the other transaction, whole
+
+
+def test_instances_starting_together_make_the_tables_once(pg):
+    """CREATE TABLE IF NOT EXISTS from two sessions at once fails in one of
+    them (a unique violation in pg_type); the schema is made under an
+    advisory lock."""
+    import threading
+    url = _pg_db(pg)
+    out = []
+
+    def open_one():
+        try:
+            out.append(backend.Store(url).kind)
+        except Exception as e:
+            out.append(e)
+
+    ts = [threading.Thread(target=open_one) for _ in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(60)
+    assert out == ["pg"] * 4, out
+
+
 def _cli(*args, env=None, timeout=30):
     e = dict(os.environ)
     e.pop("EVSE_BACKEND_DB", None)

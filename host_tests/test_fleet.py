@@ -50,3 +50,19 @@ def test_64_broker_kills_lose_nothing():
                drain_s=120, kills=64)
     assert res["broker_kills"] == 64
     assert res["connects"] > 40 * 3 and res["resent"] > 0, res  # they did lose it, often
+
+
+def test_two_backends_share_the_work_through_a_shared_subscription_and_one_postgresql():
+    """Two tools/backend.py instances (users evse-backend and evse-backend-2
+    of the shipped ACL) on `$share/fleet/...`, one PostgreSQL: the broker
+    deals the records between them, each stores and acknowledges its part,
+    nothing is stored twice or lost."""
+    res = fleet.run("steady", n=40, db="postgres", rate=200, duration=6, drain_s=60,
+                    resend_s=5, backends=2)
+    tail = res.pop("backend_log_tail")
+    print("2 backends", res)
+    assert res["backends"] == 2 and res["records_made"] >= 1000, res
+    assert res["lost"] == 0 and res["pending_at_end"] == 0, (res, tail)
+    assert res["duplicates_stored"] == 0 and res["acked_not_stored"] == 0, res
+    a, b = res["stored_by_backend"]
+    assert a > 0 and b > 0 and a + b == res["records_made"], res  # both worked, once each

@@ -65,6 +65,8 @@ ACK_RIDS_MAX = 32  # rids per acknowledgement message
 MAX_RECORD_BYTES = 4096  # a session record or event is under 600 bytes
 MAX_STATUS_BYTES = 4096
 QUARANTINE_KEEP = 1024  # characters of a quarantined payload kept (escaped)
+TX_TRIES = 5  # a batch that PostgreSQL rolled back (deadlock, serialization) is tried again
+TX_RETRY_S = 0.05  # first wait before it is, doubling
 
 # ------------------------------------------------------------------ logs
 
@@ -327,6 +329,7 @@ SESSION_COLS = ("device", "rkey", "rid", "id", "boot", "start_time", "stop_time"
 EVENT_COLS = ("device", "rkey", "rid", "boot", "n", "kind", "at_time", "time_base",
               "received_at", "payload")
 QUARANTINE_COLS = ("received_at", "device", "kind", "rid", "reason", "size", "payload")
+SCHEMA_LOCK = 0x65767365  # PostgreSQL advisory lock key ("evse") held while the tables are made
 # Tables written before rids (keys (device, id) and (device, boot, n)):
 # renamed *_v1 and copied into the new ones with the old keys as rkey.
 MIGRATE = (
@@ -435,6 +438,8 @@ class Store:
                 old.append(t)
         self._begin()
         try:
+            if self.kind == "pg":  # instances starting together create the tables one at a time
+                self.conn.execute("SELECT pg_advisory_xact_lock(%d)" % SCHEMA_LOCK)
             for t in old:
                 self.conn.execute("ALTER TABLE %s RENAME TO %s_v1" % (t, t))
                 if self.kind == "pg":  # its primary key's index keeps the old name
@@ -467,8 +472,11 @@ class Store:
             with cur.copy("COPY %s_in (%s) FROM STDIN" % (table, ", ".join(cols))) as cp:
                 for r in rows:
                     cp.write_row(r)
-            cur.execute("INSERT INTO %s SELECT * FROM %s_in ON CONFLICT (device, rkey) "
-                        "DO NOTHING RETURNING device, rkey" % (table, table))
+            # in key order, as every instance's batches: two instances
+            # never wait for each other's rows in opposite orders
+            cur.execute("INSERT INTO %s SELECT * FROM %s_in ORDER BY device, rkey "
+                        "ON CONFLICT (device, rkey) DO NOTHING RETURNING device, rkey"
+                        % (table, table))
             return set(cur.fetchall())
         sql = "INSERT INTO %s (%s) VALUES (%s) ON CONFLICT (device, rkey) DO NOTHING" % (
             table, ", ".join(cols), ", ".join("?" * len(cols)))
@@ -481,7 +489,28 @@ class Store:
         return new
 
     def write(self, sessions, events, quarantine, chargers):
-        """One transaction; raises the driver's error (rolled back)."""
+        """One transaction; raises the driver's error (rolled back). A
+        transaction the server rolled back for another's sake is tried again
+        (TX_TRIES times, waits doubling from TX_RETRY_S)."""
+        chargers = sorted(chargers, key=lambda r: r[0])  # locked in device order by all
+        wait = TX_RETRY_S
+        for i in range(TX_TRIES):
+            try:
+                return self._write(sessions, events, quarantine, chargers)
+            except self.errors as e:
+                # SQLSTATE class 40, rolled back by the server for another
+                # transaction's sake (40P01 a deadlock, 40001 a serialization
+                # failure): nothing wrong with the batch or the database.
+                # psycopg raises them as OperationalErrors, otherwise fatal.
+                if not str(getattr(e, "sqlstate", None) or "").startswith("40") or \
+                        i == TX_TRIES - 1:
+                    raise
+                log("the database rolled a batch back (%s); trying it again"
+                    % first_line(e))
+                time.sleep(wait)
+                wait *= 2
+
+    def _write(self, sessions, events, quarantine, chargers):
         self._begin()
         try:
             new_s = self._insert("sessions", SESSION_COLS, sessions)

@@ -318,7 +318,7 @@ class BackendProc(Proc):
         auth = ["--user", user, "--password", password] if user else []
         self.args = [sys.executable, BACKEND, "--broker", "127.0.0.1:%d" % broker.port] + auth + [
             "--db", db_url, "run"] + list(extra)
-        self.out = os.path.join(folder, "backend.out")
+        self.out = os.path.join(folder, "%s.out" % (user or "backend"))
         self.start()
 
     def start(self):
@@ -981,7 +981,7 @@ def raise_fd_limit(need):
 
 def run(scenario="steady", n=100, db="sqlite", records=30, rate=None, duration=10.0,
         drain_s=60.0, resend_s=30.0, backend_args=(), keep=False, log=print, procs=2,
-        kills=1):
+        kills=1, backends=1):
     """One scenario end to end; returns the figures (a dict)."""
     if not 1 <= n <= N_MAX:
         raise ValueError("--n: 1..%d" % N_MAX)
@@ -990,7 +990,10 @@ def run(scenario="steady", n=100, db="sqlite", records=30, rate=None, duration=1
     folder = tempfile.mkdtemp(prefix="evse-fleet-")
     users = {"fleet-%05d" % i: "pw-%05d" % i for i in range(n)}
     users[BACKEND_USER] = "backend-pw"
+    if backends > 1:  # the second instance's own user (the ACL's evse-backend-2)
+        users[BACKEND_USER + "-2"] = "backend-pw-2"
     broker = pg = backend = gen = None
+    more = []  # the backend instances besides `backend`
     try:
         broker = Broker(users)
         if db == "postgres":
@@ -998,6 +1001,10 @@ def run(scenario="steady", n=100, db="sqlite", records=30, rate=None, duration=1
             url = pg.url
         else:
             url = "sqlite:///" + os.path.join(folder, "fleet.db")
+        if backends > 1:  # one shared subscription, one database: the broker deals the load
+            backend_args = ("--share", "fleet") + tuple(backend_args)
+            more.append(BackendProc(broker, url, folder, "--quiet", *backend_args,
+                                    user=BACKEND_USER + "-2", password="backend-pw-2"))
         backend = BackendProc(broker, url, folder, "--quiet", *backend_args)
         broker.save()  # the backend's session on disk before the load
         events = []
@@ -1029,11 +1036,11 @@ def run(scenario="steady", n=100, db="sqlite", records=30, rate=None, duration=1
                                    "records": records, "rate": rate, "n": n})
         t0 = gen.t0  # the workers start together, their records made
         load0 = os.getloadavg()
-        cpu0 = (broker.cpu(), backend.cpu(), pg.pid_cpu() if pg else 0.0, machine_cpu_s(),
-                sum(os.times()[:2]))
+        cpu0 = (broker.cpu(), sum(b.cpu() for b in [backend] + more),
+                pg.pid_cpu() if pg else 0.0, machine_cpu_s(), sum(os.times()[:2]))
         wall = _drive(gen, duration, drain_s, t0, events)
-        cpu1 = (broker.cpu(), backend.cpu(), pg.pid_cpu() if pg else 0.0, machine_cpu_s(),
-                sum(os.times()[:2]))
+        cpu1 = (broker.cpu(), sum(b.cpu() for b in [backend] + more),
+                pg.pid_cpu() if pg else 0.0, machine_cpu_s(), sum(os.times()[:2]))
         tids = [int(x) for x in re.findall(r"network thread (\d+)\)", backend.text())[-1:] +
                 re.findall(r"database thread (\d+)", backend.text())[-1:]]
         threads = [thread_cpu_s(backend.proc.pid, t) for t in tids] if backend.alive() else []
@@ -1050,7 +1057,7 @@ def run(scenario="steady", n=100, db="sqlite", records=30, rate=None, duration=1
         ours = pcts[0] + pcts[1] + (pcts[2] if pg else 0) + gen_cpu
         res = {
             "scenario": scenario, "n": n, "db": db,
-            "broker_kills": kills if scenario == "broker-kill" else 0,
+            "broker_kills": kills if scenario == "broker-kill" else 0, "backends": 1 + len(more),
             "records_made": len(made),
             "records_stored": len(stored & made), "lost": len(made - stored),
             "duplicates_stored": rows - len(stored), "acked_not_stored": len(acked - stored),
@@ -1080,14 +1087,22 @@ def run(scenario="steady", n=100, db="sqlite", records=30, rate=None, duration=1
         }
         res["broker_dropped_log"] = broker.logtext().count("Outgoing messages are being dropped")
         res["backend_log_tail"] = backend.text()[-600:]
+        if more:  # what each instance stored, from its own count at its orderly stop
+            counts = []
+            for b in [backend] + more:
+                b.stop()
+                m = re.findall(r"stopped: (\d+) sessions, \d+ duplicates, (\d+) events", b.text())
+                counts.append(int(m[-1][0]) + int(m[-1][1]) if m else None)
+            res["stored_by_backend"] = counts
         return res
     finally:
         if gen is not None:
             for e in gen.procs:
                 if e[0].is_alive():
                     e[0].kill()
-        if backend is not None:
-            backend.stop()
+        for b in [backend] + more:
+            if b is not None:
+                b.stop()
         if broker is not None:
             broker.close()
         if pg is not None:
@@ -1112,6 +1127,9 @@ def main(argv=None):
                    help="generator processes, each with a slice of the chargers (2)")
     p.add_argument("--backend-args", default="", metavar="ARGS",
                    help="more options for `tools/backend.py run`, e.g. \"--batch 5000\"")
+    p.add_argument("--backends", type=int, default=1, choices=(1, 2),
+                   help="backend instances sharing the work (2: a shared subscription, one "
+                        "database)")
     p.add_argument("--kills", type=int, default=1,
                    help="broker-kill: kill -9s at even gaps over the load (1: half way)")
     p.add_argument("--json", metavar="FILE", help="append the figures as a JSON line")
@@ -1120,7 +1138,8 @@ def main(argv=None):
         p.error("--n 1..%d, --duration and --drain-s at most 600, --kills 1..256" % N_MAX)
     try:
         res = run(a.scenario, a.n, a.db, a.records, a.rate, a.duration, a.drain_s, a.resend_s,
-                  backend_args=shlex.split(a.backend_args), procs=a.procs, kills=a.kills)
+                  backend_args=shlex.split(a.backend_args), procs=a.procs, kills=a.kills,
+                  backends=a.backends)
     except RuntimeError as e:
         sys.stderr.write("fleet.py: %s\n" % e)
         return 1
