@@ -57,6 +57,7 @@ import shutil
 import signal
 import socket
 import sqlite3
+import ssl
 import struct
 import subprocess
 import sys
@@ -379,8 +380,10 @@ STATUS = (b'{"state": "A", "duty": 100.0, "offer_a": 0.0, "contactor": false, "e
 
 # A charger's connection goes DOWN -> CONNECTING (TCP) -> CONNACK -> SUBACK
 # -> READY, and back to DOWN when it fails (with the firmware's backoff).
-DOWN, CONNECTING, CONNACK, SUBACK, READY = range(5)
-STATE_NAMES = ("down", "connecting", "waiting for CONNACK", "waiting for SUBACK", "ready")
+DOWN, CONNECTING, CONNACK, SUBACK, READY, HANDSHAKE = range(6)
+STATE_NAMES = ("down", "connecting", "waiting for CONNACK", "waiting for SUBACK", "ready",
+               "in the TLS handshake")
+_WANT = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)  # nothing moved now
 CONNECT_TIMEOUT_S = 15.0  # CONNECT to SUBACK
 PUBACK_TIMEOUT_S = 10.0  # as umqtt.simple's socket timeout in the firmware
 PING_S = 30.0  # keepalive 60 s: a PINGREQ after 30 s without sending
@@ -496,7 +499,7 @@ class Charger:
                 pass
             self.sock.close()
             self.sock = None
-        if self.state in (CONNECTING, CONNACK, SUBACK):
+        if self.state in (CONNECTING, HANDSHAKE, CONNACK, SUBACK):
             w.connecting -= 1
         self.state = DOWN
         self.inflight = None
@@ -514,7 +517,7 @@ class Charger:
             return
         try:
             n = self.sock.send(data)
-        except BlockingIOError:
+        except _WANT:
             n = 0
         except OSError as e:
             self.fail(time.monotonic(), "send: %s" % errno.errorcode.get(e.errno, e.errno))
@@ -529,14 +532,22 @@ class Charger:
             if err:
                 self.fail(now, "connect: %s" % errno.errorcode.get(err, err))
                 return
-            self.state = CONNACK
-            self.w.sel.modify(self.sock, selectors.EVENT_READ, self)
-            self.send(connect_packet(self.dev, self.dev, self.password))
-            self.tx_at = now
+            if self.w.tls is not None:  # as the firmware on the shipped 8883 listener
+                self.w.sel.unregister(self.sock)
+                self.sock = self.w.tls.wrap_socket(self.sock, server_hostname="localhost",
+                                                   do_handshake_on_connect=False)
+                self.w.sel.register(self.sock, selectors.EVENT_WRITE, self)
+                self.state = HANDSHAKE
+                self.handshake(now)
+                return
+            self.mqtt_connect(now)
+            return
+        if self.state == HANDSHAKE:
+            self.handshake(now)
             return
         try:
             n = self.sock.send(self.out)
-        except BlockingIOError:
+        except _WANT:
             return
         except OSError as e:
             self.fail(now, "send: %s" % errno.errorcode.get(e.errno, e.errno))
@@ -545,10 +556,39 @@ class Charger:
         if not self.out:
             self.w.sel.modify(self.sock, selectors.EVENT_READ, self)
 
+    def mqtt_connect(self, now):
+        self.state = CONNACK
+        self.w.sel.modify(self.sock, selectors.EVENT_READ, self)
+        self.send(connect_packet(self.dev, self.dev, self.password))
+        self.tx_at = now
+
+    def handshake(self, now):
+        """One step of the TLS handshake (non-blocking), then the CONNECT."""
+        try:
+            self.sock.do_handshake()
+        except ssl.SSLWantReadError:
+            self.w.sel.modify(self.sock, selectors.EVENT_READ, self)
+            return
+        except ssl.SSLWantWriteError:
+            self.w.sel.modify(self.sock, selectors.EVENT_WRITE, self)
+            return
+        except (ssl.SSLError, OSError) as e:
+            self.fail(now, "TLS: %s" % (getattr(e, "reason", None) or type(e).__name__))
+            return
+        self.w.handshakes += 1
+        self.mqtt_connect(now)
+
     def on_read(self, now):
+        if self.state == HANDSHAKE:
+            self.handshake(now)
+            return
         try:
             data = self.sock.recv(65536)
-        except BlockingIOError:
+            # TLS: one record per recv(); what else is already decrypted
+            # would wait for the next byte on the socket
+            while self.w.tls is not None and data and self.sock.pending():
+                data += self.sock.recv(65536)
+        except _WANT:
             return
         except OSError as e:
             self.fail(now, "recv: %s" % errno.errorcode.get(e.errno, e.errno))
@@ -697,8 +737,12 @@ class Charger:
 class Worker:
     """One process's share of the fleet: chargers lo..hi-1 on one selector."""
 
-    def __init__(self, lo, hi, port, resend_s):
+    def __init__(self, lo, hi, port, resend_s, ca=None):
         self.port, self.resend_s = port, resend_s
+        self.tls = None  # the client context when the chargers use TLS (ca: the CA file)
+        if ca:
+            self.tls = ssl.create_default_context(cafile=ca)
+        self.handshakes = 0
         self.sel = selectors.DefaultSelector()
         self.stopping = False
         self.made = self.publishes = self.resent = self.acked = self.ack_unknown = 0
@@ -722,6 +766,7 @@ class Worker:
         return {"made": self.made, "publishes": self.publishes, "resent": self.resent,
                 "acked": self.acked, "ack_unknown": self.ack_unknown,
                 "connects": self.connects, "lost_connections": self.lost_connections,
+                "handshakes": self.handshakes,
                 "refused": self.refused, "why": self.why, "first_pub": self.first_pub,
                 "last_ack": self.last_ack}
 
@@ -729,7 +774,7 @@ class Worker:
 def _worker(lo, hi, k, workers, cfg, conn):
     """A generator process (forked): its chargers until the parent says stop."""
     random.seed()  # not the parent's sequence (nonces)
-    w = Worker(lo, hi, cfg["port"], cfg["resend_s"])
+    w = Worker(lo, hi, cfg["port"], cfg["resend_s"], cfg.get("ca"))
     duration = cfg["duration"]
     steady = cfg["scenario"] != "storm"
     rate = cfg["rate"] * len(w.chargers) / cfg["n"] if steady else 0
@@ -981,7 +1026,7 @@ def raise_fd_limit(need):
 
 def run(scenario="steady", n=100, db="sqlite", records=30, rate=None, duration=10.0,
         drain_s=60.0, resend_s=30.0, backend_args=(), keep=False, log=print, procs=2,
-        kills=1, backends=1):
+        kills=1, backends=1, tls=False):
     """One scenario end to end; returns the figures (a dict)."""
     if not 1 <= n <= N_MAX:
         raise ValueError("--n: 1..%d" % N_MAX)
@@ -1031,7 +1076,8 @@ def run(scenario="steady", n=100, db="sqlite", records=30, rate=None, duration=1
                 time.sleep(1.0)
                 backend.start()
             events.append((duration / 2, kill_backend))
-        gen = Generator(n, procs, {"port": broker.port, "resend_s": resend_s,
+        gen = Generator(n, procs, {"port": broker.tls_port if tls else broker.port,
+                                   "ca": broker.ca if tls else None, "resend_s": resend_s,
                                    "duration": duration, "scenario": scenario,
                                    "records": records, "rate": rate, "n": n})
         t0 = gen.t0  # the workers start together, their records made
@@ -1058,7 +1104,7 @@ def run(scenario="steady", n=100, db="sqlite", records=30, rate=None, duration=1
         res = {
             "scenario": scenario, "n": n, "db": db,
             "broker_kills": kills if scenario == "broker-kill" else 0, "backends": 1 + len(more),
-            "records_made": len(made),
+            "tls": bool(tls), "records_made": len(made),
             "records_stored": len(stored & made), "lost": len(made - stored),
             "duplicates_stored": rows - len(stored), "acked_not_stored": len(acked - stored),
             "pending_at_end": st["pending"],
@@ -1067,7 +1113,7 @@ def run(scenario="steady", n=100, db="sqlite", records=30, rate=None, duration=1
             "latency_p99_ms": round(pct(st["latency"], 99) * 1000, 1) if st["latency"] else None,
             "wall_s": round(wall, 2), "publishes": st["publishes"], "resent": st["resent"],
             "acks_for_unknown_rids": st["ack_unknown"], "connects": st["connects"],
-            "lost_connections": st["lost_connections"], "refused_connections": st["refused"],
+            "tls_handshakes": st["handshakes"], "lost_connections": st["lost_connections"], "refused_connections": st["refused"],
             "connection_failures": st.get("why") or {},
             "broker_cpu_pct": pcts[0], "backend_cpu_pct": pcts[1],
             "backend_threads_cpu_s": {"network": round(threads[0], 2),
@@ -1130,6 +1176,9 @@ def main(argv=None):
     p.add_argument("--backends", type=int, default=1, choices=(1, 2),
                    help="backend instances sharing the work (2: a shared subscription, one "
                         "database)")
+    p.add_argument("--tls", action="store_true",
+                   help="chargers on the shipped broker's TLS listener (8883), as in the "
+                        "field; without it the loopback listener (1883)")
     p.add_argument("--kills", type=int, default=1,
                    help="broker-kill: kill -9s at even gaps over the load (1: half way)")
     p.add_argument("--json", metavar="FILE", help="append the figures as a JSON line")
@@ -1139,7 +1188,7 @@ def main(argv=None):
     try:
         res = run(a.scenario, a.n, a.db, a.records, a.rate, a.duration, a.drain_s, a.resend_s,
                   backend_args=shlex.split(a.backend_args), procs=a.procs, kills=a.kills,
-                  backends=a.backends)
+                  backends=a.backends, tls=a.tls)
     except RuntimeError as e:
         sys.stderr.write("fleet.py: %s\n" % e)
         return 1
