@@ -4,6 +4,7 @@
     tools/release.py keygen --key ~/.config/evse/ota_key.pem --pub ota_key.bin
     tools/release.py build --port esp32 --key ~/.config/evse/ota_key.pem
                            [--min VERSION] [--version V] [--out build/release/evse-V-esp32.evu]
+    tools/release.py build --port esp32 --image firmware.bin --key ~/.config/evse/ota_key.pem
     tools/release.py check BUNDLE --pub ota_key.bin [--files]
 
 keygen  writes a new ECDSA P-256 private key (PEM, PKCS#8, mode 0600; it must
@@ -16,7 +17,11 @@ build   compiles firmware/**/*.py but main.py with mpy-cross as tools/deploy.py
         firmware/evse/app.py, port, .mpy version and architecture, each
         file's path, size and SHA-256, the minimum version a board may go
         back to after it) and signs it: ECDSA P-256 over SHA-256 of the
-        manifest bytes.
+        manifest bytes. With --image, the bundle of an ESP32 whose firmware
+        is frozen into its MicroPython image instead: that app image
+        (firmware.bin of `make -C ports/esp32 ... FROZEN_MANIFEST=`, built
+        from this firmware) as its one file, "kind": "image", for the
+        board's next OTA partition (docs/ota.md); no .mpy ABI.
 check   reads a bundle as the board does (evse.ota.Stager's checks but on the
         host): header, signature against the public key, every file's size
         and hash; prints the manifest.
@@ -88,7 +93,7 @@ def compile_firmware(port, out_dir):
     return files
 
 
-def manifest_bytes(version, port, mpy, files, min_version=None):
+def manifest_bytes(version, port, mpy, files, min_version=None, image=False):
     """The manifest: compact JSON, keys sorted, ASCII (what is signed)."""
     arch = PORTS[port][1]
     entries = []
@@ -98,7 +103,23 @@ def manifest_bytes(version, port, mpy, files, min_version=None):
         entries.append([dest, len(data), hashlib.sha256(data).hexdigest()])
     m = {"fmt": FMT, "version": version, "min": min_version or "0", "port": port,
          "mpy": mpy, "arch": arch, "files": entries}
+    if image:  # the image brings its own interpreter: no .mpy ABI to match
+        m.update(kind="image", mpy=0, arch=0)
     return json.dumps(m, sort_keys=True, separators=(",", ":")).encode("ascii")
+
+
+def image_file(port, path):
+    """("firmware.bin", path) for an image bundle, or ReleaseError."""
+    if port != "esp32":
+        raise ReleaseError(EXIT_USAGE, "--image: ESP32 app images only (--port esp32)")
+    try:
+        with open(path, "rb") as f:
+            first = f.read(1)
+    except OSError as e:
+        raise ReleaseError(EXIT_USAGE, "image %s: %s" % (path, e.strerror))
+    if first != b"\xe9":  # esp_image_header_t's magic; the board refuses anything else
+        raise ReleaseError(EXIT_BAD, "image %s: not an ESP32 app image (no 0xE9 magic)" % path)
+    return ("firmware.bin", path)
 
 
 def _load_private(path):
@@ -225,6 +246,8 @@ def main(argv=None, out=print):
     b.add_argument("--min", dest="min_version",
                    help="the lowest version a board may go back to after this one")
     b.add_argument("--out", help="default: build/release/evse-VERSION-PORT.evu")
+    b.add_argument("--image", metavar="FIRMWARE_BIN",
+                   help="an ESP32 app image with this firmware frozen in (port esp32 only)")
     c = sub.add_parser("check", help="check a bundle against a public key")
     c.add_argument("bundle")
     c.add_argument("--pub", required=True, help="public key file (64 raw bytes)")
@@ -241,18 +264,24 @@ def main(argv=None, out=print):
                 if not re.match(r"^[0-9]+(\.[0-9]+)*$", v):
                     raise ReleaseError(EXIT_USAGE, "version %r: digits and dots only" % v)
             outp = args.out or os.path.join(ROOT, "build", "release",
-                                            "evse-%s-%s.evu" % (version, args.port))
-            stage = os.path.join(ROOT, "build", "release", "stage-%s" % args.port)
-            files = compile_firmware(args.port, stage)
-            man = manifest_bytes(version, args.port, mpy_version(), files, args.min_version)
+                                            "evse-%s-%s%s.evu" % (version, args.port,
+                                                                  "-image" if args.image else ""))
+            if args.image:
+                files = [image_file(args.port, args.image)]
+                man = manifest_bytes(version, args.port, 0, files, args.min_version, image=True)
+            else:
+                stage = os.path.join(ROOT, "build", "release", "stage-%s" % args.port)
+                files = compile_firmware(args.port, stage)
+                man = manifest_bytes(version, args.port, mpy_version(), files, args.min_version)
             os.makedirs(os.path.dirname(os.path.abspath(outp)), exist_ok=True)
             total = 0
             with open(outp, "wb") as f:
                 for chunk in bundle(key, man, files):
                     f.write(chunk)
                     total += len(chunk)
-            out("release: %s: version %s, port %s, %d files, manifest %d bytes, bundle %d bytes"
-                % (outp, version, args.port, len(files), len(man), total))
+            out("release: %s: version %s, port %s, %s, manifest %d bytes, bundle %d bytes"
+                % (outp, version, args.port, "an image" if args.image else
+                   "%d files" % len(files), len(man), total))
             return 0
         with open(args.pub, "rb") as f:
             pub = f.read()

@@ -25,6 +25,14 @@ when trial_verdict() says it proved healthy; a boot that finds the mark of
 a trial that did not commit renames it to ota.fail and boots the committed
 slot again; settle() (the version running then) records that as
 R_ROLLED_BACK.
+
+A board whose firmware is frozen into its image (ESP32, OTA partitions)
+takes image bundles instead: `image` (hw/ota_part.py Image) given to
+Stager, arm, commit, settle and Runner. The same state file then numbers
+the OTA partitions (ota_0 slot 0, ota_1 slot 1), the running one is read
+from the partition table rather than from the marks, the image streams
+into the partition that is not running, arm() also sets it to boot,
+commit() marks it valid first, and the bootloader does the rollback.
 """
 import hashlib
 import os
@@ -42,6 +50,8 @@ _MAGIC = const(b"EVU1")
 _HEAD_B = const(70)  # magic, manifest length (2), signature r || s (64)
 _MAX_MANIFEST_B = const(8192)
 _FMT = const(1)
+_KIND_IMAGE = const("image")  # a manifest's "kind" for a frozen firmware image
+_IMAGE_FILE = const("firmware.bin")  # its one file
 _BLOCK_B = const(4096)  # the space check rounds each file up to this (littlefs on ESP32)
 _SPARE_B = const(16384)  # left free beyond the slot: journal, state, crash record
 _CP_A = const(4)  # evse.pilot.CP_A: +12 V, no vehicle
@@ -138,8 +148,11 @@ def boot_slot(st, tried, failed):
     return c, 0
 
 
-def running_slot(root, st=None):
-    """The slot this boot runs (after main.py's action on the marks)."""
+def running_slot(root, st=None, image=None):
+    """The slot this boot runs (after main.py's action on the marks; with
+    an image, the running partition's)."""
+    if image is not None:
+        return image.slot()
     if st is None:
         st = read_state(root)
     c, t, a = st[0], st[1], st[2]
@@ -173,22 +186,29 @@ def _safe_path(p):
     return ok
 
 
-def check_manifest(m, platform, mpy_word, running, floor, force=False):
+def check_manifest(m, platform, mpy_word, running, floor, force=False, image=False):
     """The manifest's files as [(path, size, sha256 bytes)] when this board
     may install it, else OtaError: the port (sys.platform), the .mpy version
     (sys.implementation._mpy's low byte) and architecture (its bits 10 and
     up; 0 in the manifest: bytecode only, any), and the version: higher
     than the running one, or with `force` anything at or above `floor` (the
-    running version's manifest "min"; never below it, even forced)."""
+    running version's manifest "min"; never below it, even forced).
+    `image`: the board runs a frozen image and takes only "kind": "image"
+    bundles (one file, firmware.bin; no .mpy ABI to match), and a board of
+    .mpy files only the others."""
     from binascii import unhexlify
 
     if not isinstance(m, dict) or m.get("fmt") != _FMT:
         raise OtaError(E_FORMAT, "manifest format")
     if m.get("port") != platform:
         raise OtaError(E_PORT, "bundle for %s, this board is %s" % (m.get("port"), platform))
+    is_image = m.get("kind") == _KIND_IMAGE
+    if is_image != image:
+        raise OtaError(E_PORT, "a firmware image, this board runs .mpy files" if is_image else
+                       ".mpy files, this board runs a frozen firmware image")
     arch = m.get("arch")
-    if m.get("mpy") != (mpy_word & 0xFF) or not isinstance(arch, int) or (
-            arch and arch != mpy_word >> 10):
+    if not image and m.get("mpy") != (mpy_word & 0xFF) or not isinstance(arch, int) or (
+            not image and arch and arch != mpy_word >> 10):
         raise OtaError(E_ABI, "bundle .mpy v%s arch %s, this board v%d arch %d"
                        % (m.get("mpy"), arch, mpy_word & 0xFF, mpy_word >> 10))
     v = parse_version(m.get("version"))
@@ -200,7 +220,11 @@ def check_manifest(m, platform, mpy_word, running, floor, force=False):
     files = []
     try:
         for p, size, h in m["files"]:
-            if not _safe_path(p) or not isinstance(size, int) or size < 0 or len(h) != 64:
+            if image:
+                ok = p == _IMAGE_FILE and len(m["files"]) == 1 and type(size) is int and size > 0
+            else:
+                ok = _safe_path(p) and type(size) is int and size >= 0
+            if not ok or len(h) != 64:
                 raise OtaError(E_FORMAT, "file entry %r" % (p,))
             files.append((p, size, unhexlify(h)))
     except (TypeError, ValueError, KeyError):
@@ -284,9 +308,13 @@ def slot_manifest(root, slot):
 class Stager:
     """One update, fed as it arrives. `version`: the running firmware's
     (evse.app.VERSION); `free`: a function of the folder giving its free
-    bytes (default: os.statvfs)."""
+    bytes (default: os.statvfs); `image`: a frozen image's board
+    (hw/ota_part.py Image): the bundle's one file streams into the OTA
+    partition that is not running, and the slot folder holds only its
+    manifest."""
 
-    def __init__(self, root, pub, version, platform, mpy_word, force=False, free=None):
+    def __init__(self, root, pub, version, platform, mpy_word, force=False, free=None,
+                 image=None):
         self.root = root
         self.pub = pub
         self.version = version
@@ -303,6 +331,8 @@ class Stager:
         self._left = 0
         self._f = None
         self._h = None
+        self.image = image
+        self._w = None  # the image's ImageWriter
 
     def feed(self, data):
         mv = memoryview(data)
@@ -319,7 +349,7 @@ class Stager:
     def _close(self):
         f = self._f
         self._f = None
-        if f is not None:
+        if f is not None and f is not self._w:
             f.close()
 
     def cancel(self):
@@ -364,26 +394,32 @@ class Stager:
         except ValueError:
             raise OtaError(E_FORMAT, "manifest not JSON")
         root = self.root
+        img = self.image
         st = read_state(root)
-        run = running_slot(root, st)
+        run = running_slot(root, st, img)
         if st[2] and st[1] == run and st[1] != st[0]:
             raise OtaError(E_BUSY, "running a trial that has not committed yet")
         rm = slot_manifest(root, run)
         floor = rm.get("min", "0") if isinstance(rm, dict) else "0"
-        files = check_manifest(m, self.platform, self.mpy_word, self.version, floor, self.force)
+        files = check_manifest(m, self.platform, self.mpy_word, self.version, floor, self.force,
+                               img is not None)
         self.slot = s = 1 - run
         d = slot_dir(root, s)
-        need = need_bytes(files)
-        have = self.free(root) + _slot_tree(d, False)
-        if need > have:
-            raise OtaError(E_SPACE, "needs %d bytes of flash, %d free" % (need, have))
+        if img is None:
+            need = need_bytes(files)
+            have = self.free(root) + _slot_tree(d, False)
+            if need > have:
+                raise OtaError(E_SPACE, "needs %d bytes of flash, %d free" % (need, have))
         # nothing may point at the slot while it is written
-        if st[1] != -1 or st[2]:
-            write_state(root, st[0], -1, 0, R_NONE)
+        if st[1] != -1 or st[2] or st[0] != run:
+            write_state(root, run if img is not None else st[0], -1, 0, R_NONE)
         _remove(root + TRY)
         _remove(root + FAIL)
         _remove(d + MANIFEST)
-        _slot_tree(d, True)
+        if img is None:
+            _slot_tree(d, True)
+        else:  # refused here when it does not fit the partition (E_SPACE)
+            self._w = img.writer(files[0][1], files[0][2])
         self.total = _HEAD_B + len(man)
         for f in files:
             self.total += f[1]
@@ -394,6 +430,12 @@ class Stager:
 
     def _next(self):
         # open the next file (and finish empty ones); False after the last
+        if self._w is not None:  # the image: one file, into the partition
+            if self._i:
+                return False
+            self._left = self.files[0][1]
+            self._f = self._w
+            return True
         while self._i < len(self.files):
             p, size, _ = self.files[self._i]
             d = slot_dir(self.root, self.slot)
@@ -413,6 +455,10 @@ class Stager:
         return False
 
     def _done(self):
+        if self._w is not None:  # hashed and read back by finish()
+            self._f = None
+            self._i = 1
+            return
         self._close()
         p, _, want = self.files[self._i]
         if self._h.digest() != want:
@@ -426,7 +472,8 @@ class Stager:
         k = min(len(mv), self._left)
         part = mv[:k]
         self._f.write(part)
-        self._h.update(part)
+        if self._w is None:
+            self._h.update(part)
         self._left -= k
         self.got += k
         if self._left == 0:
@@ -442,6 +489,10 @@ class Stager:
             self._close()
             raise OtaError(E_TRUNCATED, "%d of %d bytes" % (self.got, self.total or self.got))
         d = slot_dir(self.root, self.slot)
+        if self._w is not None:
+            self._w.finish()  # its SHA-256 as it came, and as the flash reads it back
+            if d and not _exists(d[:-1]):
+                os.mkdir(d[:-1])
         f = open(d + MANIFEST + ".tmp", "wb")
         try:
             f.write(self.man)
@@ -459,9 +510,12 @@ def may_switch(pilot_state, contactor_closed):
     return pilot_state == _CP_A and not contactor_closed
 
 
-def arm(root):
+def arm(root, image=None):
     """Make the staged slot the next boot's (on trial). The caller reboots,
-    once may_switch() says so. Returns the slot, or -1 when none is staged."""
+    once may_switch() says so. Returns the slot, or -1 when none is staged.
+    With an image: the state first, then the partition set to boot (a power
+    cut between boots the running image, which settle() then reports as
+    rolled back); OtaError when the partition table refuses it."""
     c, t, a, r = read_state(root)
     if t < 0 or t == c or slot_manifest(root, t) is None:
         return -1
@@ -469,6 +523,12 @@ def arm(root):
     _remove(root + FAIL)
     if not a:
         write_state(root, c, t, 1, r)
+    if image is not None:
+        try:
+            image.arm()
+        except OSError as e:  # ESP-IDF checks the image again here
+            write_state(root, c, -1, 0, R_NONE)
+            raise OtaError(E_FORMAT, "the partition table refused the image: %s" % e)
     return t
 
 
@@ -485,27 +545,55 @@ def trial_verdict(ran_ms, link_configured, link_reached):
     return V_WAIT
 
 
-def commit(root):
+def commit(root, image=None):
     """The running trial proved healthy: it becomes the committed slot.
-    Returns whether there was a trial to commit."""
+    Returns whether there was a trial to commit. With an image, the
+    bootloader is told first (mark valid); a power cut before the state
+    says so is mended by settle() at the next boot."""
     st = read_state(root)
-    run = running_slot(root, st)
+    run = running_slot(root, st, image)
     if not (st[2] and st[1] == run and run != st[0]):
         return False
+    if image is not None:
+        image.commit()
     write_state(root, run, -1, 0, R_COMMITTED)
     _remove(root + TRY)
     return True
 
 
-def settle(root):
+def settle(root, image=None):
     """After a boot: record a rollback main.py made (ota.fail) and drop
-    stale marks. Returns the state's result (R_*)."""
+    stale marks. Returns the state's result (R_*). With an image, what
+    runs says what happened: the armed partition on its first boot is the
+    trial; on a later boot (main.py made ota.fail) it was marked valid,
+    or the bootloader would have gone back, so it is committed; any other
+    partition means the bootloader went back (or never switched)."""
     c, t, a, r = read_state(root)
+    if image is not None:
+        return _settle_image(root, c, t, a, r, image.slot())
     if a and t >= 0 and t != c:
         if not _exists(root + FAIL):
             return r  # a trial runs (ota.try), or is armed for the next boot
         write_state(root, c, -1, 0, R_ROLLED_BACK)
         r = R_ROLLED_BACK
+    _remove(root + TRY)
+    _remove(root + FAIL)
+    return r
+
+
+def _settle_image(root, c, t, a, r, run):
+    if a and t >= 0 and t != c:
+        if run == t:
+            if not _exists(root + FAIL):
+                return r  # the trial's first boot
+            c, r = t, R_COMMITTED  # marked valid; the state's commit was cut short
+        else:
+            r = R_ROLLED_BACK
+        write_state(root, c, -1, 0, r)
+    elif run != c:  # flashed over USB, or a staged image running: its partition is it
+        if r == R_STAGED:
+            r = R_NONE
+        write_state(root, run, -1, 0, r)
     _remove(root + TRY)
     _remove(root + FAIL)
     return r
@@ -561,8 +649,10 @@ class Runner:
     switched to as above. `changed` is set when the report has news (the
     MQTT link publishes its status then; the OCPP link reads `phase`)."""
 
-    def __init__(self, root, snap, link, request, ticks_ms, ticks_diff, start=None):
+    def __init__(self, root, snap, link, request, ticks_ms, ticks_diff, start=None,
+                 image=None):
         self.root = root
+        self.image = image
         self.snap = snap
         self.link = link
         self.request = request
@@ -571,12 +661,14 @@ class Runner:
         self._v = None
         self._at = ticks_ms()
         why = _read_text(root + FAIL)
-        self.rolled = _exists(root + FAIL)  # a rollback that settle() records now
-        self.result = settle(root)
+        armed = read_state(root)[2]
+        self.result = settle(root, image)
+        self.rolled = armed and self.result == R_ROLLED_BACK  # recorded at this boot
         self.why = (why or "no commit") if self.result == R_ROLLED_BACK else ""
         st = read_state(root)
-        self.running = slot_version(root, running_slot(root, st))
-        self.trial = bool(st[2]) and st[1] != st[0] and running_slot(root, st) == st[1]
+        run = running_slot(root, st, image)
+        self.running = slot_version(root, run)
+        self.trial = bool(st[2]) and st[1] != st[0] and run == st[1]
         self.staged = None
         self._stage(st)
         self.verdict = V_WAIT
@@ -707,7 +799,7 @@ class Runner:
             if self.verdict == V_WAIT:
                 self.verdict = trial_verdict(v[_S_UPTIME] * 1000, True, self.link.connects > 0)
                 if self.verdict == V_COMMIT:
-                    commit(self.root)
+                    commit(self.root, self.image)
                     self.trial = False
                     self.result = R_COMMITTED
                     self.done = True
@@ -722,10 +814,16 @@ class Runner:
                 self.request()
                 self.done = True
         elif self.staged is not None and free and self.phase != PH_DOWNLOADING:
-            if arm(self.root) >= 0:
+            self.done = True
+            try:
+                armed = arm(self.root, self.image) >= 0
+            except OtaError as e:
+                self.staged = None
+                self.fail(e.args[1])
+                return
+            if armed:
                 self._phase(PH_SWITCHING)
                 self.request()
-            self.done = True
         elif self.staged is None and self.phase != PH_DOWNLOADING:
             self.done = True  # nothing to do until an offer
 

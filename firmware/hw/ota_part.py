@@ -14,12 +14,18 @@ new one resets before it marked itself valid.
 `partition` is the esp32.Partition class (passed in, so that the host tests
 give theirs: host_tests/core_cases/esp32fake.py). Refusals raise evse.ota.OtaError
 with its codes. Runs in the network thread, as the rest of the update.
+
+`Image(partition)` is what evse.ota's Stager, arm, commit, settle and Runner
+take on such a board (`for_board()` makes it when the board is one): the
+slot numbers of ota.state are the OTA partitions, ota_0 and ota_1.
 """
 import hashlib
 
 from micropython import const
 
 from evse.ota import E_FORMAT, E_HASH, E_SPACE, E_TRUNCATED, OtaError
+
+_LABELS = const(("ota_0", "ota_1"))  # slot 0 and 1 of ota.state
 
 _IOCTL_BLOCKS = const(4)  # the block protocol's ioctl: block count ...
 _IOCTL_BLOCK_SIZE = const(5)  # ... and block size (4096 on the ESP32)
@@ -109,3 +115,48 @@ def commit(partition):
 def running(partition):
     """The running app partition's label (ota_0, ota_1, factory)."""
     return partition(partition.RUNNING).info()[4]
+
+
+class Image:
+    """A frozen image's board, for evse.ota (slot, writer, arm, commit)."""
+
+    def __init__(self, partition):
+        self.p = partition
+
+    def slot(self):
+        """The running partition's slot (0 or 1; -1: not an OTA partition)."""
+        lb = running(self.p)
+        return _LABELS.index(lb) if lb in _LABELS else -1
+
+    def writer(self, size, sha256):
+        w = ImageWriter(self.p, size, sha256)
+        if w.label() not in _LABELS or w.label() == running(self.p):
+            raise OtaError(E_SPACE, "no OTA partition to write (%s)" % w.label())
+        return w
+
+    def arm(self):
+        self.p(self.p.RUNNING).get_next_update().set_boot()
+
+    def commit(self):
+        commit(self.p)
+
+
+def for_board(frozen):
+    """An Image when this board runs a frozen firmware from an OTA
+    partition (`frozen`: the firmware's modules are in the image, not .mpy
+    files), else None (no esp32 module, a partition table without OTA
+    partitions, or .mpy files on the filesystem: the slot folders)."""
+    if not frozen:
+        return None
+    try:
+        import esp32
+    except ImportError:
+        return None
+    img = Image(esp32.Partition)
+    try:
+        if img.slot() < 0:
+            return None
+        img.p(img.p.RUNNING).get_next_update()
+    except Exception:  # OSError, ValueError: no OTA partition table
+        return None
+    return img

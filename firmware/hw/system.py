@@ -254,6 +254,13 @@ def _ota(ctx, link, sup, root, out):
         return None
     c = ctx.clock
     snap = ctx.app.bus.snap
+    image = None
+    if not __file__.endswith(".mpy"):  # frozen into the image (or source on a host)
+        from hw import ota_part
+
+        image = ota_part.for_board(True)  # None without esp32 OTA partitions
+        if image is None:
+            config.forget("hw", "ota_part")
 
     def start(url, force):
         import socket
@@ -263,7 +270,7 @@ def _ota(ctx, link, sup, root, out):
         from hw.fetch import Fetch
 
         st = ota.Stager(root, ota.load_key(root), VERSION, sys.platform,
-                        sys.implementation._mpy, force)
+                        sys.implementation._mpy, force, image=image)
         # https:// with the backend's TLS context (its CA): the bundle's
         # signature is what makes it trusted, TLS keeps it private
         tls = getattr(link, "ssl", None) or getattr(getattr(link, "ws", None), "ssl", None)
@@ -273,7 +280,7 @@ def _ota(ctx, link, sup, root, out):
     try:
         from evse import ota
 
-        r = ota.Runner(root, snap, link, sup.request, c.ticks_ms, c.ticks_diff, start)
+        r = ota.Runner(root, snap, link, sup.request, c.ticks_ms, c.ticks_diff, start, image)
     except Exception as e:  # an update's bookkeeping never stops charging
         out("ota: %r" % e)
         return None

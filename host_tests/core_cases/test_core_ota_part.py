@@ -7,11 +7,13 @@ hashed on the way and read back before anything points at it, is refused
 before a byte is written when it does not fit, and its trial boot commits
 or is rolled back by the bootloader."""
 import hashlib
+import os
 
 from evse import ota
 from hw import ota_part
 
 from esp32fake import ABORTED, BLOCK, PENDING, VALID, Flash
+from fakes import tmpdir
 
 
 def image(n, seed=1):
@@ -107,3 +109,55 @@ def test_a_power_cut_mid_write_leaves_the_running_image_booting():
     assert flash.reset() == "ota_0" and flash.state["ota_0"] == VALID
     w = write(flash, img)  # the next boot's update writes ota_1 again, whole
     assert w.finish() == "ota_1"
+
+
+def _staged(root, flash, img, n, seed):
+    """An image written to the partition that is not running and its
+    manifest beside the state, as evse.ota's Stager leaves them."""
+    data = image(n, seed)
+    w = img.writer(len(data), hashlib.sha256(data).digest())
+    w.write(data)
+    w.finish()
+    slot = 1 - img.slot()
+    d = ota.slot_dir(root, slot)
+    if d:
+        try:
+            os.mkdir(d[:-1])
+        except OSError:
+            pass
+    f = open(d + ota.MANIFEST, "w")
+    f.write('{"version": "0.%d.0"}' % seed)
+    f.close()
+    ota.write_state(root, img.slot(), slot, 0, ota.R_STAGED)
+    return slot
+
+
+def _main_py_mark(root):
+    # what main.py does at a trial's first boot (host_tests/test_ota.py runs main.py itself)
+    open(root + ota.TRY, "w").close()
+
+
+def test_the_state_file_follows_the_partitions_through_a_commit_and_a_rollback():
+    """ota.state numbers the OTA partitions (ota_0 slot 0, ota_1 slot 1):
+    arm() sets the staged one to boot, the trial is what runs, commit()
+    marks it valid, and a reset before that is the bootloader's rollback,
+    which settle() reads from the running partition."""
+    root = tmpdir("otaimg") + "/"
+    flash = Flash(blocks=4)
+    img = ota_part.Image(flash.Partition)
+    assert img.slot() == 0
+    assert _staged(root, flash, img, 5000, 6) == 1
+    assert ota.arm(root, img) == 1 and flash.boot == "ota_1"
+    assert flash.reset() == "ota_1"
+    _main_py_mark(root)
+    assert ota.settle(root, img) == ota.R_STAGED  # on trial
+    assert ota.running_slot(root, None, img) == 1 and ota.slot_version(root, 1) == "0.6.0"
+    assert ota.commit(root, img) and flash.state["ota_1"] == VALID
+    assert ota.read_state(root) == (1, -1, 0, ota.R_COMMITTED)
+    # the next update goes back into ota_0, and its trial resets before its commit
+    assert _staged(root, flash, img, 7000, 7) == 0
+    assert ota.arm(root, img) == 0 and flash.reset() == "ota_0"
+    _main_py_mark(root)
+    assert flash.reset() == "ota_1"  # the bootloader went back
+    assert ota.settle(root, img) == ota.R_ROLLED_BACK
+    assert ota.read_state(root) == (1, -1, 0, ota.R_ROLLED_BACK)
