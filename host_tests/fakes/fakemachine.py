@@ -109,7 +109,23 @@ WORLD = World()
 def reset_world(port="esp32"):
     global WORLD
     WORLD = World(port)
+    _PINS.clear()
+    _ADCS.clear()
     return WORLD
+
+
+_PINS = {}  # id -> Pin, _ADCS: id -> ADC, when static_pins() made them (the heap rig)
+_ADCS = {}
+
+
+def static_pins(ids):
+    """From now on Pin(id) and ADC(id) give one object per id, made here:
+    the ESP32 and RP2040 ports' Pin and ADC objects are static tables in
+    flash, so constructing one takes no heap on a board, and the heap
+    figures (heaprig.py) must not count a Python object per call."""
+    for i in ids:
+        _PINS[i] = Pin(i)
+        _ADCS[i] = ADC(i)
 
 
 class Pin:
@@ -119,6 +135,10 @@ class Pin:
     PULL_DOWN = 2
     IRQ_FALLING = 4
     IRQ_RISING = 8
+
+    def __new__(cls, id, mode=-1, pull=-1, value=None):
+        p = _PINS.get(id)
+        return p if p is not None else object.__new__(cls)
 
     def __init__(self, id, mode=-1, pull=-1, value=None):
         self.id = id
@@ -212,6 +232,10 @@ class ADC:
     ATTN_2_5DB = 1
     ATTN_6DB = 2
     ATTN_11DB = 3
+
+    def __new__(cls, pin, atten=None):
+        a = _ADCS.get(pin.id if isinstance(pin, Pin) else pin)
+        return a if a is not None else object.__new__(cls)
 
     def __init__(self, pin, atten=None):
         self.id = pin.id if isinstance(pin, Pin) else pin

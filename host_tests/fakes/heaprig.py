@@ -134,6 +134,7 @@ def setup(root, end_ms):
     fm.UART = _uart
     w = fm.reset_world(profile["port"])
     w.record = False
+    fm.static_pins(range(40 if profile["port"] == "esp32" else 30))  # GPIO numbers
     w.us_per_read = 100
     w.cp_adc_pin = profile["cp"]["adc_pin"]
     w.cp_zero_uv = rig["cp_zero_uv"]
