@@ -213,8 +213,9 @@ bench: setup
 
 # The fleet benchmark (tools/fleet.py, docs/mqtt.md "Fleet benchmark"): the
 # shipped broker, the backend on PostgreSQL, FLEET_N chargers (issue 12: 5,000)
-# from two generator processes; the four scenarios of issue 12 and the steady
-# one with two backend instances on a shared subscription (--backends 2), figures
+# from two generator processes; the four scenarios of issue 12, and the steady
+# one with two backend instances on a shared subscription (--backends 2) and
+# with every charger on the TLS listener (--tls), figures
 # appended to build/bench/fleet.jsonl. About 5 minutes on 2 idle cores
 # (longer on a shared machine: the kill scenarios wait for the firmware's
 # 30 s re-send). Each run exits 1 if a record was lost or stored twice.
@@ -231,6 +232,8 @@ bench-fleet: setup
 	  --duration 20 --drain-s 300 --db postgres --json build/bench/fleet.jsonl
 	$(VPY) tools/fleet.py --scenario steady --n $(FLEET_N) --rate $$(( $(FLEET_N) * 2 )) \
 	  --duration 20 --drain-s 300 --db postgres --backends 2 --json build/bench/fleet.jsonl
+	$(VPY) tools/fleet.py --scenario steady --n $(FLEET_N) --rate $$(( $(FLEET_N) * 2 )) \
+	  --duration 20 --drain-s 300 --db postgres --tls --json build/bench/fleet.jsonl
 
 # Accept the current figures as the new baseline and record them in
 # bench/results.json and bench/results.md (commit the three files).
