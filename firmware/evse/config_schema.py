@@ -110,12 +110,22 @@ def _rng(allowed):
     return "%s..%s" % (allowed[0], allowed[1])
 
 
+# Values are looked at as their UTF-8 bytes, never a character at a time:
+# in MicroPython iterating a str interns every character as a qstr for good
+# (evse/jsonw.py _string), and these values come from a remote set_config.
 def _text_ok(v, allowed):
     if not isinstance(v, str) or not 0 < len(v) <= allowed[0]:
         return False
     chars = allowed[1]
-    for c in v:
-        if (c not in chars) if chars is not None else (c < " " or c == "\x7f"):
+    b = v.encode("utf-8", "surrogatepass")
+    if chars is None:  # any text but control characters
+        for x in b:
+            if x < 0x20 or x == 0x7F:
+                return False
+        return True
+    chars = chars.encode()  # ASCII: a byte of a longer character is never in it
+    for x in b:
+        if x not in chars:
             return False
     return True
 
@@ -123,12 +133,11 @@ def _text_ok(v, allowed):
 def _topic_ok(v, maxlen):
     if not isinstance(v, str) or not 0 < len(v) <= maxlen:
         return False
+    if not _text_ok(v, (maxlen, _PATH_CHARS)):
+        return False
     for level in v.split("/"):
         if not level:
             return False
-        for c in level:
-            if c not in _PATH_CHARS:
-                return False
     return True
 
 

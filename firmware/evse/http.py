@@ -26,8 +26,8 @@ def parse_url(url):
         tls, host, port, path = split(url, "http://", "https://")
     except ValueError as e:
         raise HttpError("url: " + e.args[0])
-    for c in path:
-        if c <= " " or c == "\x7f":
+    for x in path.encode("utf-8", "surrogatepass"):  # bytes: a str's characters are interned
+        if x <= 0x20 or x == 0x7F:
             raise HttpError("url: a space or control character in the path")
     return tls, host, port, path
 

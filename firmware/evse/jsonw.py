@@ -45,35 +45,53 @@ def dec(n, scale):
     return Raw("-" + text if neg else text)
 
 
-# the characters written as a two-character escape, and their escapes
-_ESC_CHARS = const('"\\\n\r\t')
-_ESC = const(('\\"', "\\\\", "\\n", "\\r", "\\t"))
-
-
 def _string(out, s):
     """A JSON string. A lone surrogate is written as U+FFFD, the
-    replacement character, so the text always encodes."""
-    out.append('"')
-    for c in s:
-        if c < " " or c == '"' or c == "\\" or "\ud7ff" < c < "\ue000":
+    replacement character, so the text always encodes.
+
+    The text is looked at as its UTF-8 bytes, never a character at a time:
+    in MicroPython, iterating or indexing a str makes each character a
+    qstr, interned for good, so text from outside (a command's id, a
+    field's name) would grow the heap with every new character it brings
+    and never give it back. MicroPython keeps a lone surrogate as its three
+    bytes ED A0..BF xx, as CPython's "surrogatepass" writes it."""
+    b = s.encode("utf-8", "surrogatepass")
+    for x in b:
+        if x < 0x20 or x == 0x22 or x == 0x5C or x == 0xED:
             break
-    else:  # no escape and no lone surrogate: `s` goes in whole (no allocation)
+    else:  # nothing to escape and no surrogate: `s` goes in whole
+        out.append('"')
         out.append(s)
         out.append('"')
         return
-    for c in s:
-        i = _ESC_CHARS.find(c)
-        if i >= 0:
-            out.append(_ESC[i])
-        elif c < " ":
-            out.append("\\u%04x" % ord(c))
-        elif "\ud7ff" < c < "\ue000":
-            # A lone surrogate (U+D800..U+DFFF, which a command's
-            # "\ud800" gives json.loads) has no UTF-8 form: CPython
-            # cannot encode it and MicroPython would send invalid UTF-8.
-            out.append("\ufffd")
+    out.append('"')
+    n = len(b)
+    i = j = 0  # b[i:j]: text not written yet
+    while j < n:
+        x = b[j]
+        if x == 0xED and j + 1 < n and b[j + 1] >= 0xA0:  # U+D800..U+DFFF
+            e = "\ufffd"
+            k = 3
+        elif x == 0x22:
+            e = '\\"'
+            k = 1
+        elif x == 0x5C:
+            e = "\\\\"
+            k = 1
+        elif x < 0x20:
+            e = "\\n" if x == 10 else "\\r" if x == 13 else "\\t" if x == 9 else \
+                "\\u%04x" % x
+            k = 1
         else:
-            out.append(c)
+            j += 1
+            continue
+        if i < j:
+            out.append(b[i:j].decode())
+        out.append(e)
+        j += k
+        i = j
+    if i < n:
+        out.append(b[i:].decode())
     out.append('"')
 
 

@@ -184,7 +184,8 @@ def parse_time(t):
         hh, mm, ss = int(t[11:13]), int(t[14:16]), int(t[17:19])
     except Exception:
         return None
-    if t[4] != "-" or t[10] not in "Tt" or not (1 <= m <= 12 and 1 <= d <= 31):
+    # slices, not t[4]: indexing a str interns the character (evse/jsonw.py _string)
+    if t[4:5] != "-" or t[10:11] not in ("T", "t") or not (1 <= m <= 12 and 1 <= d <= 31):
         return None
     y -= m <= 2
     era = y // 400

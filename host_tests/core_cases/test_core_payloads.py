@@ -226,3 +226,55 @@ def test_a_reply_always_encodes_even_with_a_lone_surrogate():
     assert back["id"] == "\ufffdx" and back["error"] == "bad \ufffd", back
     assert PL.reply({"id": "caf\u00e9 \u20ac", "ok": True}).encode().decode() == (
         '{"id": "caf\u00e9 \u20ac", "ok": true}')
+
+
+def _new_text(first, n):
+    # n characters from U+<first> on, as a command brings them: from JSON
+    # escapes (chr() would intern each one in MicroPython before the test)
+    return json.loads('"' + "".join(["\\u%04x" % (first + k) for k in range(n)]) + '"')
+
+
+def test_text_from_outside_never_grows_the_heap_for_good():
+    """Command ids, set_config values and a central system's timestamps
+    bring characters the firmware has never seen. MicroPython makes each
+    character of a str that is iterated or indexed a qstr, interned for
+    good: 100 ids of 20 new characters each, echoed in replies and checked
+    as set_config values, grew the 32-bit port's heap by 7.9 KB that way,
+    and a backend could keep going until the control loop's next
+    allocation failed. Written and checked as bytes,
+    they leave nothing behind. Measured on the unix ports: CPython has no
+    gc.mem_alloc, and the WebAssembly port's gc.collect() frees nothing
+    while a Python call runs (it cannot scan the wasm stack: 1,000
+    bytearray(100) in a loop are all still counted after it)."""
+    import gc
+    import sys
+
+    from evse import config_schema as CS
+    from evse import http, ocpp
+
+    def burst(first):
+        for i in range(100):
+            t = _new_text(first + 20 * i, 20)
+            r = PL.reply({"id": t, "ok": False, "error": t + "\n\"\\"})
+            assert json.loads(r)["id"] == t
+            for key in ("mqtt_user", "mqtt_host", "mqtt_device_id"):
+                try:
+                    CS.check(key, t)
+                except CS.ConfigError:
+                    pass
+            try:
+                http.parse_url("http://h/" + t)
+            except http.HttpError:
+                pass
+            assert ocpp.parse_time("2026" + t[:1] + "01-02" + t[1:2] + "03:04:05Z") is None
+
+    burst(0x4E00)  # warm-up: code paths run once (names interned once, as any code)
+    measure = hasattr(gc, "mem_alloc") and sys.platform != "webassembly"
+    if measure:
+        gc.collect()
+        before = gc.mem_alloc()
+    burst(0x5E00)  # 2,000 characters the firmware has not seen
+    if measure:
+        gc.collect()
+        grown = gc.mem_alloc() - before
+        assert grown < 1024, "the heap grew by %d bytes for good" % grown
