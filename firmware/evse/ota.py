@@ -207,8 +207,10 @@ def check_manifest(m, platform, mpy_word, running, floor, force=False, image=Fal
         raise OtaError(E_PORT, "a firmware image, this board runs .mpy files" if is_image else
                        ".mpy files, this board runs a frozen firmware image")
     arch = m.get("arch")
-    if not image and m.get("mpy") != (mpy_word & 0xFF) or not isinstance(arch, int) or (
-            not image and arch and arch != mpy_word >> 10):
+    bad = not isinstance(arch, int)
+    if not image:  # an image brings its own interpreter: no .mpy ABI to match
+        bad = bad or m.get("mpy") != (mpy_word & 0xFF) or (arch and arch != mpy_word >> 10)
+    if bad:
         raise OtaError(E_ABI, "bundle .mpy v%s arch %s, this board v%d arch %d"
                        % (m.get("mpy"), arch, mpy_word & 0xFF, mpy_word >> 10))
     v = parse_version(m.get("version"))
