@@ -368,6 +368,12 @@ def test_malformed_and_unknown_messages(env):
          [4, "u11", "TypeConstraintViolation"]),
         ('[2, "u12", "ChangeConfiguration", {"key": "HeartbeatInterval"}]',
          [4, "u12", "OccurenceConstraintViolation"]),
+        # more keys than GetConfigurationMaxKeys (16)
+        (json.dumps([2, "u13", "GetConfiguration", {"key": ["k%d" % i for i in range(17)]}]),
+         [4, "u13", "OccurenceConstraintViolation"]),
+        # an answer longer than the 2 KB a message may have: a CALLERROR, the link stays up
+        (json.dumps([2, "u14", "GetConfiguration", {"key": ["MeterValuesSampledData"] * 16}]),
+         [4, "u14", "GenericError"]),
         ('{"not": "a list"}', None),
         ('[2, 17, "Heartbeat", {}]', None),
         ("not json at all [", None),
@@ -497,6 +503,8 @@ def test_configuration(env):
     r = env.csms_call(call.GetConfiguration())
     keys = {k["key"] for k in r.configuration_key}
     assert {"HeartbeatInterval", "MeterValueSampleInterval", "max_current_a"} <= keys
+    assert {"key": "GetConfigurationMaxKeys", "readonly": True, "value": "16"} in \
+        r.configuration_key  # OCPP 1.6 Core, required
     assert env.csms_call(call.ChangeConfiguration(key="HeartbeatInterval",
                                                   value="120")).status == "Accepted"
     assert st.cp.heartbeat_ms == 120000

@@ -62,9 +62,12 @@ _OCPP_KEYS = const(("HeartbeatInterval", "MeterValueSampleInterval"))
 _MEASURANDS = const("Energy.Active.Import.Register,Power.Active.Import,Current.Import,Voltage")
 _READ_ONLY = const(("NumberOfConnectors", "MeterValuesSampledData", "SupportedFeatureProfiles",
                     "ChargeProfileMaxStackLevel", "ChargingScheduleAllowedChargingRateUnit",
-                    "ChargingScheduleMaxPeriods", "MaxChargingProfilesInstalled"))
+                    "ChargingScheduleMaxPeriods", "MaxChargingProfilesInstalled",
+                    "GetConfigurationMaxKeys"))
 _READ_ONLY_VALUES = const(("1", _MEASURANDS, "Core,SmartCharging", "8", "Current,Power", "24",
-                           "8"))  # evse/ocpp_sc.py MAX_STACK, MAX_PERIODS, _MAX_PROFILES
+                           "8", "16"))  # evse/ocpp_sc.py MAX_STACK, MAX_PERIODS, _MAX_PROFILES
+_MAX_KEYS = const(16)  # GetConfigurationMaxKeys: keys one GetConfiguration may ask for
+MAX_TEXT = const(2048)  # bytes of a message either way (hw/wsock.py's buffers)
 
 # Registration (BootNotification.conf status), None before any answer.
 ACCEPTED = const("Accepted")
@@ -244,12 +247,14 @@ class ChargePoint:
 
     def __init__(self, vendor, model, serial, fw, rand, clock=None,
                  call_timeout_ms=CALL_TIMEOUT_MS, connector=1, cfg=None, id_tag="evse-mpy",
-                 meter_interval_s=60, remote_keys=(), rebase_ms=_REBASE_MS):
+                 meter_interval_s=60, remote_keys=(), rebase_ms=_REBASE_MS,
+                 max_text=MAX_TEXT):
         self.boot = {"chargePointVendor": vendor[:20], "chargePointModel": model[:20],
                      "firmwareVersion": fw[:50]}
         if serial:
             self.boot["chargePointSerialNumber"] = serial[:25]
         self.rand = rand
+        self.max_text = max_text  # an answer longer than this goes as a CALLERROR
         self.clock = clock  # () -> Unix time or None (the timestamps are then left out)
         self.call_timeout_ms = call_timeout_ms
         self.connector = connector
@@ -709,7 +714,13 @@ class ChargePoint:
             r = f(self, uid, p)
             if r is None or isinstance(r, str):
                 return r  # a CALLERROR's text, or None: answered later (reply())
-            return json.dumps([CALLRESULT, uid, r])
+            t = json.dumps([CALLRESULT, uid, r])
+            if len(t) > self.max_text // 4 and len(t.encode()) > self.max_text:
+                # more than the WebSocket can send in one message: the
+                # central system is told, rather than the link dropped
+                return self._error(uid, "GenericError", "the answer is longer than %d bytes"
+                                   % self.max_text)
+            return t
         if action in _KNOWN:
             return self._error(uid, "NotSupported", action + " is not supported yet")
         return self._error(uid, "NotImplemented", "unknown action")
@@ -977,6 +988,9 @@ class ChargePoint:
         keys = p.get("key")
         if keys is not None and not isinstance(keys, list):
             return self._error(uid, "TypeConstraintViolation", "key is a list")
+        if keys is not None and len(keys) > _MAX_KEYS:
+            return self._error(uid, "OccurenceConstraintViolation",
+                               "at most %d keys (GetConfigurationMaxKeys)" % _MAX_KEYS)
         out = []
         unknown = []
         names = _OCPP_KEYS + _READ_ONLY + tuple(self.remote_keys)

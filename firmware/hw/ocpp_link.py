@@ -54,7 +54,7 @@ def make(app, cfg, device_id, password=None, model="evse-mpy", log=None, defer_t
     import socket
 
     from evse.app import REMOTE_KEYS, VERSION
-    from evse.ocpp import ChargePoint
+    from evse.ocpp import MAX_TEXT, ChargePoint
     from hw import net
     from hw.wsock import WebSocket
 
@@ -73,7 +73,7 @@ def make(app, cfg, device_id, password=None, model="evse-mpy", log=None, defer_t
 
     cp = ChargePoint("evse-mpy", model, ident, VERSION, rand_below, clock=net.clock,
                      cfg=app.cfg, remote_keys=REMOTE_KEYS)
-    ws = WebSocket(socket, os.urandom, ssl=ctx)
+    ws = WebSocket(socket, os.urandom, max_bytes=MAX_TEXT, ssl=ctx)
     link = OcppLink(app, cp, ws, url, auth_header(ident, password), log=log,
                     net_ready=net.net_ready, sync_time=net.sync_time,
                     defer_tls=defer_tls and ctx is not None, kept=root + KEPT)
