@@ -131,8 +131,6 @@ def _text_ok(v, allowed):
 
 
 def _topic_ok(v, maxlen):
-    if not isinstance(v, str) or not 0 < len(v) <= maxlen:
-        return False
     if not _text_ok(v, (maxlen, _PATH_CHARS)):
         return False
     for level in v.split("/"):

@@ -412,9 +412,11 @@ class Stager:
             have = self.free(root) + _slot_tree(d, False)
             if need > have:
                 raise OtaError(E_SPACE, "needs %d bytes of flash, %d free" % (need, have))
-        # nothing may point at the slot while it is written
+        # nothing may point at the slot while it is written (`run` is the
+        # committed slot here: a trial that runs was refused above; with an
+        # image, the partition table's, whatever the state said)
         if st[1] != -1 or st[2] or st[0] != run:
-            write_state(root, run if img is not None else st[0], -1, 0, R_NONE)
+            write_state(root, run, -1, 0, R_NONE)
         _remove(root + TRY)
         _remove(root + FAIL)
         _remove(d + MANIFEST)
