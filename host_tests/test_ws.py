@@ -148,6 +148,43 @@ def test_decoder_any_split_any_fragments(parts, step, with_ping):
     assert not d.busy()
 
 
+def test_decoder_holds_a_message_buffer_only_while_the_message_is_used():
+    """No 2 KB buffer held between messages: a whole message gets a buffer
+    of its own length, fragments one of max_bytes (their total is not told
+    before), and release() drops it, but not while fragments still come."""
+    d = W.Decoder(2048)
+    assert len(d.msg) == 0
+    one = _server_frames([b"x" * 300], Opcode.TEXT)
+    assert d.feed(one, 0, len(one)) == len(one)
+    assert d.got == W.OP_TEXT and len(d.msg) == 300 and bytes(d.msg[:d.n]) == b"x" * 300
+    d.release()
+    assert len(d.msg) == 0
+    two = _server_frames([b"a" * 10, b"b" * 10], Opcode.TEXT)
+    first = len(Frame(Opcode.TEXT, b"a" * 10, fin=False).serialize(mask=False))
+    assert d.feed(two, 0, first) == first and d.got == 0 and d.busy()
+    d.release()  # mid-message: kept
+    assert len(d.msg) == 2048
+    d.feed(two, first, len(two))
+    assert d.got == W.OP_TEXT and bytes(d.msg[:d.n]) == b"a" * 10 + b"b" * 10
+    d.release()
+    assert len(d.msg) == 0
+    d.feed(one, 0, 7)  # a new connection in the middle of a message: nothing held
+    d.reset()
+    assert len(d.msg) == 0 and not d.busy()
+
+
+def test_encoder_builds_data_frames_in_buffers_of_their_own():
+    """Each data frame in a buffer of its own length (none held between
+    frames); control frames in the one small buffer the encoder keeps."""
+    enc = W.Encoder(2048)
+    a = enc.frame(W.OP_TEXT, b"x" * 10, b"abcd")
+    b = enc.frame(W.OP_TEXT, b"y" * 300, b"abcd")
+    assert len(a) == 16 and len(b) == 308 and len(a.obj) == 16 and len(b.obj) == 308
+    assert _parse(bytes(a), mask=True).data == b"x" * 10  # not overwritten by the second
+    p = enc.frame(W.OP_PONG, b"p" * 125, b"abcd")
+    assert p.obj is enc.ctl and _parse(bytes(p), mask=True).data == b"p" * 125
+
+
 @pytest.mark.parametrize("raw, code", [
     (b"\xc1\x03abc", W.CLOSE_PROTOCOL),  # RSV1 set, no extension agreed
     (Frame(Opcode.TEXT, b"abc").serialize(mask=True), W.CLOSE_PROTOCOL),  # masked by a server
@@ -201,6 +238,7 @@ def test_handshake_auth_subprotocol_and_text_both_ways(echo_server):
     for m in ("hello", "ü" * 200, "x" * 2000):  # 7-bit, 16-bit and 64-bit length forms
         ws.send_text(m.encode())
         assert text(ws) == "echo:" + m
+    assert ws.poll() == 0 and len(ws.dec.msg) == 0  # the last message's buffer dropped
     ws.close()
     echo_server.run(conn.wait_closed())
     assert conn.close_code == 1000  # the closing handshake, client first

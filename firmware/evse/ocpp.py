@@ -210,13 +210,14 @@ def call_error(uid, code, text):
 
 
 def decode(text):
-    """A message's text (str or bytes) as (CALL, id, action, payload),
+    """A message's text (str, or its UTF-8 in bytes, a bytearray or a
+    memoryview) as (CALL, id, action, payload),
     (CALLRESULT, id, payload, None) or (CALLERROR, id, code, description);
     (0, id, error code, description) when it is not a well-formed OCPP-J
     message (id None when even that cannot be read)."""
     try:
         if not isinstance(text, str):
-            text = bytes(text).decode()
+            text = str(text, "utf-8")  # one copy, checked as UTF-8
         m = json.loads(text)
     except Exception:  # ValueError; MemoryError for a deep nesting
         return 0, None, "FormationViolation", "not JSON"

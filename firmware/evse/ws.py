@@ -8,7 +8,7 @@ Imported only when the OCPP backend is configured (docs/ocpp.md).
     sock.write(request(host, port, path, key, b"ocpp1.6", basic_auth(u, pw)))
     check_response(head, key, b"ocpp1.6")   # the answer up to its blank line
     enc = Encoder(2048); sock.write(enc.frame(OP_TEXT, b"[2,...]", urandom(4)))
-    dec = Decoder(2048); pos = dec.feed(buf, pos, end); if dec.got: ...
+    dec = Decoder(2048); pos = dec.feed(buf, pos, end); if dec.got: ...; dec.release()
 
 No extensions are offered (a server that names one is refused), so every
 RSV bit must be clear. Frames from the server must not be masked (5.1).
@@ -138,10 +138,17 @@ def close_code(payload, n):
 
 
 class Encoder:
-    """Client frames (always FIN, masked) built in one buffer made once."""
+    """Client frames (always FIN, masked). A data frame is built in a
+    buffer of its own size, made for it and dropped once it is written: the
+    link holds no buffer for the longest message between messages (about
+    2 KB of heap, all the time, against a copy of the frame while it is
+    sent, as the message's text already is). Control frames (pong, close:
+    the answers that must go out whatever the heap holds) are built in the
+    one small buffer made here."""
 
     def __init__(self, max_bytes):
-        self.buf = bytearray(max_bytes + 14)
+        self.max = max_bytes
+        self.ctl = bytearray(_MAX_CONTROL + 6)  # 2 header + 4 mask bytes
 
     def frame(self, op, data, mask, n=None):
         """A memoryview of the frame of opcode `op` carrying data[:n] (all of
@@ -149,14 +156,19 @@ class Encoder:
         random source, 10.3). Valid until the next call."""
         if n is None:
             n = len(data)
-        b = self.buf
-        if n > len(b) - 14 or (op >= OP_CLOSE and n > _MAX_CONTROL):
+        if op >= OP_CLOSE:
+            if n > _MAX_CONTROL:
+                raise WsError(CLOSE_TOO_BIG, "frame too large to send")
+            b = self.ctl
+        elif n > self.max:
             raise WsError(CLOSE_TOO_BIG, "frame too large to send")
+        else:
+            b = bytearray((6 if n < 126 else 8) + n)
         b[0] = 0x80 | op
         if n < 126:
             b[1] = 0x80 | n
             h = 2
-        else:  # the buffer is below 64 KiB: the 16-bit length
+        else:  # max_bytes is below 64 KiB: the 16-bit length
             b[1] = 0xFE
             b[2] = n >> 8
             b[3] = n & 0xFF
@@ -177,19 +189,27 @@ class Decoder:
     completes something, with `got` its opcode and `n` its length:
     OP_TEXT/OP_BINARY, the whole message in msg[:n] (fragments joined);
     OP_CLOSE, OP_PING, OP_PONG, the payload in ctl[:n]. Otherwise `got` is
-    0. Both stay valid until the next feed. `busy()`: in the middle of a
-    frame or a fragmented message. Raises WsError(code, why) on a protocol
-    violation (the caller sends that close code and drops the connection).
+    0. Both stay valid until the next feed, or release(). `busy()`: in the
+    middle of a frame or a fragmented message. Raises WsError(code, why) on
+    a protocol violation (the caller sends that close code and drops the
+    connection).
+
+    A data message is gathered in a buffer made when its first frame's
+    header has come: of that frame's length when it is the whole message,
+    of max_bytes when fragments follow (their total is not told before).
+    release() drops it once the message is used, so between messages the
+    decoder holds only its small buffers, not one of max_bytes.
     """
 
     def __init__(self, max_bytes):
-        self.msg = bytearray(max_bytes)
+        self.max = max_bytes
         self.ctl = bytearray(_MAX_CONTROL)
         self._h = bytearray(_HEAD_MAX)
         self.reset()
 
     def reset(self):
         """Forget any frame under way (a new connection)."""
+        self.msg = b""
         self.got = 0
         self.n = 0
         self._hn = 0  # header bytes held
@@ -203,6 +223,12 @@ class Decoder:
 
     def busy(self):
         return self._hn > 0 or self._left >= 0 or self._kind != 0
+
+    def release(self):
+        """The data message delivered is used: drop its buffer (not one
+        still being gathered)."""
+        if not self._kind:
+            self.msg = b""
 
     def feed(self, data, pos, end):
         self.got = 0
@@ -270,11 +296,14 @@ class Decoder:
         elif op <= OP_BINARY:
             if self._kind:
                 raise WsError(CLOSE_PROTOCOL, "new message inside a fragmented one")
+            if n > self.max:
+                raise WsError(CLOSE_TOO_BIG, "message too large")
+            self.msg = bytearray(n if fin else self.max)
             self._kind = op
             self._mn = 0
         else:
             raise WsError(CLOSE_PROTOCOL, "unknown opcode")
-        if op < OP_CLOSE and self._mn + n > len(self.msg):
+        if op == OP_CONT and self._mn + n > len(self.msg):
             raise WsError(CLOSE_TOO_BIG, "message too large")
         self._op = op
         self._fin = fin

@@ -192,7 +192,7 @@ class OcppLink:
                 raise OSError(-1)  # the central system closed: reconnect
             if op != OP_TEXT:
                 break
-            self._send(cp.receive(bytes(ws.dec.msg[:ws.dec.n]), now))
+            self._send(cp.receive(memoryview(ws.dec.msg)[:ws.dec.n], now))
         if cp.dirty:
             self._keep(cp)
         cp.cfg = self.app.cfg  # a set_config gives the App a new dict

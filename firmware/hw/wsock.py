@@ -151,6 +151,7 @@ class WebSocket:
         server has closed (its code in `closed`; the close answered, the
         socket dropped). Pings are answered with a pong here."""
         d = self.dec
+        d.release()  # the last message's buffer: its time was until this poll
         deadline = None
         while True:
             if self._pos == self._end:
