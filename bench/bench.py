@@ -129,9 +129,9 @@ class BenchError(Exception):
     pass
 
 
-def run(cmd, timeout=600, ok=(0,)):
+def run(cmd, timeout=600, ok=(0,), cwd=ROOT):
     t0 = time.monotonic()
-    p = subprocess.run(cmd, cwd=ROOT, stdin=subprocess.DEVNULL, capture_output=True,
+    p = subprocess.run(cmd, cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True,
                        text=True, timeout=timeout)
     wall = time.monotonic() - t0
     if p.returncode not in ok:
@@ -415,7 +415,10 @@ def stage_firmware(out_dir, romfs_img=None):
     os.makedirs(os.path.join(src, "umqtt"), exist_ok=True)
     shutil.copy(umqtt, os.path.join(src, "umqtt", "simple.py"))
     if romfs_img:
-        run([PY, "-m", "mpremote", "romfs", "-o", romfs_img, "build", src])
+        # from inside the tree, as tools/deploy.py builds it: each module's
+        # source name is "./evse/app.py", not this machine's path to it
+        run([PY, "-m", "mpremote", "romfs", "-o", os.path.abspath(romfs_img), "build", "."],
+            cwd=src)
         return romfs_img
     mpy = os.path.join(out_dir, "mpy")
     for dirpath, dirnames, files in os.walk(src):
@@ -425,8 +428,10 @@ def stage_firmware(out_dir, romfs_img=None):
             if relp == "main.py":
                 shutil.copy(os.path.join(src, relp), os.path.join(mpy, relp))
                 continue
-            run([MP32_MPY_CROSS, "-o", os.path.join(mpy, relp[:-3] + ".mpy"),
-                 os.path.join(src, relp)])
+            # the relative path, as tools/deploy.py compiles: the source name
+            # in the .mpy (a qstr once loaded) is "evse/app.py", as on a board
+            run([MP32_MPY_CROSS, "-o", os.path.abspath(os.path.join(mpy, relp[:-3] + ".mpy")),
+                 relp], cwd=src)
     return mpy
 
 
@@ -472,10 +477,18 @@ def import_order():
 
 
 def heap32(port, root, minutes, path, image=None, heap=None, modules=None, timeout=600):
-    """Run bench/mp_heap_unix.py in the 32-bit port; its RESULT lines as a dict."""
+    """Run bench/mp_heap_unix.py in the 32-bit port; its RESULT lines as a dict.
+    A folder of staged .mpy files first in `path` is the port's working
+    directory and "" on sys.path, as a board has its filesystem's root: the
+    modules' __file__ (a qstr each) is then "evse/app.mpy", not this
+    machine's path to the folder."""
+    cwd = ROOT
+    if path and path[0] != ".frozen" and os.path.isdir(path[0]):
+        cwd = path[0]
+        path = [""] + list(path[1:])
     cmd = [port] + (["-X", "heapsize=%d" % heap] if heap else []) + [
         HEAP_DRIVER, root, str(minutes), ":".join(path), image or "-"] + list(modules or ())
-    p = subprocess.run(cmd, cwd=ROOT, stdin=subprocess.DEVNULL, capture_output=True,
+    p = subprocess.run(cmd, cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True,
                        text=True, timeout=timeout)
     res = {"_rc": p.returncode, "_out": p.stdout[-3000:] + p.stderr[-3000:]}
     for line in p.stdout.splitlines():

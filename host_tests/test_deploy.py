@@ -257,6 +257,10 @@ def test_dry_run_romfs_builds_the_image():
     assert rc == 0, err
     img = os.path.join(ROOT, "build", "deploy", "esp32-devkitc", "firmware.romfs")
     assert os.path.getsize(img) > 10000
+    with open(img, "rb") as f:
+        data = f.read()
+    # each module's source name is the one on the board, not this machine's path
+    assert b"./evse/app.py" in data and ROOT.encode() not in data
     assert "romfs deploy build/deploy/esp32-devkitc/firmware.romfs" in out
     files = [l.split()[0] for l in out.splitlines() if l.startswith("  :")]
     assert files == [":main.py", ":board.json"]

@@ -327,7 +327,11 @@ def stage_romfs(prof):
         os.makedirs(os.path.join(src, os.path.dirname(rel)), exist_ok=True)
         shutil.copy(full, os.path.join(src, rel))
     img = os.path.join(d, "firmware.romfs")
-    p = subprocess.run(mpremote_argv() + ["romfs", "-o", img, "build", src], cwd=ROOT,
+    # built from inside the tree: mpremote compiles each module under the name
+    # it is given, so the image names "./evse/app.py", the same on every
+    # machine, and not this machine's path (a longer qstr on the board, and a
+    # home directory in the firmware)
+    p = subprocess.run(mpremote_argv() + ["romfs", "-o", img, "build", "."], cwd=src,
                        capture_output=True, text=True, stdin=subprocess.DEVNULL)
     if p.returncode:
         raise DeployError(EXIT_BOARD, "mpremote romfs build: %s" % (p.stderr or p.stdout).strip())
