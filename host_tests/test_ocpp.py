@@ -682,6 +682,42 @@ def test_secs_count_on_with_the_ticks():
     assert none.secs(10000) == base + 10
 
 
+def test_calls_refused_while_the_app_takes_no_commands():
+    """A central system calling faster than the App takes commands (the
+    Bus full, nothing drained) gets CALLERROR GenericError once 8 wait,
+    instead of a list that grows without end; once the commands are taken,
+    its calls are accepted again. Replies that never come (lost on a full
+    Bus) leave at most 8 CALLs waiting for one: the oldest is forgotten."""
+    cp = O.ChargePoint("V", "M", "", "0", lambda n: 0, remote_keys=("max_current_a",),
+                       cfg={"max_current_a": 16})
+    out = []
+    for i in range(12):
+        t = cp.receive(json.dumps([2, "rs%d" % i, "RemoteStartTransaction", {"idTag": "T"}]), 0)
+        out.append(json.loads(t))
+    assert [m[0] for m in out[:8]] == [3] * 8 and [m[2] for m in out[:8]] == \
+        [{"status": "Accepted"}] * 8
+    assert [m[:3] for m in out[8:]] == [[4, "rs%d" % i, "GenericError"] for i in range(8, 12)]
+    assert len(cp.cmds) == 8
+    del cp.cmds[:]  # the link moved them to the Bus
+    t = json.loads(cp.receive(json.dumps([2, "rs12", "RemoteStartTransaction",
+                                          {"idTag": "T"}]), 0))
+    assert t == [3, "rs12", {"status": "Accepted"}]
+    del cp.cmds[:]
+    ids = []
+    for i in range(10):  # ChangeConfiguration of a remote key: answered by the App's reply
+        assert cp.receive(json.dumps([2, "cc%d" % i, "ChangeConfiguration",
+                                      {"key": "max_current_a", "value": "10"}]), 0) is None
+        ids.append(cp.cmds.pop()["id"])
+    assert len(cp._pending) == 8
+    assert cp.reply({"id": ids[0], "ok": True}) is None  # forgotten: the oldest two
+    assert cp.reply({"id": ids[1], "ok": True}) is None
+    assert json.loads(cp.reply({"id": ids[9], "ok": True})) == [3, "cc9", {"status": "Accepted"}]
+    assert json.loads(cp.reply({"id": ids[2], "ok": False})) == [3, "cc2",
+                                                                  {"status": "Rejected"}]
+    for bad in ({"id": "x"}, {"id": "ocpp-"}, {"id": "ocpp-1x"}, {"id": 5}, {}, None):
+        assert cp.reply(bad) is None
+
+
 def test_records_wait_when_the_queue_is_full(env):
     """More old sessions than the queue holds: each goes in order as room
     comes, none is dropped."""

@@ -49,6 +49,8 @@ _LIMIT_RENEW_MS = const(60000)  # the limit sent again (its ttl_s renewed) at le
 _LIMIT_TTL_S = const(180)  # a limit not renewed (the link dead): the fallback current
 _REBASE_MS = const(600000)  # secs() reads the clock again after this
 _REFS_MAX = const(8)  # transactionIds kept for sessions whose StopTransaction is not confirmed
+_CMDS_MAX = const(8)  # commands for the App not yet on the Bus; more: the CALL is refused
+_PENDING_MAX = const(8)  # commands whose reply answers a CALL; more: the oldest is forgotten
 # Unix time of 2020-01-01. The charging profiles' times count from it (secs()):
 # Unix time is past the small-int range of 32-bit ports (2**30), where every
 # sum of it would allocate; seconds since 2020 stay below it until 2054.
@@ -292,7 +294,7 @@ class ChargePoint:
         self._seen = []  # journal seqs already taken
         self.cmds = []  # commands for the App (evse/commands.py), as MQTT's
         self.acks = []  # journal seqs done with (for bus.acks)
-        self._pending = {}  # command id -> the CALL's unique id a reply answers
+        self._pending = {}  # command number (its id "ocpp-N") -> the CALL's unique id a reply answers
         self._cmd_n = 0
         self.inoperative = False
         self._auth_asked = False  # an Authorize went for this plug-in
@@ -712,6 +714,10 @@ class ChargePoint:
             return json.dumps([CALLRESULT, uid, {"status": "UnknownVendorId"}])
         f = _HANDLERS.get(action)
         if f is not None:
+            if len(self.cmds) >= _CMDS_MAX:
+                # the App is not taking commands (the Bus full): refused, not
+                # queued without end; the central system may call again
+                return self._error(uid, "GenericError", "busy: %d commands waiting" % _CMDS_MAX)
             r = f(self, uid, p)
             if r is None or isinstance(r, str):
                 return r  # a CALLERROR's text, or None: answered later (reply())
@@ -735,18 +741,25 @@ class ChargePoint:
         """A command for the App (evse/commands.py); its reply answers the
         CALL `uid` (reply()) when uid is given."""
         self._cmd_n += 1
-        cid = "ocpp-%d" % self._cmd_n
+        n = self._cmd_n
+        cid = "ocpp-%d" % n
         m = {"cmd": name, "id": cid}
         m.update(kw)
         self.cmds.append(m)
         if uid is not None:
-            self._pending[cid] = uid
+            pend = self._pending
+            if len(pend) >= _PENDING_MAX:  # a reply lost on the way: its CALL ran out long ago
+                pend.pop(min(pend))
+            pend[n] = uid
         return cid
 
     def reply(self, r):
         """The App's reply to one of our commands: the CALLRESULT it answers
         (ChangeConfiguration of a REMOTE_KEY), or None."""
-        uid = self._pending.pop(r.get("id"), None) if isinstance(r, dict) else None
+        rid = r.get("id") if isinstance(r, dict) else None
+        if not isinstance(rid, str) or not rid.startswith("ocpp-") or not rid[5:].isdigit():
+            return None  # not one of ours
+        uid = self._pending.pop(int(rid[5:]), None)
         if uid is None:
             return None
         return json.dumps([CALLRESULT, uid, {"status": "Accepted" if r.get("ok") is True
