@@ -78,7 +78,7 @@ def _int(v, default=0):
     return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else default
 
 
-_NONCE_STEP = 0x9E3779B1  # odd: boot numbers map to distinct nonces (App.__init__)
+_NONCE_STEP = const(0x9E3779B1)  # odd: boot numbers map to distinct nonces (App.__init__)
 
 
 def boot_nonce():

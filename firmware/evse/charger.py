@@ -104,7 +104,7 @@ DIODE_PASS = const(3)
 DIODE_BAD_UP = const(10)
 DIODE_BAD_AT = const(30)
 
-_STATE_X = ("D1", "D2", "C1", "C2", "B1", "B2")  # index (cp - 1) * 2 + pwm
+_STATE_X = const(("D1", "D2", "C1", "C2", "B1", "B2"))  # index (cp - 1) * 2 + pwm
 
 # RCD self-test phases.
 _RT_IDLE = const(0)

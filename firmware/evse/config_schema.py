@@ -5,6 +5,8 @@ imports this module to validate config.json and drops it again) and for a
 Use it through evse.config (validate, defaults, check, load, save); tools on
 the host may import it directly (METER_BAUDS, SCHEMA).
 """
+from micropython import const
+
 from evse.config import ConfigError
 from evse.meter_maps import NAMES as METER_PROFILES  # the meter catalogue's profiles
 
@@ -59,7 +61,7 @@ SCHEMA = {
 #           any printable), or None when the default is None;
 #   "topic": topic levels of [A-Za-z0-9_.-] joined by "/", at most `allowed`
 #           characters; "port": None or an integer in [lo, hi].
-_ID_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"
+_ID_CHARS = const("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 _HOST_CHARS = _ID_CHARS + ".:"
 _PATH_CHARS = _ID_CHARS + "./"
 MQTT_SCHEMA = {

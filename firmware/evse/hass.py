@@ -13,6 +13,8 @@ meter's sensors (current, power, meter energy) also the meter: they are
 unavailable while the status lists the `meter` fault (the meter does not
 answer), rather than showing its last reading. Pure.
 """
+from micropython import const
+
 from evse.jsonw import obj
 
 
@@ -25,10 +27,10 @@ def _sensor(name, key, topic, tpl, unit=None, dclass=None, sclass=None):
 
 # The meter's sensors are available while the charger is online and the
 # meter answers (availability_mode "all": every topic must say available).
-_METER_OK = "{{ 'offline' if 'meter' in value_json.faults else 'online' }}"
-_METER = ("current", "power", "energy")
-_LATEST = ("{{ value_json.ota.staged if value_json.ota is defined and value_json.ota.staged "
-           "else value_json.fw }}")
+_METER_OK = const("{{ 'offline' if 'meter' in value_json.faults else 'online' }}")
+_METER = const(("current", "power", "energy"))
+_LATEST = (const("{{ value_json.ota.staged if value_json.ota is defined and value_json.ota.staged "
+           "else value_json.fw }}"))
 
 
 def discovery(ha_prefix, topics, device_id, version, max_a, site=False, remote=False):

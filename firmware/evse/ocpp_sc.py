@@ -26,7 +26,7 @@ MAX_STACK = const(8)  # ChargeProfileMaxStackLevel
 _VOLTS = const(230)
 _DAY_S = const(86400)
 PURPOSES = ("ChargePointMaxProfile", "TxDefaultProfile", "TxProfile")
-_KINDS = ("Absolute", "Recurring", "Relative")
+_KINDS = const(("Absolute", "Recurring", "Relative"))
 
 # A profile: a list of these fields.
 _ID = const(0)

@@ -23,8 +23,8 @@ _CP_NAMES = const(("E", "D", "C", "B", "A"))
 
 # Class boundaries (mV): half-way between the nominal levels 0/3/6/9/12 V, so each
 # level has +/-1.5 V of room; the published tolerance is about +/-1 V.
-_LOWER = (-100000, 1500, 4500, 7500, 10500)  # lower bound of E, D, C, B, A
-_UPPER = (1500, 4500, 7500, 10500, 100000)  # upper bound of E, D, C, B, A
+_LOWER = const((-100000, 1500, 4500, 7500, 10500))  # lower bound of E, D, C, B, A
+_UPPER = const((1500, 4500, 7500, 10500, 100000))  # upper bound of E, D, C, B, A
 
 # Hysteresis: to leave its class a reading must pass the boundary by this much.
 # With +/-0.6 V of noise around a nominal level a reading stays >= 0.9 V inside

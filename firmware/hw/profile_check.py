@@ -6,6 +6,8 @@ ProfileError whose message starts with the dotted key that is wrong, e.g.
 ``cp.adc_pin: 25 is not an ADC pin on esp32 (allowed: 32..39)``; unknown
 keys are refused (a typo must not silently drop an option).
 """
+from micropython import const
+
 from hw.profile import Profile, ProfileError, cp_transfer
 
 
@@ -17,13 +19,13 @@ PORTS = ("esp32", "rp2")
 # RP2040 on a Pico W: GP23, 24, 25 and 29 belong to the wireless chip; the
 # ADC inputs are GP26..28.
 _ESP32_ALL = tuple(p for p in range(40) if p not in (6, 7, 8, 9, 10, 11, 20, 24, 28, 29, 30, 31))
-_ESP32_IN_ONLY = (34, 35, 36, 37, 38, 39)
-_ESP32_ADC = (32, 33, 34, 35, 36, 37, 38, 39)
+_ESP32_IN_ONLY = const((34, 35, 36, 37, 38, 39))
+_ESP32_ADC = const((32, 33, 34, 35, 36, 37, 38, 39))
 _RP2_ALL = tuple(range(23)) + (26, 27, 28)
-_RP2_ADC = (26, 27, 28)
+_RP2_ADC = const((26, 27, 28))
 
 # Key schemas. Each entry: key -> (kind, required, extra)
-_TEXT = ("name", "description", "source", "notes")
+_TEXT = const(("name", "description", "source", "notes"))
 
 
 # ----------------------------------------------------------------- checking
@@ -108,8 +110,8 @@ class _Pins:
         return pin
 
 
-_LEVEL = ("high", "low")
-_PULL = ("up", "down", "none")
+_LEVEL = const(("high", "low"))
+_PULL = const(("up", "down", "none"))
 
 
 def _output(key, v, pins):
