@@ -506,6 +506,56 @@ def heap32(port, root, minutes, path, image=None, heap=None, modules=None, timeo
     return res
 
 
+def ocpp_heap32(port, flash, minutes, path, image=None, heap=None, timeout=300):
+    """bench/mp_heap_unix.py with `backend` "ocpp" (rig files in `flash`)
+    against the `ocpp` package's central system (host_tests/ocpp_env.py,
+    over ws://: the 32-bit port has no ssl), HTTP Basic on. Once the first
+    StatusNotification came, the central system sets a charging profile
+    (TxDefaultProfile 10 A: evse/ocpp_sc.py loaded) and waits for its
+    answer, as an operator's does. Returns (the RESULT lines as heap32's,
+    the profile's answer, the actions the central system accepted, the
+    Authorization headers it saw)."""
+    import asyncio
+    import threading
+
+    sys.path.insert(0, os.path.join(ROOT, "host_tests"))
+    try:
+        from ocpp.v16 import call
+        from ocpp_env import Env, charging_profile
+    finally:
+        sys.path.pop(0)
+    env = Env(user="heap32", password="heap32-pass")
+
+    class St:  # what the central system's handlers read (a time for their records)
+        t = 0
+
+    env.station = St()
+    env.station.rig = St()
+    answer = []
+    try:
+        root = rig_files(flash, ocpp_url=env.server.url("/ocpp/heap32"))
+
+        def profile():
+            end = time.monotonic() + 120
+            while not env.named("StatusNotification") and time.monotonic() < end:
+                time.sleep(0.05)
+            try:
+                fut = asyncio.run_coroutine_threadsafe(env.csms.call(call.SetChargingProfile(
+                    connector_id=1, cs_charging_profiles=charging_profile(
+                        1, "TxDefaultProfile", 10))), env.server.loop)
+                answer.append(fut.result(60).status)
+            except Exception as e:  # reported by the caller's check
+                answer.append(repr(e))
+
+        t = threading.Thread(target=profile, daemon=True)
+        t.start()
+        r = heap32(port, root, minutes, path, image, heap=heap, timeout=timeout)
+        t.join(5)
+        return r, answer, [c[0] for c in env.calls], env.server.auth
+    finally:
+        env.server.stop()
+
+
 def measure_heap32(ctx):
     """Heap in use in the 32-bit unix port with the GIL: after boot and after a
     10-minute session, with and without the backend link, for the firmware
@@ -596,6 +646,33 @@ def measure_heap32(ctx):
                             ", the link stepped every 50 ms of fake time (%d steps, %d "
                             "connect)" % (r["link_steps"], r["connects"]) if link else ""),
                         cmd)
+        # the OCPP backend (issue 16: within the same goals), a charging profile set
+        for kind in kinds:
+            port, path, image = setups[kind]
+            r, answer, calls, auth = ocpp_heap32(port, os.path.join(d, "flash"), minutes, path,
+                                                 image)
+            tag = kind + "_ocpp"
+            ctx.raw["heap32_" + tag] = dict((k, v) for k, v in r.items() if k != "_out")
+            if r["_rc"] != 0 or r.get("sessions") != 1 or not r.get("link_connected") or \
+                    answer != ["Accepted"] or "StartTransaction" not in calls:
+                raise BenchError("mp_heap_unix.py (%s) did not run as planned (profile: %r, "
+                                 "calls: %s):\n%s" % (tag, answer, calls[:8], r["_out"]))
+            how = ("gc.mem_alloc() after gc.collect(), less the test rig's baseline (%d bytes), "
+                   "in the 32-bit unix port as for the MQTT figures, firmware %s; with "
+                   "`backend` \"ocpp\": hw/system.start_network and hw/ocpp_link.py's link, "
+                   "its WebSocket (ws://, HTTP Basic) up to the `ocpp` package's central "
+                   "system (host_tests/ocpp_env.py), BootNotification accepted, before the "
+                   "reading" % (r["heap_base"], KIND_TEXT[kind]))
+            label = "%s, with the OCPP link" % KIND_TEXT[kind]
+            goal = ("<=", GOAL_LINK[kind])
+            ctx.add("heap32_start_" + tag, "Heap in use after boot, 32-bit port, " + label,
+                    r["heap_start"], "bytes", goal, "lower", TOL_HEAP, how, cmd)
+            ctx.add("heap32_session_" + tag, "Heap in use after a %d-minute session, 32-bit "
+                    "port, %s" % (minutes, label), r["heap_session"], "bytes", goal, "lower",
+                    TOL_HEAP, how + "; then hw/system.run for %d ticks (one charging session "
+                    "and its transaction), the link stepped every 50 ms of fake time, the "
+                    "central system's TxDefaultProfile of 10 A set during it (evse/ocpp_sc.py "
+                    "loaded)" % r["ticks"], cmd)
     finally:
         broker.stop()
 

@@ -31,7 +31,7 @@ from ocpp.v16 import call
 
 from mqtt_env import make_ca
 from test_micropython_system import BLOCKED_MS, MICROPYTHON, ROOT, Charger, umqtt_dir
-from test_ocpp import Env
+from ocpp_env import Env
 
 VERSION = "1.8.0"  # the driver's MICROPYPATH names a umqtt; the OCPP link uses none
 WAIT_S = 60  # bound of each wait (never asserted on)

@@ -20,7 +20,8 @@ import pytest
 
 from test_micropython_core import UNIX_PORT
 from test_micropython_heap import ports  # noqa: F401 (the 32-bit ports, a fixture)
-from test_ocpp import Env, _cs
+from ocpp_env import Env
+from ocpp_env import charging_profile as _cs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

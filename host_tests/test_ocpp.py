@@ -20,119 +20,21 @@ import time
 import pytest
 from ocpp.exceptions import (FormationViolationError, NotImplementedError as OcppNotImplemented,
                              NotSupportedError, OccurenceConstraintViolationError)
-from ocpp.routing import on
-from ocpp.v16 import ChargePoint as CentralSystemSide
-from ocpp.v16 import call, call_result
-from ocpp.v16.enums import Action, RegistrationStatus
+from ocpp.v16 import call
+from ocpp.v16.enums import RegistrationStatus
 
 import mpsocket
 from evse import bus as B
 from evse import ocpp as O
 from evse import ws as W
 from hw.wsock import WebSocket
-from ws_env import Server
+from ocpp_env import LOOP_S, NOW, Env
+from ocpp_env import charging_profile as _cs
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "core_cases"))
 from fakes import Rig  # noqa: E402
 
 PROTO = b"ocpp1.6"
-LOOP_S = 20  # bound of a wait loop in real time (never asserted on)
-NOW = "2026-12-02T10:00:00Z"
-
-
-class Csms(CentralSystemSide):
-    def __init__(self, ident, conn, env):
-        super().__init__(ident, conn, response_timeout=10)
-        self.env = env
-
-    async def _send(self, message):
-        self.env.sent.append(json.loads(message))
-        await super()._send(message)
-
-    @on(Action.boot_notification)
-    def on_boot(self, **kw):
-        self.env.calls.append(("BootNotification", kw, self.env.station.rig.t))
-        status, interval = (self.env.boot_answers.pop(0) if self.env.boot_answers
-                            else (RegistrationStatus.accepted, 60))
-        return call_result.BootNotification(current_time=NOW, interval=interval, status=status)
-
-    @on(Action.authorize)
-    def on_authorize(self, **kw):
-        self.env.calls.append(("Authorize", kw, self.env.station.rig.t))
-        return call_result.Authorize(id_tag_info={"status": self.env.auth_status})
-
-    @on(Action.heartbeat)
-    def on_heartbeat(self, **kw):
-        self.env.calls.append(("Heartbeat", kw, self.env.station.rig.t))
-        return call_result.Heartbeat(current_time=NOW)
-
-    @on(Action.status_notification)
-    def on_status(self, **kw):
-        self.env.calls.append(("StatusNotification", kw, self.env.station.rig.t))
-        return call_result.StatusNotification()
-
-    @on(Action.start_transaction)
-    async def on_start(self, **kw):
-        self.env.calls.append(("StartTransaction", kw, self.env.station.rig.t))
-        await self.env.held("StartTransaction")
-        return call_result.StartTransaction(transaction_id=self.env.next_tx,
-                                            id_tag_info={"status": self.env.tag_status})
-
-    @on(Action.stop_transaction)
-    async def on_stop(self, **kw):
-        self.env.calls.append(("StopTransaction", kw, self.env.station.rig.t))
-        await self.env.held("StopTransaction")
-        return call_result.StopTransaction()
-
-    @on(Action.meter_values)
-    def on_meter(self, **kw):
-        self.env.calls.append(("MeterValues", kw, self.env.station.rig.t))
-        return call_result.MeterValues()
-
-    @on(Action.firmware_status_notification)
-    def on_firmware(self, **kw):
-        self.env.calls.append(("FirmwareStatusNotification", kw, self.env.station.rig.t))
-        return call_result.FirmwareStatusNotification()
-
-
-class Env:
-    def __init__(self, **server):
-        self.calls = []
-        self.sent = []
-        self.boot_answers = []
-        self.next_tx = 4711
-        self.tag_status = "Accepted"
-        self.auth_status = "Accepted"
-        self.csms = None
-        self.station = None
-        self.hold = set()  # actions answered only once a test removes them from here
-
-        async def handler(ws):
-            self.csms = Csms(ws.request.path.rsplit("/", 1)[-1], ws, self)
-            try:
-                await self.csms.start()
-            except Exception:
-                pass
-
-        self.server = Server(handler, **server)
-
-    def csms_call(self, payload, suppress=False):
-        """The central system calls the charge point (which the station pumps meanwhile)."""
-        fut = asyncio.run_coroutine_threadsafe(self.csms.call(payload, suppress=suppress),
-                                               self.server.loop)
-        self.station.pump(lambda: fut.done())
-        return fut.result(0)
-
-    async def held(self, action):
-        end = time.monotonic() + LOOP_S
-        while action in self.hold and time.monotonic() < end:
-            await asyncio.sleep(0.01)
-
-    def named(self, action):
-        return [c for c in self.calls if c[0] == action]
-
-    def errors_sent(self):
-        return [m for m in self.sent if m[0] == 4]
 
 
 def _kind(text):
@@ -973,18 +875,6 @@ def test_no_authorize_with_free_authorization(env):
 
 
 # --------------------------------------------------------- smart charging
-def _cs(pid, purpose, limit, stack=0, kind="Absolute", start=NOW, periods=None, unit="A",
-        **extra):
-    sch = {"chargingRateUnit": unit,
-           "chargingSchedulePeriod": periods or [{"startPeriod": 0, "limit": limit}]}
-    if start is not None:
-        sch["startSchedule"] = start
-    cs = {"chargingProfileId": pid, "stackLevel": stack, "chargingProfilePurpose": purpose,
-          "chargingProfileKind": kind, "chargingSchedule": sch}
-    cs.update(extra)
-    return cs
-
-
 def _offer_settles(st, ma, ms=6000):
     """The offer the charger settles on (a raise waits its 5 s, IEC 61851-1 and docs/charger.md)."""
     st.settle("C", first_ms=ms)

@@ -23,6 +23,7 @@ BEGIN = "<!-- figures: begin (tools/readme_figures.py --write) -->"
 END = "<!-- figures: end -->"
 # The figures a reader of the README wants first; the rest: bench/results.md.
 SHOWN = ("step_alloc_bytes", "session_alloc_steady", "heap32_session_frozen_link",
+         "heap32_session_frozen_ocpp",
          "heap32_session_mpy_link", "heap32_session_romfs_link", "mpy_total_bytes",
          "step_gap_broker_ms", "meter_poll_ratio", "sim_speed_cpython",
          "sim_speed_micropython", "step_ratio_wasm_cpython")
