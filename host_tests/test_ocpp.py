@@ -18,8 +18,7 @@ import sys
 import time
 
 import pytest
-from ocpp.exceptions import (FormationViolationError, NotImplementedError as OcppNotImplemented,
-                             NotSupportedError, OccurenceConstraintViolationError)
+from ocpp.exceptions import NotSupportedError
 from ocpp.v16 import call
 from ocpp.v16.enums import RegistrationStatus
 
