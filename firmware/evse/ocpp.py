@@ -69,7 +69,7 @@ _READ_ONLY = const(("NumberOfConnectors", "MeterValuesSampledData", "SupportedFe
 _READ_ONLY_VALUES = const(("1", _MEASURANDS, "Core,SmartCharging", "8", "Current,Power", "24",
                            "8", "16"))  # evse/ocpp_sc.py MAX_STACK, MAX_PERIODS, _MAX_PROFILES
 _MAX_KEYS = const(16)  # GetConfigurationMaxKeys: keys one GetConfiguration may ask for
-MAX_TEXT = const(2048)  # bytes of a message either way (hw/wsock.py's buffers)
+MAX_TEXT = const(2048)  # bytes of a message either way (hw/wsock.py refuses longer ones)
 
 # Registration (BootNotification.conf status), None before any answer.
 ACCEPTED = const("Accepted")

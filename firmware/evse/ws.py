@@ -13,7 +13,7 @@ Imported only when the OCPP backend is configured (docs/ocpp.md).
 No extensions are offered (a server that names one is refused), so every
 RSV bit must be clear. Frames from the server must not be masked (5.1).
 A data message may come in fragments (5.4), with control frames between
-them (5.5); its whole payload must fit the decoder's buffer, else
+them (5.5); its whole payload must fit in max_bytes, else
 WsError(CLOSE_TOO_BIG) before any byte of it is stored.
 """
 from binascii import b2a_base64
