@@ -478,12 +478,12 @@ def import_order():
 
 def heap32(port, root, minutes, path, image=None, heap=None, modules=None, timeout=600):
     """Run bench/mp_heap_unix.py in the 32-bit port; its RESULT lines as a dict.
-    A folder of staged .mpy files first in `path` is the port's working
+    A folder of staged .mpy files (with main.py) first in `path` is the port's working
     directory and "" on sys.path, as a board has its filesystem's root: the
     modules' __file__ (a qstr each) is then "evse/app.mpy", not this
     machine's path to the folder."""
     cwd = ROOT
-    if path and path[0] != ".frozen" and os.path.isdir(path[0]):
+    if path and os.path.isfile(os.path.join(path[0], "main.py")):  # stage_firmware's folder
         cwd = path[0]
         path = [""] + list(path[1:])
     cmd = [port] + (["-X", "heapsize=%d" % heap] if heap else []) + [
@@ -566,7 +566,7 @@ def measure_heap32(ctx):
     kinds = ("mpy", "frozen", "romfs")
     if ports is None:
         for kind in kinds:
-            for link in ("", "_link"):
+            for link in ("", "_link", "_ocpp"):
                 for when in ("start", "session"):
                     ctx.add("heap32_%s_%s%s" % (when, kind, link), "Heap in use, 32-bit port, "
                             "%s, %s" % (KIND_TEXT[kind], when), None, "bytes",
@@ -587,6 +587,16 @@ def measure_heap32(ctx):
               "frozen": (ports["frozen"], [".frozen", FAKES], None),
               "romfs": (ports["plain"], [FAKES], img)}
     broker = Mosquitto(os.path.join(d, "broker"))
+
+    def add_pair(tag, label, r, how, session_how):
+        """The figures after boot and after the session of one run."""
+        goal = ("<=", GOAL_LINK[tag.split("_")[0]])
+        ctx.add("heap32_start_" + tag, "Heap in use after boot, 32-bit port, " + label,
+                r["heap_start"], "bytes", goal, "lower", TOL_HEAP, how, cmd)
+        ctx.add("heap32_session_" + tag, "Heap in use after a %d-minute session, 32-bit "
+                "port, %s" % (minutes, label), r["heap_session"], "bytes", goal, "lower",
+                TOL_HEAP, how + "; then " + session_how, cmd)
+
     try:
         # the per-module split, once per kind
         order = import_order()
@@ -635,17 +645,11 @@ def measure_heap32(ctx):
                     how += "; no backend link (mqtt_host null)"
                 label = "%s, %s" % (KIND_TEXT[kind], "with the link" if link else
                                     "without the link")
-                goal = ("<=", GOAL_LINK[kind])
-                ctx.add("heap32_start_" + tag, "Heap in use after boot, 32-bit port, " + label,
-                        r["heap_start"], "bytes", goal, "lower", TOL_HEAP, how, cmd)
-                ctx.add("heap32_session_" + tag, "Heap in use after a %d-minute session, "
-                        "32-bit port, %s" % (minutes, label), r["heap_session"], "bytes",
-                        goal, "lower", TOL_HEAP, how + "; then hw/system.run for %d ticks "
-                        "(%d meter polls, one charging session)%s" % (
-                            r["ticks"], r["meter_good"],
-                            ", the link stepped every 50 ms of fake time (%d steps, %d "
-                            "connect)" % (r["link_steps"], r["connects"]) if link else ""),
-                        cmd)
+                add_pair(tag, label, r, how, "hw/system.run for %d ticks (%d meter polls, one "
+                         "charging session)%s" % (
+                             r["ticks"], r["meter_good"],
+                             ", the link stepped every 50 ms of fake time (%d steps, %d "
+                             "connect)" % (r["link_steps"], r["connects"]) if link else ""))
         # the OCPP backend (issue 16: within the same goals), a charging profile set
         for kind in kinds:
             port, path, image = setups[kind]
@@ -663,16 +667,11 @@ def measure_heap32(ctx):
                    "its WebSocket (ws://, HTTP Basic) up to the `ocpp` package's central "
                    "system (host_tests/ocpp_env.py), BootNotification accepted, before the "
                    "reading" % (r["heap_base"], KIND_TEXT[kind]))
-            label = "%s, with the OCPP link" % KIND_TEXT[kind]
-            goal = ("<=", GOAL_LINK[kind])
-            ctx.add("heap32_start_" + tag, "Heap in use after boot, 32-bit port, " + label,
-                    r["heap_start"], "bytes", goal, "lower", TOL_HEAP, how, cmd)
-            ctx.add("heap32_session_" + tag, "Heap in use after a %d-minute session, 32-bit "
-                    "port, %s" % (minutes, label), r["heap_session"], "bytes", goal, "lower",
-                    TOL_HEAP, how + "; then hw/system.run for %d ticks (one charging session "
-                    "and its transaction), the link stepped every 50 ms of fake time, the "
-                    "central system's TxDefaultProfile of 10 A set during it (evse/ocpp_sc.py "
-                    "loaded)" % r["ticks"], cmd)
+            add_pair(tag, "%s, with the OCPP link" % KIND_TEXT[kind], r, how,
+                     "hw/system.run for %d ticks (one charging session and its transaction), "
+                     "the link stepped every 50 ms of fake time, the central system's "
+                     "TxDefaultProfile of 10 A set during it (evse/ocpp_sc.py loaded)"
+                     % r["ticks"])
     finally:
         broker.stop()
 

@@ -29,8 +29,8 @@ def _sensor(name, key, topic, tpl, unit=None, dclass=None, sclass=None):
 # meter answers (availability_mode "all": every topic must say available).
 _METER_OK = const("{{ 'offline' if 'meter' in value_json.faults else 'online' }}")
 _METER = const(("current", "power", "energy"))
-_LATEST = (const("{{ value_json.ota.staged if value_json.ota is defined and value_json.ota.staged "
-           "else value_json.fw }}"))
+_LATEST = const("{{ value_json.ota.staged if value_json.ota is defined and "
+                "value_json.ota.staged else value_json.fw }}")
 
 
 def discovery(ha_prefix, topics, device_id, version, max_a, site=False, remote=False):

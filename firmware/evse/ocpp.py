@@ -294,7 +294,7 @@ class ChargePoint:
         self._seen = []  # journal seqs already taken
         self.cmds = []  # commands for the App (evse/commands.py), as MQTT's
         self.acks = []  # journal seqs done with (for bus.acks)
-        self._pending = {}  # command number (its id "ocpp-N") -> the CALL's unique id a reply answers
+        self._pending = {}  # command number N (id "ocpp-N") -> the CALL its reply answers
         self._cmd_n = 0
         self.inoperative = False
         self._auth_asked = False  # an Authorize went for this plug-in
@@ -757,9 +757,10 @@ class ChargePoint:
         """The App's reply to one of our commands: the CALLRESULT it answers
         (ChangeConfiguration of a REMOTE_KEY), or None."""
         rid = r.get("id") if isinstance(r, dict) else None
-        if not isinstance(rid, str) or not rid.startswith("ocpp-") or not rid[5:].isdigit():
+        k = rid[5:] if isinstance(rid, str) and rid.startswith("ocpp-") else ""
+        if not k.isdigit():
             return None  # not one of ours
-        uid = self._pending.pop(int(rid[5:]), None)
+        uid = self._pending.pop(int(k), None)
         if uid is None:
             return None
         return json.dumps([CALLRESULT, uid, {"status": "Accepted" if r.get("ok") is True

@@ -296,15 +296,15 @@ class Decoder:
         elif op <= OP_BINARY:
             if self._kind:
                 raise WsError(CLOSE_PROTOCOL, "new message inside a fragmented one")
-            if n > self.max:
-                raise WsError(CLOSE_TOO_BIG, "message too large")
-            self.msg = bytearray(n if fin else self.max)
             self._kind = op
             self._mn = 0
         else:
             raise WsError(CLOSE_PROTOCOL, "unknown opcode")
-        if op == OP_CONT and self._mn + n > len(self.msg):
-            raise WsError(CLOSE_TOO_BIG, "message too large")
+        if op < OP_CLOSE:
+            if self._mn + n > self.max:
+                raise WsError(CLOSE_TOO_BIG, "message too large")
+            if op != OP_CONT:  # a new message: its buffer, made only once it fits
+                self.msg = bytearray(n if fin else self.max)
         self._op = op
         self._fin = fin
         self._left = n
