@@ -76,6 +76,31 @@ def site_scenarios(draw):
                      {"t": 0, "ev_draw": {"max_a": 8, "response_s": 0.1}},
                      {"t": 1, "ev": "B"}, {"t": 2, "ev": "C"},
                      {"t": 3, "site": {"house_a": [0.0, 0.0, -6.0]}}]})
+# found by CI: idle on one phase, the start delay counted on one phase's 6 A;
+# the sun rose to 19 A and three phases were chosen with the delay already run
+@example({"name": "prop", "duration_s": 400,
+          "config": {"mode": "solar", "grid_meter": "sdm630", "phases": 3, "mains_max_a": 16,
+                     "solar_start_s": 3, "solar_stop_s": 0, "solar_min_run_s": 0,
+                     "solar_min_pause_s": 0, "solar_import_a": 0, "fallback_current_a": 0,
+                     "phase_switch": True, "phase_switch_s": 60},
+          "events": [{"t": 0, "site": {"house_a": [0.0, 0.0, 0.0]}},
+                     {"t": 0, "ev_draw": {"max_a": 6, "response_s": 0.1}},
+                     {"t": 1, "ev": "B"}, {"t": 2, "ev": "C"},
+                     {"t": 3, "fault": {"power": "off"}}, {"t": 5, "fault": {"power": "on"}},
+                     {"t": 6, "site": {"house_a": [0.0, 0.0, 0.0]}},
+                     {"t": 7, "site": {"house_a": [0.0, 0.0, -6.0]}},
+                     {"t": 14, "site": {"house_a": [0.0, 0.0, -19.0]}}]})
+# found by a probe: with solar_start_s 0 the switch up to three phases came
+# at the closing on one, whatever the surplus (6 A in all here)
+@example({"name": "prop", "duration_s": 400,
+          "config": {"mode": "solar", "grid_meter": "sdm630", "phases": 3, "mains_max_a": 34,
+                     "solar_start_s": 0, "solar_stop_s": 41, "solar_min_run_s": 0,
+                     "solar_min_pause_s": 9, "solar_import_a": 0, "fallback_current_a": 0,
+                     "phase_switch": True, "phase_switch_s": 60},
+          "events": [{"t": 0, "site": {"house_a": [0.0, 0.0, 0.0]}},
+                     {"t": 0, "ev_draw": {"max_a": 6, "response_s": 0.1}},
+                     {"t": 1, "ev": "B"}, {"t": 2, "ev": "C"},
+                     {"t": 3, "site": {"house_a": [-13.1, -3.7, 10.8]}}]})
 def test_no_fuse_overload_and_solar_rules_whatever_the_site_does(d):
     scen = S.load(json.dumps(d))
     lines = []

@@ -317,7 +317,9 @@ class Site:
     def _choose_phases(self, dt):
         """1p/3p: three phases once the budget allows 6 A on each (plus
         _HYST_MA over them), else one. Idle, the choice costs nothing (the
-        charger changes the phases with the contactor open). During a run a
+        charger changes the phases with the contactor open), and the start
+        delay counts on the phases chosen (one to three starts it again;
+        docs/site.md). During a run a
         switch is a contactor cycle: down to one phase instead of a stop
         (the stop's own delays: _solar), up to three after solar_start_s,
         each at most once per phase_switch_s and not before solar_min_run_s."""
@@ -325,10 +327,25 @@ class Site:
         three = total >= 3 * MIN_MA + _HYST_MA
         p = self._p
         if not self.on or not self._closed:
-            self.phases_want = 3 if three else 1
+            self._up_ms = 0
+            w = self.phases_want
+            if w == 3 and total >= 3 * MIN_MA:
+                return  # idle on three: back to one only below 6 A on each
+            if self.on and w == 1:
+                return  # offered on one phase: up to three only during the run
+            w = 3 if three else 1
+            if w != self.phases_want:
+                if w == 3:  # the start delay is three phases' now
+                    self._good_ms = 0
+                b = total // w  # the budget on the new phases, from now
+                self.budget_ma = b - b % 100
+                self._div = w
+                self.phases_want = w
+            return
+        if not three or p != 1:
             self._up_ms = 0
             return
-        self._up_ms = _age(self._up_ms, dt) if three and p == 1 else 0
+        self._up_ms = _age(self._up_ms, dt)
         if self._up_ms >= self.start_ms and self._ready():
             self._switched(3)
 
