@@ -102,6 +102,11 @@ def site_scenarios(draw):
                      {"t": 1, "ev": "B"}, {"t": 2, "ev": "C"},
                      {"t": 3, "site": {"house_a": [-13.1, -3.7, 10.8]}}]})
 def test_no_fuse_overload_and_solar_rules_whatever_the_site_does(d):
+    run_and_check(d)
+
+
+def run_and_check(d):
+    """The scenario d through the simulator; its trace held to the rules."""
     scen = S.load(json.dumps(d))
     lines = []
     sim.run_cpython(scen, lines.append)
@@ -113,6 +118,32 @@ def test_no_fuse_overload_and_solar_rules_whatever_the_site_does(d):
     assert errors <= {None, "grid_meter"}, errors
     if not grid_lost:
         assert "grid_meter" not in errors
+
+
+@st.composite
+def site_scenarios_with_a_restless_vehicle(draw):
+    """The same sites, and a vehicle that pauses (B), asks again (C), and
+    leaves and comes back (A, then B and C), whenever it likes."""
+    d = draw(site_scenarios())
+    cfg = d["config"]
+    if draw(st.booleans()):  # the solar rules with switching, more often than by chance
+        cfg.update(mode="solar", phases=3, phase_switch=draw(st.booleans()))
+    ev = []
+    for _ in range(draw(st.integers(1, 6))):
+        t = draw(st.integers(3, 380))
+        k = draw(st.sampled_from(["B", "C", "A"]))
+        ev.append({"t": t, "ev": k})
+        if k == "A":
+            ev.append({"t": min(t + draw(st.integers(1, 20)), 395), "ev": "B"})
+            ev.append({"t": min(t + draw(st.integers(21, 40)), 396), "ev": "C"})
+    d["events"] = sorted(d["events"] + ev, key=lambda e: e["t"])
+    return d
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(site_scenarios_with_a_restless_vehicle())
+def test_the_same_rules_with_a_vehicle_that_pauses_and_leaves(d):
+    run_and_check(d)
 
 
 # ------------------------------------------------------------ the Site itself
