@@ -22,14 +22,16 @@ import os
 from datetime import datetime, timezone
 
 import ocpp
-from hypothesis import HealthCheck, assume, event, given, settings
+from hypothesis import HealthCheck, assume, currently_in_test_context, event, given, settings
 from hypothesis import strategies as st
 from ocpp.exceptions import OCPPError
 from ocpp.messages import Call, CallResult, validate_payload
 
+from evse import TICKS_PERIOD, ticks_add
 from evse import bus as B
 from evse import ocpp as O
 from evse.app import REMOTE_KEYS
+from evse.commands import Command as O_Command
 from evse.config import defaults
 
 SCHEMAS = os.path.join(os.path.dirname(ocpp.__file__), "v16", "schemas")
@@ -147,12 +149,18 @@ def garbled_calls():
 
 
 # ------------------------------------------------- the charge point
+def tally(what):
+    """What the answers were (pytest --hypothesis-show-statistics)."""
+    if currently_in_test_context():
+        event(what)
+
+
 class Rig:
     """A ChargePoint accepted by its central system, the App's snapshot
     (no vehicle, or one charging in a transaction the central system
     numbered 41), and the fake clock."""
 
-    def __init__(self, charging=False):
+    def __init__(self, charging=False, now=0):
         self.t = T0
         self.cp = O.ChargePoint("V", "M", "SN1", "1.0", lambda n: 7, clock=lambda: self.t,
                                 cfg=defaults(), remote_keys=REMOTE_KEYS)
@@ -167,14 +175,14 @@ class Rig:
             v[B.S_CONTACTOR] = 1
             v[B.S_OFFER] = v[B.S_EV] = 16000
             v[B.S_POWER] = 11000
-        self.now = 0
+        self.now = now
         self.cp.connected(self.now)
         self.drain()
         assert self.cp.registration == O.ACCEPTED
         assert (self.cp._tx is not None and self.cp._tx[1] == 41) == charging
 
     def step(self, ms=1000):
-        self.now += ms
+        self.now = ticks_add(self.now, ms)
         self.t += ms // 1000
 
     def drain(self, most=20):
@@ -204,11 +212,11 @@ class Rig:
         text = self.cp.receive(json.dumps([O.CALL, uid, action, payload]), self.now)
         del self.cp.cmds[:]  # the link moves them to the Bus
         if text is None:
-            event("%s: answered later" % action)
+            tally("%s: answered later" % action)
             return None
         m = json.loads(text)
         assert m[1] == uid, text
-        event("%s: %s" % (action, m[2] if m[0] == O.CALLERROR else "CALLRESULT"))
+        tally("%s: %s" % (action, m[2] if m[0] == O.CALLERROR else "CALLRESULT"))
         if m[0] == O.CALLRESULT:
             assert len(m) == 3, text
             check(CallResult(uid, m[2], action=action))
@@ -270,3 +278,46 @@ def test_the_generators_make_what_the_schemas_allow():
         assert is_valid(*c), c
     one()
     assert not is_valid("Reset", {"type": "Warm"})
+
+
+def test_the_wrap_of_the_ticks_changes_nothing():
+    """ticks_ms wraps every 2**30 ms (12.4 days up, on a board), and two
+    ticks compare (ticks_diff) only within half of that: two hours of a
+    transaction under a 30-minute TxDefaultProfile of 10 A, from ticks 0,
+    across the wrap, and from half a period on (a week up), send the same
+    CALLs at the same times and give the App the same limits. From the
+    protocol: MeterValues every MeterValueSampleInterval (60 s), the
+    profile's 10 A from the moment it is accepted while it runs, and no
+    limit of its own after its duration. (The first profile's evaluation
+    once waited for ticks 0 to come round: up to six days.)"""
+    runs = []
+    for now in (0, TICKS_PERIOD - 30000, TICKS_PERIOD // 2 + 5000):
+        r = Rig(charging=True, now=now)
+        start = datetime.fromtimestamp(r.t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        m = r.call("SetChargingProfile", {"connectorId": 1, "csChargingProfiles": {
+            "chargingProfileId": 5, "stackLevel": 0, "chargingProfilePurpose": "TxDefaultProfile",
+            "chargingProfileKind": "Absolute", "chargingSchedule": {
+                "duration": 1800, "startSchedule": start, "chargingRateUnit": "A",
+                "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 10}]}}})
+        assert m == [O.CALLRESULT, "c1", {"status": "Accepted"}]
+        sent, limits = [], []
+        for i in range(7200):
+            r.step(1000)
+            text = r.cp.poll(r.v, r.now)
+            for c in r.cp.cmds:
+                limits.append((i, c.amps_ma, c.ttl_ms) if isinstance(c, O_Command) else (i, c))
+            del r.cp.cmds[:]
+            if text is not None:
+                msg = json.loads(text)
+                check(Call(msg[1], msg[2], msg[3]))
+                sent.append((i, msg[2]))
+                r.cp.receive(json.dumps([O.CALLRESULT, msg[1], r.answer(msg[2])]), r.now)
+        runs.append((sent, limits))
+    assert runs[0] == runs[1] == runs[2]
+    sent, limits = runs[0]
+    meter = [i for i, a in sent if a == "MeterValues"]
+    assert 119 <= len(meter) <= 121 and all(59 <= b - a <= 61 for a, b in zip(meter, meter[1:]))
+    during = [x for x in limits if x[0] < 1800 - 2]
+    after = [x for x in limits if x[0] > 1800 + 2]
+    assert during and during[0][0] == 0 and all(x[1] == 10000 for x in during), limits
+    assert after and all(x[1] != 10000 for x in after), limits

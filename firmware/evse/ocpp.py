@@ -901,7 +901,10 @@ class ChargePoint:
             return self._error(uid, "PropertyConstraintViolation", str(x)[:40])
         except TypeError as x:
             return self._error(uid, "TypeConstraintViolation", str(x)[:40])
-        self._lim_eval = ticks_add(self._lim_eval, -_LIMIT_EVERY_MS)  # at the next poll
+        # at the next poll: counted from this message's time, not from the
+        # last evaluation (none before the first profile: 0 may be days
+        # ahead of the ticks once they have wrapped)
+        self._lim_eval = ticks_add(self._rx_at, -_LIMIT_EVERY_MS)
         if st == "Accepted":
             cs = p["csChargingProfiles"]
             self._raw[cs["chargingProfileId"]] = [c, cs]
@@ -967,7 +970,7 @@ class ChargePoint:
         if p.get("connectorId", 0) not in (0, self.connector) or self.sc is None:
             return {"status": "Unknown"}
         gone = self.sc.clear(p.get("id"), pur, p.get("stackLevel"))
-        self._lim_eval = ticks_add(self._lim_eval, -_LIMIT_EVERY_MS)
+        self._lim_eval = ticks_add(self._rx_at, -_LIMIT_EVERY_MS)  # as _set_profile
         if gone:
             self._prune()
         return {"status": "Accepted" if gone else "Unknown"}
