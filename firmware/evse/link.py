@@ -478,7 +478,8 @@ class Link:
                 return  # the queue is full of others: stop and pause jump it
             err = "busy: too many commands, try again"
         now = ticks_ms()
-        gain = ticks_diff(now, self._refusals_at) * _REFUSALS_PER_S // 1000
+        d = ticks_diff(now, self._refusals_at)  # below 0: more than half the ticks'
+        gain = d * _REFUSALS_PER_S // 1000 if d >= 0 else _REFUSALS_BURST  # period ago
         if gain > 0:
             self._refusals = min(_REFUSALS_BURST, self._refusals + gain)
             self._refusals_at = now

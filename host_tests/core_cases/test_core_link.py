@@ -519,6 +519,36 @@ def test_a_flood_of_junk_neither_delays_a_stop_nor_earns_a_reply_each():
         _restore()
 
 
+def test_junk_earns_replies_again_a_week_after_a_flood():
+    """The allowance of replies to junk refills with time, also once the
+    ticks have gone more than half their period (ticks_ms wraps: 2**30 ms
+    on a board) since the last refusal: a week of quiet after a flood, a
+    burst of 8 replies again, not none for days."""
+    from evse import TICKS_PERIOD, ticks_add
+
+    t, rig, mod, link, logs = _setup()
+    try:
+        link.step()
+        link.step()
+
+        def junk(n):
+            before = len(mod.pubs("/reply"))
+            mod.inbox = [(b"evse/dev1/cmd", b"{junk %d" % i) for i in range(n)]
+            steps = 0
+            while mod.inbox and steps < 50:
+                link.step()
+                steps += 1
+            link.step()
+            return len([p for p in mod.pubs("/reply")[before:] if json.loads(p[2])["id"] is None])
+
+        assert junk(40) == 8  # the burst, then nothing: no time has gone
+        for _ in range(2):  # (ticks_add takes less than half the period at a time)
+            t.ms = ticks_add(t.ms, TICKS_PERIOD // 4 + 30000)
+        assert junk(40) == 8
+    finally:
+        _restore()
+
+
 def _cmd_burst(mod, link, rig, first):
     """50 commands whose ids, fields and values bring 20 new characters
     each (from JSON escapes, as they arrive), through the link and the App
