@@ -415,6 +415,10 @@ class Link:
         self.last_error = None
         self._rx_at = self._tx_at = now
         self._status_at = None  # publish the status now
+        if self._tele_at is not None:  # and the telemetry, whatever the outage's length
+            self._tele_at = ticks_add(now, -self.cfg["mqtt_telemetry_s"] * 1000)
+        if self._tail_at is not None:  # (a stamp left for more than half the ticks'
+            self._tail_at = now  # period would read as days ahead)
         self.log("mqtt: connected to %s:%d" % (cfg["mqtt_host"], port))
         if self.sync_time is not None and (
                 self._ntp_at is None or ticks_diff(now, self._ntp_at) >= _NTP_EVERY_MS):

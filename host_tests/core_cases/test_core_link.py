@@ -369,6 +369,41 @@ def test_a_last_telemetry_once_the_meter_shows_the_vehicle_gone():
         _restore()
 
 
+def test_telemetry_at_once_after_an_outage_of_a_week():
+    """A vehicle connected through a broker outage of more than half the
+    ticks' period (a week; ticks_ms wraps every 2**30 ms on a board): the
+    first telemetry goes as soon as the link is back, and every
+    mqtt_telemetry_s after, not once the ticks come round days later."""
+    from evse import TICKS_PERIOD, ticks_add
+
+    t, rig, mod, link, logs = _setup()
+    try:
+        rig.run(600, "B")
+        link.step()
+        link.step()
+        n = len(mod.pubs("/telemetry"))
+        assert n >= 1
+        mod.fail_publish = OSError(104)  # the broker goes
+        t.ms += 10000
+        link.step()
+        assert link.client is None
+        mod.fail_publish = None
+        mod.fail = OSError(113)  # and stays away
+        for _ in range(2):  # (ticks_add takes less than half the period at a time)
+            t.ms = ticks_add(t.ms, TICKS_PERIOD // 4 + 30000)
+        mod.fail = None
+        link.next_try = t.ms  # as a try every minute through the week leaves it
+        link.step()
+        link.step()
+        assert link.client is not None
+        assert len(mod.pubs("/telemetry")) == n + 1
+        t.ms = ticks_add(t.ms, rig.cfg["mqtt_telemetry_s"] * 1000)
+        link.step()
+        assert len(mod.pubs("/telemetry")) == n + 2
+    finally:
+        _restore()
+
+
 def test_ping_when_the_broker_was_quiet_for_half_the_keepalive():
     t, rig, mod, link, logs = _setup()
     try:
