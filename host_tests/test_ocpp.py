@@ -707,6 +707,59 @@ def test_link_session_with_an_outage_and_basic_auth():
         env.server.stop()
 
 
+def test_the_clock_is_set_again_at_a_connection_after_a_week_up():
+    """The RTC is set by NTP at a connection, at most every 6 h. A
+    connection that stayed up for more than half the ticks' period (a week;
+    ticks_ms wraps every 2**30 ms on a board) must not make the next
+    connection's check read the last setting as days ahead: it sets the
+    clock again."""
+    from evse import TICKS_PERIOD, ticks_add
+    from hw.ocpp_link import OcppLink
+
+    class Ws:  # a WebSocket whose central system says nothing, until it drops
+        drop = False
+
+        def connect(self, url, protocol, auth):
+            self.drop = False
+
+        def poll(self):
+            if self.drop:
+                raise OSError(104)
+            return 0
+
+        def send_text(self, data):
+            pass
+
+        def close(self):
+            pass
+
+    rig = Rig()
+    now = [5000]
+    synced = []
+    ws = Ws()
+    cp = O.ChargePoint("V", "M", "", "0", lambda n: 0)
+    link = OcppLink(rig.app, cp, ws, "ws://csms/ocpp/CP1", clock=lambda: now[0],
+                    sync_time=lambda: synced.append(now[0]))
+    link.step()
+    assert link.up and len(synced) == 1
+    for _ in range(2):  # a week up (ticks_add takes less than half the period at a time)
+        now[0] = ticks_add(now[0], TICKS_PERIOD // 4 + 30000)
+        link.step()
+    ws.drop = True
+    link.step()
+    assert not link.up and link.lost == 1
+    now[0] = link.next_try
+    link.step()
+    assert link.up and link.connects == 2
+    assert synced == [5000, now[0]]
+    now[0] = ticks_add(now[0], 60000)  # and not at once again: 6 h apart
+    ws.drop = True
+    link.step()
+    now[0] = link.next_try
+    link.step()
+    assert link.connects == 3 and len(synced) == 2
+
+
 def test_link_refused_without_the_password():
     from hw.ocpp_link import OcppLink, auth_header
 

@@ -132,6 +132,8 @@ class OcppLink:
     def step(self):
         """One pass; the ms to wait before the next one."""
         now = self.ticks()
+        if self._ntp_at is not None and ticks_diff(now, self._ntp_at) >= _NTP_EVERY_MS:
+            self._ntp_at = None  # due: forgotten before it ages past half the ticks' period
         if not self.up:
             wait = ticks_diff(self.next_try, now)
             if wait > 0:
