@@ -73,6 +73,33 @@ def test_a_staged_update_waits_for_no_vehicle_and_an_open_contactor(tmp_path):
     assert main_py_boot(root) == (1, 1)
 
 
+def test_an_update_staged_a_week_after_the_last_look_is_switched_to_at_once(tmp_path):
+    """The Runner looks at the snapshot once a second, and stops looking
+    while there is nothing to do. A bundle staged more than half the ticks'
+    period later (a week; ticks_ms wraps every 2**30 ms on a board) is
+    switched to at its next look, not once the ticks come round days later."""
+    from evse import TICKS_PERIOD, ticks_add, ticks_diff
+
+    root = flash(tmp_path)
+    s = snap("A", 0, 5)
+    t = [1000]
+    asked = []
+    r = ota.Runner(root, s, Link(), lambda: asked.append(t[0]), lambda: t[0], ticks_diff)
+    for _ in range(3):
+        t[0] = ticks_add(t[0], 1000)
+        r.step()
+    assert r.done and asked == []
+    for _ in range(2):  # a week (ticks_add takes less than half the period at a time)
+        t[0] = ticks_add(t[0], TICKS_PERIOD // 4 + 30000)
+        r.step()
+    stage(root, bundle())
+    r.staged_now()
+    for _ in range(2):
+        t[0] = ticks_add(t[0], 1000)
+        r.step()
+    assert len(asked) == 1 and ota.read_state(root) == (0, 1, 1, ota.R_STAGED)
+
+
 def _trial(tmp_path):
     root = flash(tmp_path)
     stage(root, bundle())

@@ -788,7 +788,8 @@ class Runner:
         if self.done:
             return
         now = self._ms()
-        if self._diff(now, self._at) < _CHECK_MS:
+        d = self._diff(now, self._at)
+        if 0 <= d < _CHECK_MS:  # (below 0: more than half the ticks' period ago)
             return
         self._at = now
         v = self._v
