@@ -760,6 +760,48 @@ def test_the_clock_is_set_again_at_a_connection_after_a_week_up():
     assert link.connects == 3 and len(synced) == 2
 
 
+def test_the_link_connects_at_once_when_the_wifi_comes_back_after_a_week():
+    """While the Wi-Fi is down the link waits without trying; when it comes
+    back after more than half the ticks' period (a week; ticks_ms wraps
+    every 2**30 ms on a board), the try due since then goes at once, not
+    once the ticks come round days later."""
+    from evse import TICKS_PERIOD, ticks_add
+    from hw.ocpp_link import OcppLink
+
+    class Ws:
+        def connect(self, url, protocol, auth):
+            if fail:
+                raise OSError(113)
+
+        def poll(self):
+            return 0
+
+        def send_text(self, data):
+            pass
+
+        def close(self):
+            pass
+
+    rig = Rig()
+    now = [5000]
+    wifi = [True]
+    fail = True
+    cp = O.ChargePoint("V", "M", "", "0", lambda n: 0)
+    link = OcppLink(rig.app, cp, Ws(), "ws://csms/ocpp/CP1", clock=lambda: now[0],
+                    net_ready=lambda: wifi[0])
+    link.step()
+    assert not link.up and link.failures == 1  # the central system away: a try 2 s on
+    wifi[0] = False  # and the Wi-Fi gone for a week
+    fail = False
+    for _ in range(2):  # (ticks_add takes less than half the period at a time)
+        now[0] = ticks_add(now[0], TICKS_PERIOD // 4 + 30000)
+        link.step()
+    assert not link.up
+    wifi[0] = True
+    link.step()
+    assert link.up and link.connects == 1
+
+
 def test_link_refused_without_the_password():
     from hw.ocpp_link import OcppLink, auth_header
 

@@ -310,8 +310,8 @@ class Link:
         """One pass; returns the ms to wait before the next one."""
         if self.client is None:
             wait = ticks_diff(self.next_try, ticks_ms())
-            if wait > 0:
-                return wait if wait < _IDLE_MS else _IDLE_MS
+            if 0 < wait <= _BACKOFF_MAX_MS:  # (more: a try due for more than half
+                return wait if wait < _IDLE_MS else _IDLE_MS  # the ticks' period)
             if self.defer_tls and self.bus.snap.v[B.S_CONTACTOR]:
                 if not self.deferred:
                     self.log("mqtt: TLS connect deferred while the contactor is closed")

@@ -136,8 +136,8 @@ class OcppLink:
             self._ntp_at = None  # due: forgotten before it ages past half the ticks' period
         if not self.up:
             wait = ticks_diff(self.next_try, now)
-            if wait > 0:
-                return wait if wait < _IDLE_MS else _IDLE_MS
+            if 0 < wait <= _BACKOFF_MAX_MS:  # (more: a try due for more than half
+                return wait if wait < _IDLE_MS else _IDLE_MS  # the ticks' period)
             if self.net_ready is not None and not self.net_ready():
                 return _IDLE_MS
             if self.defer_tls and self.bus.snap.v[B.S_CONTACTOR]:

@@ -518,6 +518,35 @@ def test_tls_connects_wait_while_the_contactor_is_closed():
             _restore()
 
 
+def test_a_deferred_tls_connect_goes_at_once_even_after_a_week_of_charging():
+    """The deferred TLS connect waits for the contactor to open, however long
+    that takes: after more than half the ticks' period (a week; ticks_ms
+    wraps every 2**30 ms on a board) the try due since then goes as soon as
+    it opens, not once the ticks come round days later."""
+    from evse import TICKS_PERIOD, ticks_add
+
+    t = Time()
+    L.ticks_ms = t
+    try:
+        rig = Rig(cfg={"mqtt_tls": True, "mqtt_ca": "ca.pem"})
+        rig.charge(2000)
+        mod = FakeMQTT()
+        link = L.Link(rig.app, rig.cfg, "dev1", mqtt=mod, ssl=_Ctx(), rand=lambda n: 0,
+                      log=lambda s: None, defer_tls=True)
+        link.step()
+        assert link.client is None and link.deferred == 1
+        for _ in range(2):  # (ticks_add takes less than half the period at a time)
+            t.ms = ticks_add(t.ms, TICKS_PERIOD // 4 + 30000)
+            link.step()
+        assert link.client is None and link.deferred == 3
+        rig.run(600, "B")  # the vehicle stops: the contactor opens
+        assert not rig.app.out.contactor
+        link.step()
+        assert link.client is not None and link.deferred == 0
+    finally:
+        _restore()
+
+
 def test_a_flood_of_junk_neither_delays_a_stop_nor_earns_a_reply_each():
     """600 malformed payloads a second with a pause and a stop among them:
     each is done at the next control tick after it is read, the junk gets at most
