@@ -321,3 +321,42 @@ def test_the_wrap_of_the_ticks_changes_nothing():
     after = [x for x in limits if x[0] > 1800 + 2]
     assert during and during[0][0] == 0 and all(x[1] == 10000 for x in during), limits
     assert after and all(x[1] != 10000 for x in after), limits
+
+
+def test_limits_and_meter_values_resume_at_once_after_an_outage_of_a_week():
+    """A transaction under a TxDefaultProfile of 10 A; the central system
+    unreachable for more than half the ticks' period (a week: no poll, no
+    message). Back, the profile's limit goes to the App again at once (the
+    App fell back when it was not renewed) and MeterValues resume within
+    MeterValueSampleInterval, not once the ticks come round days later."""
+    r = Rig(charging=True)
+    m = r.call("SetChargingProfile", {"connectorId": 1, "csChargingProfiles": {
+        "chargingProfileId": 5, "stackLevel": 0, "chargingProfilePurpose": "TxDefaultProfile",
+        "chargingProfileKind": "Relative", "chargingSchedule": {
+            "chargingRateUnit": "A", "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 10}]}}})
+    assert m == [O.CALLRESULT, "c1", {"status": "Accepted"}]
+
+    def run(s):
+        sent, limits = [], []
+        for i in range(s):
+            r.step(1000)
+            text = r.cp.poll(r.v, r.now)
+            limits += [(i, c.amps_ma) for c in r.cp.cmds]
+            del r.cp.cmds[:]
+            if text is not None:
+                msg = json.loads(text)
+                sent.append((i, msg[2]))
+                r.cp.receive(json.dumps([O.CALLRESULT, msg[1], r.answer(msg[2])]), r.now)
+        return sent, limits
+
+    sent, limits = run(120)
+    assert limits[0] == (0, 10000) and [a for i, a in sent].count("MeterValues") == 2, sent
+    r.cp.lost()
+    for _ in range(2):  # a week (ticks_add takes less than half the period at a time)
+        r.now = ticks_add(r.now, TICKS_PERIOD // 4 + 30000)
+        r.t += (TICKS_PERIOD // 4 + 30000) // 1000
+    r.cp.connected(r.now)
+    sent, limits = run(120)
+    assert limits and limits[0][0] <= 1 and limits[0][1] == 10000, limits
+    meter = [i for i, a in sent if a == "MeterValues"]
+    assert meter and meter[0] <= 61 and len(meter) >= 2, sent

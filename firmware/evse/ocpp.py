@@ -207,6 +207,14 @@ def _amps(x):
     return "%s%d.%03d" % (sign, x // 1000, x % 1000)
 
 
+def _due(now, at, ms):
+    """`ms` have gone since the ticks `at`; also when the difference reads
+    below 0: `at` is more than half the ticks' period old (a link down for
+    a week), since the ticks only go forward."""
+    d = ticks_diff(now, at)
+    return d >= ms or d < 0
+
+
 def call_error(uid, code, text):
     return json.dumps([CALLERROR, uid, code, text, {}])
 
@@ -388,7 +396,7 @@ class ChargePoint:
         status whenever it differs from what the central system confirmed,
         and a Heartbeat when nothing went for the heartbeat interval.
         `v`: the snapshot's fields as last read."""
-        if self.sc is not None and ticks_diff(now, self._lim_eval) >= _LIMIT_EVERY_MS:
+        if self.sc is not None and _due(now, self._lim_eval, _LIMIT_EVERY_MS):
             self._lim_eval = now
             self._apply_limit(now)
         if self.busy(now):
@@ -461,7 +469,7 @@ class ChargePoint:
                 {"connectorId": self.connector, "idTag": tag, "meterStart": wh}, now), tx])
         tx = self._tx
         if sid != B.NONE and tx is not None and tx[0] == sid and self.meter_ms > 0 \
-                and ticks_diff(now, self._meter_at) >= self.meter_ms:
+                and _due(now, self._meter_at, self.meter_ms):
             self._meter_at = now
             self._push(["MeterValues", self._sample(v, now), tx])
 
@@ -862,7 +870,7 @@ class ChargePoint:
         if lim is None or lim > top:
             lim = top
         ma = int(lim * 1000) if lim >= 6 else 0  # below 6 A: no offer (IEC 61851-1)
-        if ma != self._lim or ticks_diff(now, self._lim_at) >= _LIMIT_RENEW_MS:
+        if ma != self._lim or _due(now, self._lim_at, _LIMIT_RENEW_MS):
             self._lim = ma
             self._lim_at = now
             self._limit_cmd(ma, _LIMIT_TTL_S * 1000)
