@@ -707,6 +707,29 @@ def test_link_session_with_an_outage_and_basic_auth():
         env.server.stop()
 
 
+class _SilentWs:
+    """hw/wsock.py's WebSocket as the OCPP link uses it, to a central system
+    that says nothing: `refuse` fails the connect, `drop` the next poll."""
+    refuse = False
+    drop = False
+
+    def connect(self, url, protocol, auth):
+        if self.refuse:
+            raise OSError(113)
+        self.drop = False
+
+    def poll(self):
+        if self.drop:
+            raise OSError(104)
+        return 0
+
+    def send_text(self, data):
+        pass
+
+    def close(self):
+        pass
+
+
 def test_the_clock_is_set_again_at_a_connection_after_a_week_up():
     """The RTC is set by NTP at a connection, at most every 6 h. A
     connection that stayed up for more than half the ticks' period (a week;
@@ -716,27 +739,10 @@ def test_the_clock_is_set_again_at_a_connection_after_a_week_up():
     from evse import TICKS_PERIOD, ticks_add
     from hw.ocpp_link import OcppLink
 
-    class Ws:  # a WebSocket whose central system says nothing, until it drops
-        drop = False
-
-        def connect(self, url, protocol, auth):
-            self.drop = False
-
-        def poll(self):
-            if self.drop:
-                raise OSError(104)
-            return 0
-
-        def send_text(self, data):
-            pass
-
-        def close(self):
-            pass
-
     rig = Rig()
     now = [5000]
     synced = []
-    ws = Ws()
+    ws = _SilentWs()
     cp = O.ChargePoint("V", "M", "", "0", lambda n: 0)
     link = OcppLink(rig.app, cp, ws, "ws://csms/ocpp/CP1", clock=lambda: now[0],
                     sync_time=lambda: synced.append(now[0]))
@@ -768,31 +774,18 @@ def test_the_link_connects_at_once_when_the_wifi_comes_back_after_a_week():
     from evse import TICKS_PERIOD, ticks_add
     from hw.ocpp_link import OcppLink
 
-    class Ws:
-        def connect(self, url, protocol, auth):
-            if fail:
-                raise OSError(113)
-
-        def poll(self):
-            return 0
-
-        def send_text(self, data):
-            pass
-
-        def close(self):
-            pass
-
     rig = Rig()
     now = [5000]
     wifi = [True]
-    fail = True
+    ws = _SilentWs()
+    ws.refuse = True
     cp = O.ChargePoint("V", "M", "", "0", lambda n: 0)
-    link = OcppLink(rig.app, cp, Ws(), "ws://csms/ocpp/CP1", clock=lambda: now[0],
+    link = OcppLink(rig.app, cp, ws, "ws://csms/ocpp/CP1", clock=lambda: now[0],
                     net_ready=lambda: wifi[0])
     link.step()
     assert not link.up and link.failures == 1  # the central system away: a try 2 s on
     wifi[0] = False  # and the Wi-Fi gone for a week
-    fail = False
+    ws.refuse = False
     for _ in range(2):  # (ticks_add takes less than half the period at a time)
         now[0] = ticks_add(now[0], TICKS_PERIOD // 4 + 30000)
         link.step()

@@ -337,10 +337,7 @@ class Site:
             if w != self.phases_want:
                 if w == 3:  # the start delay is three phases' now
                     self._good_ms = 0
-                b = total // w  # the budget on the new phases, from now
-                self.budget_ma = b - b % 100
-                self._div = w
-                self.phases_want = w
+                self._share(w)
             return
         if not three or p != 1:
             self._up_ms = 0
@@ -354,12 +351,16 @@ class Site:
         return self._since_switch >= self._switch_ms and self._run_ms >= self.min_run_ms
 
     def _switched(self, n):
-        self.phases_want = n
         self._since_switch = 0
         self._run_ms = 0
         self._bad_ms = 0
         self._up_ms = 0
-        b = self._total_ma // n  # per phase on the new phases
+        self._share(n)
+
+    def _share(self, n):
+        """Ask for n phases; the budget is theirs from now (per phase)."""
+        self.phases_want = n
+        b = self._total_ma // n
         self.budget_ma = b - b % 100
         self._div = n
 
