@@ -1019,6 +1019,37 @@ def test_charging_profiles_lower_and_raise_the_offer(env):
     assert env.errors_sent() == []
 
 
+def test_clearing_the_last_profile_with_a_fractional_maximum_keeps_the_loop_running(env):
+    """max_current_a may be any number from 6 to 80 (16.5 A here): once the
+    last profile is cleared, the installation's maximum goes back as a
+    whole number of mA; before, 16500.0 reached the charger's int snapshot
+    and the control step raised (on a board: safe state, watchdog reset)."""
+    from fakes import Clock
+
+    st = env.station = Station(env, clock=Clock(1796205600), cfg={"max_current_a": 16.5})
+    _plug_and_charge(st)
+    st.settle("C")
+    assert st.rig.app.out.offer_ma == 16500
+    r = env.csms_call(call.SetChargingProfile(connector_id=1, cs_charging_profiles=_cs(
+        1, "TxDefaultProfile", 10)))
+    assert r.status == "Accepted" and _offer_settles(st, 10000, 1500)
+    r = env.csms_call(call.ClearChargingProfile())
+    assert r.status == "Accepted" and _offer_settles(st, 16500)
+    assert st.rig.app.out.contactor and st.rig.app.charger.backend_state()[:2] == (16500, None)
+
+
+def test_a_limit_command_of_the_firmware_is_checked_like_a_backend_one():
+    """evse/commands.py: a Command the firmware makes (the profiles' limit)
+    with amps or a ttl that is not an int is refused, so it never reaches
+    the charger's int snapshot."""
+    from evse.commands import Command, CommandError, parse
+
+    assert parse(Command("set_current", "x", 16000, None)).amps_ma == 16000
+    for ma, ttl in ((16500.0, None), (16000, 1.5), ("16000", None)):
+        with pytest.raises(CommandError):
+            parse(Command("set_current", "x", ma, ttl))
+
+
 def test_a_profile_that_expires_gives_the_offer_back(env):
     from fakes import Clock
 

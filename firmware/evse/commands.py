@@ -52,6 +52,10 @@ def command_id(msg):
 
 def parse(msg):
     if isinstance(msg, Command):  # made by the firmware itself (evse/ocpp.py's profile limits)
+        # checked all the same: the charger stores these in the int snapshot
+        t = msg.ttl_ms
+        if not isinstance(msg.amps_ma, int) or not (t is None or isinstance(t, int)):
+            raise CommandError("amps_ma and ttl_ms must be integers")
         return msg
     if not isinstance(msg, dict):
         raise CommandError("command must be a JSON object")

@@ -865,7 +865,7 @@ class ChargePoint:
         if not self.sc.profiles:
             if self._lim is not None:
                 self._lim = None
-                self._limit_cmd(top * 1000, None)
+                self._limit_cmd(int(top * 1000), None)  # max_current_a may be 16.5
             return
         if lim is None or lim > top:
             lim = top
