@@ -724,8 +724,10 @@ class CloseOnEvidence(Check):
 
 class LeavesWhateverTheMix(Check):
     """Issue 10: readings outside C/D open the contactor however they mix:
-    whenever 6 of the last 10 readings (100 ms) were outside C/D (B, A, E
-    in any order, with C/D readings between), the contactor is open."""
+    whenever half of the last 10 readings (100 ms) were outside C/D (B, A,
+    E in any order, with C or D readings between), the contactor is open
+    (the bucket, +2 for each outside and -1 for each inside, reaches 4 in
+    any such window: a vehicle bouncing S2 every reading is leaving C)."""
 
     def __init__(self, sim):
         self.last = []
@@ -739,7 +741,7 @@ class LeavesWhateverTheMix(Check):
         self.last.append(c != P.CP_C and c != P.CP_D)
         if len(self.last) > 10:
             self.last.pop(0)
-        if sum(self.last) >= 6:
+        if sum(self.last) >= 5:
             self.opened += 1
             assert not sim.ch.out.contactor, where(sim, "closed after readings", self.last)
 
@@ -1013,12 +1015,14 @@ _BOUNCING = scenarios(weights=dict(CALM, ev=12, short=3, diode=2, weld=1, cmd=1,
 @st.composite
 def bouncing_pilot(draw):
     """Charging in C, then episodes of readings that change every tick, any
-    mix of A, B, C and E (a CP short), between spells of C."""
+    mix of A, B, C, D and E (a CP short), between spells of C; with
+    ventilation on or off (on: D charges as C does, so a C/D mix with B
+    between is a vehicle leaving as a C/B one is)."""
     cfg = draw(configs())
-    cfg["ventilation"] = False
+    cfg["ventilation"] = draw(st.booleans())
     ss = [("ev", "C", 450)]  # the X1 after boot, then the close
     for _ in range(draw(st.integers(1, 4))):
-        for c in draw(st.lists(st.sampled_from("ABCE"), min_size=4, max_size=40)):
+        for c in draw(st.lists(st.sampled_from("ABCDE"), min_size=4, max_size=40)):
             if c == "E":
                 ss += [("short", True, 1), ("short", False, 0)]
             else:
@@ -1038,13 +1042,22 @@ def test_every_close_has_its_evidence(sc):
     event("closes: %s" % _bucket(len(c.closes), (1, 2, 4)))
 
 
+# Ventilation on, S2 bouncing: B every other reading, the readings between
+# two of D then two of C, so that the classifier takes D and C in turn
+# (a take of C <-> D once emptied the bucket of readings outside C/D).
+_B_BETWEEN_C_D = Scenario({"ventilation": True, "rcd_selftest": False}, 1, True, "C", 0,
+                          (220, 0), [("ev", "C", 450)] + [
+                              ("ev", e, 1) for _ in range(25) for e in "BDBDBCBC"])
+
+
 @_examples(1.0)
 @given(st.one_of(bouncing_pilot(), _BOUNCING))
+@example(_B_BETWEEN_C_D)
 def test_contactor_open_whatever_the_readings_mix(sc):
-    """Any reading outside C/D counts towards leaving: 6 of 10 readings
+    """Any reading outside C/D counts towards leaving: 5 of 10 readings
     outside C/D (100 ms at the 10 ms tick), in any mix, and it is open."""
     c = run(sc, LeavesWhateverTheMix)
-    event("ticks with 6 of the last 10 readings outside C/D: %s"
+    event("ticks with 5 of the last 10 readings outside C/D: %s"
           % _bucket(c.opened, (1, 10, 100)))
 
 

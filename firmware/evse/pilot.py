@@ -164,10 +164,12 @@ class CpClassifier:
         return level(mv)
 
     def _take(self, c):
+        s = self.stable
+        if (s != CP_C and s != CP_D) or (c != CP_C and c != CP_D):
+            self.leave = 0  # C <-> D (ventilation on): the bucket goes on
         self.stable = c
         self.cand = c
         self.ms = 0
-        self.leave = 0
         return c
 
     def update(self, dt, mv):
