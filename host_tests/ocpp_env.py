@@ -64,8 +64,11 @@ class Csms(CentralSystemSide):
     async def on_start(self, **kw):
         self.env.calls.append(("StartTransaction", kw, self.env.station.rig.t))
         await self.env.held("StartTransaction")
+        s = self.env.tag_status  # a list: one answer per StartTransaction, the last repeated
+        if isinstance(s, list):
+            s = s.pop(0) if len(s) > 1 else s[0]
         return call_result.StartTransaction(transaction_id=self.env.next_tx,
-                                            id_tag_info={"status": self.env.tag_status})
+                                            id_tag_info={"status": s})
 
     @on(Action.stop_transaction)
     async def on_stop(self, **kw):

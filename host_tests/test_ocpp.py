@@ -391,6 +391,7 @@ def test_start_refused_id_tag_stops_the_session(env):
     assert st.v[B.S_SESSION] == B.NONE
     stop = env.named("StopTransaction")
     assert len(stop) == 1 and stop[0][1]["transaction_id"] == 4711
+    assert stop[0][1]["reason"] == "DeAuthorized"  # OCPP 1.6 Reason, 7.43
     assert env.errors_sent() == []
 
 
@@ -506,6 +507,29 @@ def test_transaction_of_an_offline_boot_goes_start_then_stop_when_the_csms_is_ba
         [c[0] for c in env.calls].index("StopTransaction")
     st.settle("A")
     assert not st.rig.live("s")
+    assert env.errors_sent() == []
+
+
+def test_an_earlier_sessions_start_refused_does_not_stop_the_session_under_way(env):
+    """An earlier boot's session (cut by a power loss, the central system
+    unreachable) goes from its record at the next connection, while a
+    vehicle charges in a new session: an idTagInfo Invalid for the old
+    session's StartTransaction ends nothing (that session is over; OCPP 1.6
+    StopTransactionOnInvalidId is about the transaction it answers), and
+    the session under way goes on charging."""
+    from fakes import Clock
+
+    rig = Rig(clock=Clock(1796205600))
+    rig.charge(5000)  # no link at all this boot
+    rig.run(100, "C")
+    env.tag_status = ["Invalid", "Accepted"]  # the old session's, then the new one's
+    st = env.station = Station(env, clock=Clock(1796209200), flash=rig.flash)
+    st.pump(lambda: len(env.named("StartTransaction")) == 2, ev="C")
+    st.settle("C", first_ms=4000)
+    stop = env.named("StopTransaction")
+    assert len(stop) == 1 and stop[0][1]["reason"] == "PowerLoss"
+    assert st.rig.app.out.contactor and st.v[B.S_SESSION] != B.NONE
+    assert st.cp._tx is not None and st.cp._tx[0] == st.v[B.S_SESSION]
     assert env.errors_sent() == []
 
 
@@ -815,12 +839,13 @@ def test_link_refused_without_the_password():
 
 
 def test_stop_reasons():
-    assert O.stop_reason("unplugged", False) == "EVDisconnected"
-    assert O.stop_reason("stop", True) == "Remote"
-    assert O.stop_reason("stop", False) == "Local"
-    assert O.stop_reason("power_loss", False) == "PowerLoss"
-    assert O.stop_reason("reboot", False) == "Reboot"
-    assert O.stop_reason("who knows", False) == "Other"
+    assert O.stop_reason("unplugged") == "EVDisconnected"
+    assert O.stop_reason("stop", "Remote") == "Remote"
+    assert O.stop_reason("stop", "DeAuthorized") == "DeAuthorized"
+    assert O.stop_reason("stop") == "Local"
+    assert O.stop_reason("power_loss") == "PowerLoss"
+    assert O.stop_reason("reboot") == "Reboot"
+    assert O.stop_reason("who knows", "Remote") == "Other"
 
 
 def test_parse_time():

@@ -171,11 +171,13 @@ def iso8601(t):
     return "%04d-%02d-%02dT%02d:%02d:%02dZ" % (y, m, d, s // 3600, s // 60 % 60, s % 60)
 
 
-def stop_reason(reason, remote):
+def stop_reason(reason, asked=None):
     """StopTransaction's Reason for the App's session end `reason`; a `stop`
-    command is Remote when a RemoteStopTransaction asked for it, else Local."""
+    command is `asked` when the central system caused it ("Remote": a
+    RemoteStopTransaction; "DeAuthorized": the StartTransaction's idTagInfo),
+    else Local."""
     if reason == "stop":
-        return "Remote" if remote else "Local"
+        return asked or "Local"
     for name, r in _REASONS:
         if name == reason:
             return r
@@ -299,6 +301,7 @@ class ChargePoint:
         self._tx = None  # [session id, transactionId or None, meterStart]
         self._meter_at = 0
         self._stop_asked = None  # the session a RemoteStopTransaction asked to stop
+        self._deauth = None  # the session its StartTransaction's idTagInfo stopped
         self._seen = []  # journal seqs already taken
         self.cmds = []  # commands for the App (evse/commands.py), as MQTT's
         self.acks = []  # journal seqs done with (for bus.acks)
@@ -578,8 +581,9 @@ class ChargePoint:
             if not isinstance(wh, int):
                 e = r.get("estimate_wh")
                 wh = tx[2] + (e if isinstance(e, int) else 0)
-            p = {"meterStop": wh, "reason": stop_reason(r.get("reason"),
-                                                         self._stop_asked == sid)}
+            why = ("DeAuthorized" if self._deauth == sid
+                   else "Remote" if self._stop_asked == sid else None)
+            p = {"meterStop": wh, "reason": stop_reason(r.get("reason"), why)}
             if epoch and isinstance(r.get("stop"), int):
                 p["timestamp"] = iso8601(r["stop"])
             tx[4] = rid  # a transactionId that comes from now on is kept (_result)
@@ -644,8 +648,12 @@ class ChargePoint:
                 elif tx is self._tx:  # the App keeps it with the open session (state.json)
                     self.acks.append((tx[0], tid))
             info = p.get("idTagInfo")
-            if isinstance(info, dict) and info.get("status") != "Accepted":
-                self._command("stop", None)  # not authorized: the session ends
+            if isinstance(info, dict) and info.get("status") != "Accepted" \
+                    and tx is self._tx and tx[4] is None:
+                # not authorized: the session ends, if it is the one under way
+                # (not one of an earlier boot sent from its record)
+                self._deauth = tx[0]
+                self._command("stop", None)
         elif action == "StopTransaction":
             self.acks.append(c[2][3])
             tx = c[2][2]
