@@ -1123,3 +1123,44 @@ def test_jsonw_text_always_encodes_and_reads_back(s, items):
                              "".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in x)
                              for x in items]
     assert json.loads(dumps(items)) == back["items"]
+
+
+def test_the_cable_rating_goes_down_at_once_and_up_only_on_agreeing_readings():
+    """A socket's PP resistor does not change while the plug is in (IEC
+    61851-1 Annex B): one reading in a higher band (a disturbed sample)
+    never raises the offer above the cable in the socket; a lower band
+    counts at the reading; a new cable's rating counts once read
+    PP_RAISE_READINGS times in a row."""
+    from evse.charger import PP_RAISE_READINGS, Charger
+
+    ch = Charger(config.validate({"socket": True, "max_current_a": 63, "rcd_selftest": False}), 0)
+    now = [0]
+
+    def tick(ev, pp):
+        hi, lo = cp_levels(ch.out.pilot, ev, True, False)
+        ch.inp.cp_high_mv, ch.inp.cp_low_mv = int(hi), int(lo)
+        ch.inp.pp_ohm = pp
+        ch.inp.fb = ch.out.contactor
+        now[0] += TICK
+        return ch.step(now[0])
+
+    tick("A", None)
+    for _ in range(PP_RAISE_READINGS - 1):  # a 32 A cable goes in
+        tick("A", 220)
+        assert ch._cable_ma == 0
+    tick("A", 220)
+    assert ch._cable_ma == 32000
+    for _ in range(300):
+        tick("B", 220)
+    for _ in range(1000):  # charging, the offer settled at the cable's 32 A
+        out = tick("C", 220)
+    assert out.contactor and out.offer_ma == 32000
+    offers = []
+    for pp in [100] * (PP_RAISE_READINGS - 1) + [220] + [120] * 3 + [220] * 600:
+        offers.append(tick("C", pp).offer_ma)  # readings in the 63 A band between
+    assert max(offers) == 32000 and ch.out.contactor
+    offers = [tick("C", 680).offer_ma]  # a 20 A reading: at once
+    assert offers == [20000] and ch._cable_ma == 20000
+    for _ in range(600):  # back in the 32 A band: the 20 A holds (the lower is believed)
+        offers.append(tick("C", 680 if len(offers) % 50 else 220).offer_ma)
+    assert max(offers) == 20000

@@ -342,3 +342,80 @@ def test_the_status_says_the_mode_the_phases_the_site_limit_and_the_grid(tmp_pat
     assert len(plain.bus.snap.v) == B.N_FIELDS
     assert "site" not in json.loads(PL.status(plain.bus.snap.v, FAULTS, "x"))
     assert "grid_a" not in json.loads(PL.telemetry(plain.bus.snap.v))
+
+
+def test_a_configuration_change_keeps_the_phase_a_switch_chose(tmp_path):
+    """Solar on one phase of three (1p/3p switching), then a set_config of
+    another key (max_current_a lowered): the phases in use stay one, the
+    offer and the contactor stay as they were. Before, the configuration
+    put all three back in use and the charger took it for a switch under
+    way: PWM off, contactor cycle, seconds after the run's own switch
+    (docs/site.md: a switch at most once per phase_switch_s)."""
+    from evse.app import App
+    from simcore.board import Board
+
+    cfg = config.validate({"mode": "solar", "grid_meter": "mqtt", "mqtt_host": "x",
+                           "mqtt_remote_config": True, "phase_switch": True,
+                           "solar_start_s": 0, "solar_min_pause_s": 0, "solar_min_run_s": 600})
+    board = Board(3)
+    app = App(board, cfg, 0, meter=_M([0, 0, 0]), flash_dir=str(tmp_path), backend=True)
+    now = [0]
+
+    def run(ms, ev=None):
+        if ev is not None:
+            board.vehicle.state = ev
+        seen = set()
+        for _ in range(ms // 10):
+            now[0] += 10
+            if now[0] % 1000 == 0:  # the backend's grid feed: 8 A exported in all
+                app.bus.grid.put((-2667, -2667, -2666, -1840, None))
+                _again(app.meter)
+            board.update_vehicle(now[0])
+            app.tick(now[0])
+            seen.add((app.out.phases, app.out.offer_ma >= 6000, app.out.contactor))
+        return seen
+
+    run(3000, "A")
+    run(1000, "B")
+    run(8000, "C")
+    assert app.out.phases == 1 and app.out.contactor and app.out.offer_ma >= 6000
+    r = app.command({"cmd": "set_config", "key": "max_current_a", "value": 31, "id": "k"},
+                    now[0])
+    assert r["ok"], r
+    assert run(10000) == {(1, True, True)}
+
+
+def test_a_lower_fallback_current_counts_at_once_where_the_fallback_is_in_force(tmp_path):
+    """set_config fallback_current_a (docs/mqtt.md: applied at once) reaches
+    an offer already on the fallback: a backend limit whose ttl ran out,
+    and the site's limit while the grid reading is lost. Before, both kept
+    the old fallback (a copy made when it came into force) until the next
+    set_current, which a backend that is gone never sends."""
+    sys.path.insert(0, os.path.join(ROOT, "host_tests", "core_cases"))
+    from fakes import Rig
+    from evse.app import App
+    from simcore.board import Board
+
+    r = Rig(cfg={"mqtt_remote_config": True, "fallback_current_a": 16})
+    r.charge(4000)
+    assert r.app.command({"cmd": "set_current", "amps": 20, "ttl_s": 1, "id": "a"}, r.now)["ok"]
+    r.run(3000, "C")
+    assert r.app.out.offer_ma == 16000  # the ttl ran out: the fallback
+    cmd = {"cmd": "set_config", "key": "fallback_current_a", "value": 6, "id": "b"}
+    assert r.app.command(cmd, r.now)["ok"]
+    r.run(100, "C")
+    assert r.app.out.offer_ma == 6000
+
+    cfg = config.validate({"mode": "smart", "grid_meter": "mqtt", "mqtt_host": "x",
+                           "mqtt_remote_config": True, "fallback_current_a": 16})
+    app = App(Board(3), cfg, 0, meter=_M([0, 0, 0]), flash_dir=str(tmp_path), backend=True)
+    now = 0
+    for _ in range(3500):  # no grid reading at all: lost after 30 s
+        now += 10
+        app.tick(now)
+    assert not app.site.grid_ok and app.site.limit_ma == 16000
+    assert app.command(cmd, now)["ok"]
+    for _ in range(10):
+        now += 10
+        app.tick(now)
+    assert app.site.limit_ma == 6000

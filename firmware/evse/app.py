@@ -621,6 +621,8 @@ class App:
                 return no("config not saved: flash write failed")
         self.cfg = new
         self.charger.configure(new)
+        if self.site is not None:  # its fallback while the grid reading is lost
+            self.site.fallback_ma = int(new["fallback_current_a"] * 1000)
         if key == "mode" and self.site is not None and self.site.solar != (new[key] == "solar"):
             from evse.site import Site
 

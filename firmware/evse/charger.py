@@ -95,6 +95,7 @@ T_EV_FOLLOW = const(5000)  # the EV follows a lower PWM value within this
 T_PE_CLEAR = const(2000)  # PE present this long before `pe` clears
 _T_PHASE_SETTLE = const(2000)  # 1p/3p: the contactor open this long before the phases change
 PP_GONE_READINGS = const(2)  # socket: PP open this many readings in a row = cable gone
+PP_RAISE_READINGS = const(5)  # socket: a higher PP rating only after this many in a row
 
 # Diode check: DIODE_PASS good readings in a row, in this PWM phase, before
 # any close; a leaky bucket of bad readings (+DIODE_BAD_UP each, -1 for each
@@ -163,6 +164,8 @@ class Charger:
         self.out = Outputs()
         self.cp = P.CpClassifier(P.CP_A)  # boot: pilot +12 V, assume no vehicle
         self.session_seq = session_seq
+        self.phases = 0  # the installation's (configure)
+        self._fallen = False  # the backend limit is the fallback (its ttl ran out)
         self.configure(cfg)
         self._now = now
         self._authorized = False
@@ -188,6 +191,8 @@ class Charger:
         self._diode_bad = 0  # diode bucket
         self._diode_retest = False  # `reset_error` of `diode`: PWM on to look again
         self._pp_open = 0  # PP-open readings in a row (socket)
+        self._pp_ma = 0  # the rating of the cable in (socket): down at once, up on agreement
+        self._pp_up = 0  # readings in a row of a higher rating than _pp_ma
         self._rcd_phase = _RT_IDLE
         self._rcd_retries = 0
         self._shown_faults = 0
@@ -198,9 +203,15 @@ class Charger:
         cable = cfg["cable_a"]
         self.cable_ma = self.max_ma if cable is None else int(cable * 1000)
         self.fallback_ma = int(cfg["fallback_current_a"] * 1000)
+        if self._fallen:
+            self._limit_ma = self.fallback_ma  # a new fallback_current_a counts at once
         self._cable_ma = self.cable_ma  # rating of the cable now (socket: from PP, each step)
+        if cfg["phases"] != self.phases or self.out.phases > cfg["phases"]:
+            # the installation's phases changed (or at the build): all of them
+            # in use; a configuration change of anything else keeps the phases
+            # a 1p/3p switch chose (no contactor cycle for a set_config)
+            self.out.phases = cfg["phases"]
         self.phases = cfg["phases"]
-        self.out.phases = self.phases
         self.socket = cfg["socket"]
         self.ventilation = cfg["ventilation"]
         self.backend_auth = cfg["authorization"] == "backend"
@@ -250,6 +261,7 @@ class Charger:
             else:  # not renewed in time: the fallback, with or without a session
                 self._limit_ma = self.fallback_ma
                 self._limit_left = None
+                self._fallen = True
                 self._event("limit", None)
 
     def take_events(self):
@@ -283,12 +295,29 @@ class Charger:
         # pulled at the charger, an unplug whatever the CP reads (also in F).
         gone = False
         if self.socket:
-            self._cable_ma = P.pp_rating_ma(self.inp.pp_ohm, self.phases)
-            if self._cable_ma:
+            r = P.pp_rating_ma(self.inp.pp_ohm, self.phases)
+            if r:
                 self._pp_open = 0
-            elif self._pp_open < PP_GONE_READINGS:
-                self._pp_open += 1
+                if r <= self._pp_ma:
+                    self._pp_ma = r  # a lower rating counts at once
+                    self._pp_up = 0
+                else:
+                    # The resistor does not change while the plug is in: a
+                    # higher band (a new cable, or one disturbed reading)
+                    # counts only once it has read so PP_RAISE_READINGS times.
+                    self._pp_up += 1
+                    if self._pp_up >= PP_RAISE_READINGS:
+                        self._pp_ma = r
+                        self._pp_up = 0
+                self._cable_ma = self._pp_ma
+            else:
+                self._cable_ma = 0
+                self._pp_up = 0
+                if self._pp_open < PP_GONE_READINGS:
+                    self._pp_open += 1
             gone = self._pp_open >= PP_GONE_READINGS
+            if gone:
+                self._pp_ma = 0  # the next cable's rating is read afresh
         if cp == P.CP_A or gone:
             if self.out.session is not None:
                 self._end_session("unplugged")
@@ -676,6 +705,7 @@ class Charger:
             limit_ma = self.fallback_ma
         self._limit_ma = limit_ma
         self._limit_left = left_ms
+        self._fallen = False
 
     # ---------------------------------------------------------- commands
     def command(self, msg, now):
@@ -689,6 +719,7 @@ class Charger:
         if n == "set_current":
             self._limit_ma = c.amps_ma
             self._limit_left = c.ttl_ms
+            self._fallen = False
             self._event("limit", None)
         elif n == "pause":
             self._paused = True
