@@ -185,3 +185,72 @@ def test_open_meter_uart_builds_machine_uart(monkeypatch):
     made.clear()
     t = rs485.open_meter_uart(2, 8, 9)
     assert t.de is None and len(made["pins"]) == 2
+
+
+class _Us:
+    """A virtual ticks_us: each reading moves it on by 20 us (a busy loop's
+    pass), and a test moves it by a control tick."""
+
+    def __init__(self):
+        self.t = 1000
+
+    def __call__(self):
+        self.t += 20
+        return self.t
+
+
+class _VirtualUart(UartNoTxdone):
+    def __init__(self, log, us, char_us):
+        super().__init__(log)
+        self.us, self.char_us, self.done_us = us, char_us, 0
+
+    def write(self, buf):
+        self.done_us = self.us.t + len(buf) * self.char_us
+        return super().write(buf)
+
+    def txdone(self):
+        return self.us.t >= self.done_us
+
+
+def test_at_a_slow_rate_no_step_waits_for_the_whole_request(monkeypatch):
+    """At 1200 baud a request takes 67 ms on the wire: the control step that
+    sends it must not wait for it (IEC 61851-1 gives the contactor 100 ms),
+    so no call waits more than 12 ms, DE stays raised until the last stop
+    bit is out and is dropped in the step in which it goes (before the
+    meter's 3.5 characters of silence, 29 ms, are over)."""
+    us = _Us()
+    monkeypatch.setattr(rs485, "ticks_us", us)
+    log = []
+    cu = mb.char_us(1200, 10)
+    uart = _VirtualUart(log, us, cu)
+    pin = Pin(log)
+    t = rs485.UartTransport(uart, pin, 1200, 10)
+    longest = 0
+    t0 = us.t
+    a = us.t
+    t.write(bytes(8))
+    longest = max(longest, us.t - a)
+    end = t0 + 8 * cu
+    steps = 0
+    while pin.v == 1:
+        us.t += 10000  # the next control step
+        steps += 1
+        a = us.t
+        assert t.any() == 0 or pin.v == 0
+        longest = max(longest, us.t - a)
+        assert steps < 20
+    assert longest <= 12000 + 40, longest
+    assert end <= us.t < end + 10000 + 12000 + 40, (us.t - end)
+    assert ("de", 0) == log[-1] and ("write", bytes(8)) in log
+
+
+def test_at_9600_baud_the_step_that_sends_drops_de(monkeypatch):
+    us = _Us()
+    monkeypatch.setattr(rs485, "ticks_us", us)
+    log = []
+    cu = mb.char_us(9600, 11)
+    uart = _VirtualUart(log, us, cu)
+    t = rs485.UartTransport(uart, Pin(log), 9600, 11)
+    a = us.t
+    t.write(bytes(8))
+    assert log[-1] == ("de", 0) and us.t - a >= 8 * cu  # out before it returns

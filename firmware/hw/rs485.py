@@ -14,13 +14,23 @@ to the UART and waits until the UART reports the last stop bit sent
 (`UART.txdone()`, or the computed wire time where a port lacks it), then
 drops DE. That wait is bounded by the request's wire time plus two
 characters (8 bytes: 8.3 ms at 9600 baud, 0.7 ms at 115200) and is the only
-wait in the meter path. Without a DE pin (a transceiver with automatic
+wait in the meter path. No control step waits more than `_WAIT_MAX_US`
+(12 ms) for it: at a slower rate (1200 baud: 92 ms for a request) `write`
+returns with DE still raised, and the step in which the rest of the wire
+time is below that bound waits it out and drops DE (`any` and `readinto`
+do it, and the Modbus master calls `any` every step while it waits for the
+answer; the meter may answer only after 3.5 characters of silence, 32 ms at
+1200 baud, so the 10 ms tick drops DE in time). Without a DE pin (a transceiver with automatic
 direction control) `write` returns at once. With `echo=True` (receiver not
 disabled while sending) the request's own echo is taken out of the receive
 buffer after sending.
 """
+from micropython import const
+
 from evse.modbus import char_bits, char_us
 from evse import ticks_diff, ticks_us
+
+_WAIT_MAX_US = const(12000)  # the longest wait for the last stop bit in one control step
 
 
 class UartTransport:
@@ -33,6 +43,8 @@ class UartTransport:
         self.echo = echo
         self._txdone = hasattr(uart, "txdone")
         self._scratch = bytearray(16)
+        self._sent = 0  # bytes of the request whose DE is still raised (0: listening)
+        self._t0 = 0  # ticks_us when it was handed to the UART
         if de is not None:
             de.value(self._off)  # listen
 
@@ -40,28 +52,45 @@ class UartTransport:
         de = self.de
         if de is None:
             n = self.uart.write(buf)
-        else:
-            de.value(self._on)
-            try:
-                n = self.uart.write(buf)
-                self._wait_sent(len(buf))
-            finally:
-                de.value(self._off)
-        if self.echo:
-            self._discard(len(buf))
+            if self.echo:
+                self._discard(len(buf))
+            return n
+        if self._sent:
+            self._settle(True)  # (the master waits far longer between requests)
+        de.value(self._on)
+        try:
+            n = self.uart.write(buf)
+            self._t0 = ticks_us()
+            self._sent = len(buf)
+        except BaseException:
+            de.value(self._off)
+            raise
+        self._settle(False)
         return n
 
-    def _wait_sent(self, nbytes):
+    def _settle(self, now):
+        """Drop DE once the request is out: wait for it when the rest of its
+        wire time (bounded) is below _WAIT_MAX_US, or when `now`."""
+        nbytes = self._sent
         limit = (nbytes + 2) * self.char_us
-        t0 = ticks_us()
+        t0 = self._t0
         uart = self.uart
-        if self._txdone:
-            while not uart.txdone():
-                if ticks_diff(ticks_us(), t0) >= limit:
-                    return
-        else:
-            while ticks_diff(ticks_us(), t0) < limit - self.char_us:
-                pass
+        if not now and limit - ticks_diff(ticks_us(), t0) > _WAIT_MAX_US:
+            if not (self._txdone and uart.txdone()):
+                return
+        try:
+            if self._txdone:
+                while not uart.txdone():
+                    if ticks_diff(ticks_us(), t0) >= limit:
+                        break
+            else:
+                while ticks_diff(ticks_us(), t0) < limit - self.char_us:
+                    pass
+        finally:
+            self.de.value(self._off)
+            self._sent = 0
+        if self.echo:
+            self._discard(nbytes)
 
     def _discard(self, n):
         s = self._scratch
@@ -79,9 +108,17 @@ class UartTransport:
             n -= r
 
     def any(self):
+        if self._sent:
+            self._settle(False)
+            if self._sent:
+                return 0  # still sending: nothing of the answer yet
         return self.uart.any()
 
     def readinto(self, buf, n):
+        if self._sent:
+            self._settle(False)
+            if self._sent:
+                return 0
         r = self.uart.readinto(buf, n)
         return 0 if r is None else r
 
