@@ -12,12 +12,13 @@ message both ways against the official OCPP 1.6 JSON schemas.
 
 The central system records each call it accepted (after the schema check)
 in `calls` and every message it sent in `sent`; boot_answers, next_tx,
-tag_status, auth_status and hold set what it answers.
+tag_status, auth_status, hold and refuse set what it answers.
 """
 import asyncio
 import json
 import time
 
+from ocpp.exceptions import InternalError
 from ocpp.routing import on
 from ocpp.v16 import ChargePoint as CentralSystemSide
 from ocpp.v16 import call_result
@@ -64,6 +65,7 @@ class Csms(CentralSystemSide):
     async def on_start(self, **kw):
         self.env.calls.append(("StartTransaction", kw, self.env.station.rig.t))
         await self.env.held("StartTransaction")
+        self.env.refused("StartTransaction")
         s = self.env.tag_status  # a list: one answer per StartTransaction, the last repeated
         if isinstance(s, list):
             s = s.pop(0) if len(s) > 1 else s[0]
@@ -74,11 +76,14 @@ class Csms(CentralSystemSide):
     async def on_stop(self, **kw):
         self.env.calls.append(("StopTransaction", kw, self.env.station.rig.t))
         await self.env.held("StopTransaction")
+        self.env.refused("StopTransaction")
         return call_result.StopTransaction()
 
     @on(Action.meter_values)
-    def on_meter(self, **kw):
+    async def on_meter(self, **kw):
         self.env.calls.append(("MeterValues", kw, self.env.station.rig.t))
+        await self.env.held("MeterValues")
+        self.env.refused("MeterValues")
         return call_result.MeterValues()
 
     @on(Action.firmware_status_notification)
@@ -98,6 +103,7 @@ class Env:
         self.csms = None
         self.station = None
         self.hold = set()  # actions answered only once a test removes them from here
+        self.refuse = {}  # action -> how many of its next calls get a CALLERROR InternalError
 
         async def handler(ws):
             self.csms = Csms(ws.request.path.rsplit("/", 1)[-1], ws, self)
@@ -119,6 +125,12 @@ class Env:
         end = time.monotonic() + LOOP_S
         while action in self.hold and time.monotonic() < end:
             await asyncio.sleep(0.01)
+
+    def refused(self, action):
+        n = self.refuse.get(action, 0)
+        if n > 0:
+            self.refuse[action] = n - 1
+            raise InternalError("refused by the test")
 
     def named(self, action):
         return [c for c in self.calls if c[0] == action]

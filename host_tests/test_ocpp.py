@@ -346,6 +346,51 @@ def test_a_whole_transaction(env):
     assert env.errors_sent() == []
 
 
+def test_a_transaction_message_refused_goes_again_then_is_given_up(env):
+    """OCPP 1.6 4.7: a transaction message the central system failed to
+    process (a CALLERROR) goes again, TransactionMessageRetryInterval (60 s)
+    x the failures so far later, up to TransactionMessageAttempts (3) tries;
+    then it is given up. A StartTransaction and a StopTransaction refused
+    once each: the transaction completes with its id and its record leaves
+    the journal only once confirmed; a StopTransaction refused three times
+    is given up, its record acknowledged (the journal is not held forever)."""
+    from fakes import Clock
+
+    st = env.station = Station(env, clock=Clock(1796205600))
+    env.refuse = {"StartTransaction": 1, "StopTransaction": 1}
+    _plug_and_charge(st)
+    st.pump(lambda: len(env.named("StartTransaction")) == 2, ev="C")
+    t1, t2 = [c[2] for c in env.named("StartTransaction")]
+    assert 60000 <= t2 - t1 <= 62000
+    st.settle("C")
+    assert st.cp._tx[1] == 4711 and st.rig.app.out.contactor
+    st.settle("A", first_ms=1000)
+    st.pump(lambda: len(env.named("StopTransaction")) == 2, ev="A")
+    s1, s2 = env.named("StopTransaction")
+    assert 60000 <= s2[2] - s1[2] <= 62000
+    assert s1[1] == s2[1] and s2[1]["transaction_id"] == 4711
+    assert st.rig.live("s")  # kept while its StopTransaction is not confirmed
+    st.settle("A", first_ms=500)
+    assert not st.rig.live("s") and len(env.errors_sent()) == 2
+    _, attempts = [(k["key"], k["value"]) for k in env.csms_call(call.GetConfiguration(
+        key=["TransactionMessageAttempts"])).configuration_key][0]
+    assert attempts == "3"
+
+    env.refuse = {"StopTransaction": 3}
+    env.next_tx = 4712
+    st.settle("A", first_ms=3000)
+    st.settle("B", first_ms=1000)
+    st.settle("C", first_ms=4000)
+    st.settle("A", first_ms=1000)
+    st.pump(lambda: len(env.named("StopTransaction")) == 5, ev="A")
+    t = [c[2] for c in env.named("StopTransaction")[2:]]
+    assert 60000 <= t[1] - t[0] <= 62000 and 120000 <= t[2] - t[1] <= 122000
+    st.settle("A", first_ms=500)
+    assert not st.rig.live("s") and st.cp.given_up == 1
+    st.settle("A", first_ms=200000)
+    assert len(env.named("StopTransaction")) == 5  # given up: not sent a fourth time
+
+
 def test_remote_start_and_stop(env):
     from fakes import Clock
 
@@ -569,7 +614,10 @@ def test_start_answered_after_its_session_ended_then_a_power_cut_is_not_sent_twi
     st = env.station = Station(env, clock=Clock(1796206200), flash=st.rig.flash)
     link = OcppLink(st.rig.app, st.cp, st.ws, "ws://x/ocpp/CP1", kept=path)
     link.restore()
-    st.pump(lambda: len(env.named("StopTransaction")) == 2, ev="A")
+    rid = rec["rid"]
+    while st.rig.live("s"):  # until the App has the record out of the journal
+        assert rid in st.cp._refs  # kept (ocpp.json): a power cut now is not a new start
+        st.step(100, "A")
     st.settle("A")
     stops = env.named("StopTransaction")
     assert [c[1]["transaction_id"] for c in stops] == [4711, 4711]
@@ -662,6 +710,87 @@ def test_records_wait_when_the_queue_is_full(env):
     assert len(ids) == 6 and len(env.named("StartTransaction")) == 6
     assert not st.rig.live("s")
     assert env.errors_sent() == []
+
+
+def test_the_session_under_way_goes_behind_earlier_ones_that_fill_the_queue(env):
+    """Four earlier sessions, none reported, fill the queue (a StartTransaction
+    and a StopTransaction each) when the central system is back, with a
+    vehicle charging in a new session: its StartTransaction waits for a place
+    instead of being dropped, and every transaction is reported."""
+    from fakes import Clock
+
+    rig = Rig(clock=Clock(1796205600))
+    flash = rig.flash
+    for _ in range(4):
+        rig.charge(3000)
+        rig = Rig(clock=Clock(1796205600), flash=flash)
+        rig.run(100, "A")
+    st = env.station = Station(env, clock=Clock(1796209200), flash=flash)
+    st.rig.charge(100)
+    st.pump(lambda: len(env.named("StartTransaction")) == 5, ev="C")
+    st.settle("C")
+    assert len(env.named("StopTransaction")) == 4 and not st.rig.live("s")
+    assert st.cp._tx is not None and st.cp._tx[0] == st.v[B.S_SESSION] and st.cp._tx[1] == 4711
+    assert st.rig.app.out.contactor and st.cp.bad == 0
+    assert env.errors_sent() == []
+
+
+def test_a_session_begun_before_the_link_was_up_starts_at_its_own_time_and_reading(env):
+    """The vehicle plugged in before the first message went (the central
+    system unreachable, say), the meter silent at the plug-in and answering
+    a few seconds later, and ten minutes of charging: the StartTransaction
+    says when the transaction started and the meter's reading then (OCPP 1.6
+    StartTransaction.req), so meterStop - meterStart is the session's energy."""
+    from fakes import Clock
+
+    clock = Clock(1796205600)
+    st = env.station = Station(env, clock=clock)
+    m = st.rig.meter
+    m.energy_wh = 5000
+
+    def run_s(n, ev):  # the control loop alone, its clock going with it
+        for _ in range(n):
+            st.rig.run(1000, ev)
+            clock.t += 1
+
+    run_s(3, "A")
+    m.answering, m.ok = False, None  # silent at the plug-in
+    run_s(1, "B")
+    run_s(4, "C")
+    start_s = 1796205600 + 3
+    m.answering = True
+    run_s(600, "C")
+    m.energy_wh += 500
+    st.pump(lambda: env.named("StartTransaction"), ev="C")
+    start = env.named("StartTransaction")[0][1]
+    assert start["meter_start"] == 5000
+    assert start_s <= O.parse_time(start["timestamp"]) <= start_s + 2, start["timestamp"]
+    st.settle("A", first_ms=3000)
+    stop = env.named("StopTransaction")[0][1]
+    assert stop["meter_stop"] - start["meter_start"] == 500
+    assert env.errors_sent() == []
+
+
+def test_meter_values_unanswered_go_again(env):
+    """A MeterValues of the transaction that ran out (no answer within the
+    call timeout) goes again, the same sample, before anything newer
+    (docs/ocpp.md: transaction messages go in order and again after a
+    timeout or a lost connection)."""
+    from fakes import Clock
+
+    clock = Clock(1796205600)
+    st = env.station = Station(env, clock=clock, meter_interval_s=10)
+    _plug_and_charge(st)
+    env.hold = {"MeterValues"}
+    st.pump(lambda: env.named("MeterValues"), ev="C")
+    first = env.named("MeterValues")[0][1]
+    for _ in range(O.CALL_TIMEOUT_MS // 100 + 10):  # it runs out; the meter counts on
+        st.rig.meter.energy_wh += 1
+        st.step(100, "C")
+    env.hold = set()
+    st.pump(lambda: len(env.named("MeterValues")) >= 2, ev="C")
+    assert env.named("MeterValues")[1][1] == first
+    assert st.cp.timeouts >= 1
 
 
 def _drive(rig, link, ms, ev, until=None, each=None):
@@ -1092,6 +1221,33 @@ def test_a_profile_that_expires_gives_the_offer_back(env):
     assert env.errors_sent() == []
 
 
+def test_a_relative_default_profile_limits_before_the_start_transaction_is_answered(env):
+    """A Relative TxDefaultProfile runs from the transaction's start: a
+    transaction charges before its StartTransaction is answered (the answer
+    may take the call timeout, or a reconnection), and the profile limits it
+    from its start all the same."""
+    from fakes import Clock
+
+    clock = Clock(1796205600)
+    st = env.station = Station(env, clock=clock)
+    st.settle("A")
+    r = env.csms_call(call.SetChargingProfile(connector_id=1, cs_charging_profiles=_cs(
+        7, "TxDefaultProfile", 10, kind="Relative", start=None)))
+    assert r.status == "Accepted"
+    env.hold = {"StartTransaction"}
+    st.rig.run(2400)
+    st.pump(lambda: env.named("StartTransaction"), ev="B")
+    offers = []
+    for _ in range(100):  # 10 s of charging, its StartTransaction unanswered
+        st.step(100, "C")
+        offers.append(st.rig.app.out.offer_ma)
+    assert st.cp._tx[1] is None and st.rig.app.out.contactor
+    assert 0 < max(offers) <= 10000, max(offers)
+    env.hold = set()
+    st.settle("C")
+    assert st.cp._tx[1] == 4711 and st.rig.app.out.offer_ma == 10000
+
+
 def test_charging_profiles_refused(env):
     st = env.station = Station(env)
     st.settle("A")
@@ -1150,7 +1306,9 @@ def test_composite_limits_pure():
                                     {"startPeriod": 22 * 3600, "limit": 22080}]}}
     assert sc.set(1, day, None) == "Accepted"
     assert sc.limit_a(t0, None, None, 3) == 16  # 10:00
-    assert sc.limit_a(t0 + 8 * 3600, None, None, 3) == 18  # 18:00, one phase
+    # 18:00, numberPhases 1: the charger supplies three phases all the same, so
+    # 4140 W are 6 A on each (not 18 A, 12.4 kW on three)
+    assert sc.limit_a(t0 + 8 * 3600, None, None, 3) == 6
     assert sc.limit_a(t0 + 13 * 3600, None, None, 3) == 32  # 23:00
     assert sc.limit_a(t0 + 24 * 3600, None, None, 3) == 16  # the next day, 10:00
     assert sc.limit_a(t0, None, None, 1) == 48  # one phase wired: W over 230 V
@@ -1164,7 +1322,7 @@ def test_composite_limits_pure():
     assert sc.limit_a(t0 + 2 * 3600, None, None, 3) == 16  # the cap's validTo passed
     # 10:00 the cap, 12:00 its end, 17:00 the evening period; 22:00 is the window's end
     assert sc.schedule(t0, 12 * 3600, None, None, 3, 32) == [(0, 10), (2 * 3600, 16),
-                                                               (7 * 3600, 18)]
+                                                               (7 * 3600, 6)]
     assert sc.schedule(t0, 13 * 3600, None, None, 3, 32)[-1] == (12 * 3600, 32)
     # the same stack level and purpose replaces; the highest stack level wins
     low = dict(cap, chargingProfileId=3, stackLevel=0)

@@ -505,6 +505,12 @@ class App:
         v[B.S_DROPPED] = j.dropped_events + j.dropped_sessions
         v[B.S_ERRORS] = j.errors + self.flash_errors + self.report_errors
         v[B.S_TEMP] = none if inp.temp_dc is None else inp.temp_dc
+        o = self._open
+        if out.session is None or o is None:
+            v[B.S_START] = v[B.S_START_WH] = none
+        else:
+            v[B.S_START] = o[_O_UP]
+            v[B.S_START_WH] = none if self.start_wh is None else int(self.start_wh)
         s = self.site
         if s is not None:
             s.snapshot_into(v, out.phases, none)

@@ -44,6 +44,12 @@ _HEARTBEAT_MS = const(300000)  # until the central system gives its interval
 _INTERVAL_MAX_S = const(86400)  # longer intervals are taken as a day
 _HOLD_MS = const(10000)  # after a StatusNotification refused, before it goes again
 _QUEUE_MAX = const(8)  # transaction messages waiting; more: the oldest MeterValues go
+# OCPP 1.6 4.7: a transaction message the central system failed to process
+# (a CALLERROR) goes again, up to TransactionMessageAttempts tries in all,
+# TransactionMessageRetryInterval x the failures so far apart, then is given up.
+_TX_ATTEMPTS = const(3)
+_TX_RETRY_S = const(60)
+_START_WAIT_S = const(30)  # a StartTransaction waits this long for the meter's start reading
 _LIMIT_EVERY_MS = const(1000)  # the charging profiles' composite limit evaluated
 _LIMIT_RENEW_MS = const(60000)  # the limit sent again (its ttl_s renewed) at least this often
 _LIMIT_TTL_S = const(180)  # a limit not renewed (the link dead): the fallback current
@@ -65,9 +71,11 @@ _MEASURANDS = const("Energy.Active.Import.Register,Power.Active.Import,Current.I
 _READ_ONLY = const(("NumberOfConnectors", "MeterValuesSampledData", "SupportedFeatureProfiles",
                     "ChargeProfileMaxStackLevel", "ChargingScheduleAllowedChargingRateUnit",
                     "ChargingScheduleMaxPeriods", "MaxChargingProfilesInstalled",
-                    "GetConfigurationMaxKeys"))
+                    "GetConfigurationMaxKeys", "TransactionMessageAttempts",
+                    "TransactionMessageRetryInterval"))
 _READ_ONLY_VALUES = const(("1", _MEASURANDS, "Core,SmartCharging", "8", "Current,Power", "24",
-                           "8", "16"))  # evse/ocpp_sc.py MAX_STACK, MAX_PERIODS, _MAX_PROFILES
+                           "8", "16", "3", "60"))  # evse/ocpp_sc.py MAX_STACK, MAX_PERIODS,
+# _MAX_PROFILES; _TX_ATTEMPTS, _TX_RETRY_S
 _MAX_KEYS = const(16)  # GetConfigurationMaxKeys: keys one GetConfiguration may ask for
 MAX_TEXT = const(2048)  # bytes of a message either way (hw/wsock.py refuses longer ones)
 
@@ -286,6 +294,10 @@ class ChargePoint:
         self.bad = 0  # messages dropped unread, answers to no call of ours
         self.refused = 0  # our CALLs answered with a CALLERROR
         self.timeouts = 0  # our CALLs given up
+        self.given_up = 0  # transaction messages dropped after _TX_ATTEMPTS CALLERRORs
+        self._tries = 0  # CALLERRORs in a row for the transaction message at the queue's head
+        self._retry_at = 0  # ... the ticks of the last one
+        self._held = False  # the queue waits for that message's retry interval
         self.errors = 0  # CALLERRORs we answered the central system's calls with
         self.time = None  # the central system's currentTime, as last given
         self._t0 = None  # (Unix time, ticks) of the central system's time, without a clock
@@ -319,6 +331,7 @@ class ChargePoint:
         self.dirty = False  # kept() has changed: the link writes it to flash
         self._fw = []  # FirmwareStatusNotification statuses to send, oldest first
         self._refs = {}  # record's rid -> transactionId, until its StopTransaction is confirmed
+        self._gone = []  # (rid, seq) of those confirmed, until the record has left the journal
 
     # ------------------------------------------------------- connection
     def connected(self, now):
@@ -336,8 +349,8 @@ class ChargePoint:
         self._call = None
         if c is not None and c[1] == "Authorize":
             self._auth_asked = False  # asked again on the next connection
-        if c is not None and isinstance(c[2], list) and c[1] != "MeterValues":
-            self._queue.insert(0, c[2])
+        if c is not None and isinstance(c[2], list):
+            self._again(c[2])
 
     def busy(self, now):
         """A CALL of ours is outstanding (one that ran out is given up here)."""
@@ -352,9 +365,15 @@ class ChargePoint:
             self._boot_at = ticks_add(now, RETRY_MS)
         elif c[1] == "Authorize":
             self._auth_asked = False
-        elif isinstance(c[2], list) and c[1] != "MeterValues":
-            self._queue.insert(0, c[2])  # a transaction message: delivered, in order
+        elif isinstance(c[2], list):
+            self._again(c[2])  # a transaction message: delivered, in order
         return False
+
+    def _again(self, q):
+        """A transaction message back at the queue's head (to go again first);
+        a MeterValues only while there is room (the oldest go first anyway)."""
+        if q[0] != "MeterValues" or len(self._queue) < _QUEUE_MAX:
+            self._queue.insert(0, q)
 
     def _send(self, action, payload, what, now):
         self._n += 1
@@ -421,7 +440,9 @@ class ChargePoint:
         self._track(v, now)
         if self._fw:
             return self._send("FirmwareStatusNotification", {"status": self._fw[0]}, None, now)
-        while self._queue:
+        if self._held and _due(now, self._retry_at, _TX_RETRY_S * 1000 * self._tries):
+            self._held = False
+        while self._queue and not self._held:
             out = self._send_queued(self._queue.pop(0), now)
             if out is not None:
                 return out
@@ -460,16 +481,26 @@ class ChargePoint:
         during a transaction, MeterValues every meter_ms."""
         sid = v[B.S_SESSION]
         if sid != B.NONE and sid != self._sid:
+            # how long ago it started (it may have started while the central
+            # system was unreachable), and the meter's reading then
+            age = v[B.S_UPTIME] - v[B.S_START] if v[B.S_START] != B.NONE else 0
+            wh = v[B.S_START_WH]
+            if self._room() < 1 or (wh == B.NONE and age < _START_WAIT_S
+                                    and (self.cfg or {}).get("meter") is not None):
+                return  # its StartTransaction waits for a place, or for the meter's reading
             self._sid = sid
-            wh = v[B.S_METER_WH]
-            wh = 0 if wh == B.NONE else wh - (v[B.S_ENERGY] if v[B.S_ENERGY] > 0 else 0)
+            wh = 0 if wh == B.NONE else wh
             tag = self._next_tag or self.id_tag
             self._next_tag = None
+            t = self.secs(now)
             # [session, transactionId, meterStart, its start (secs()), its record's rid]
-            tx = self._tx = [sid, None, wh, self.secs(now), None]
+            tx = self._tx = [sid, None, wh, None if t is None else t - age, None]
             self._meter_at = now
-            self._push(["StartTransaction", self._stamp(
-                {"connectorId": self.connector, "idTag": tag, "meterStart": wh}, now), tx])
+            p = {"connectorId": self.connector, "idTag": tag, "meterStart": wh}
+            t = self.unix(now)
+            if t is not None:
+                p["timestamp"] = iso8601(t - age)
+            self._push(["StartTransaction", p, tx])
         tx = self._tx
         if sid != B.NONE and tx is not None and tx[0] == sid and self.meter_ms > 0 \
                 and _due(now, self._meter_at, self.meter_ms):
@@ -541,6 +572,17 @@ class ChargePoint:
         StopTransaction with the transactionId its record keeps (`ref`), or
         without one its StartTransaction first. A record waits while the
         queue has no room for two more transaction messages."""
+        g = self._gone
+        for i in range(len(g) - 1, -1, -1):
+            seq = g[i][1]
+            for r in live:
+                if r[0] == seq:
+                    break
+            else:  # the record is out of the journal: its transactionId is done with
+                rid = g.pop(i)[0]
+                if rid in self._refs:
+                    del self._refs[rid]
+                    self.dirty = True
         seen = self._seen
         for seq, kind, data in live:
             if seq in seen:
@@ -655,13 +697,18 @@ class ChargePoint:
                 self._deauth = tx[0]
                 self._command("stop", None)
         elif action == "StopTransaction":
-            self.acks.append(c[2][3])
-            tx = c[2][2]
-            if self._tx is tx:
-                self._tx = None
-            if tx[4] in self._refs:
-                del self._refs[tx[4]]
-                self.dirty = True
+            self._stopped(c[2][2], c[2][3])
+
+    def _stopped(self, tx, seq):
+        """A StopTransaction confirmed (or given up): the record is done with."""
+        self.acks.append(seq)
+        if self._tx is tx:
+            self._tx = None
+        if tx[4] in self._refs:
+            # forgotten once the App has the record out of the journal (journal()):
+            # ocpp.json written before that, a power cut between the two writes
+            # would leave the record without its transactionId
+            self._gone.append((tx[4], seq))
 
     def _ref(self, rid, tid):
         """The transactionId of an ended session whose record does not have
@@ -707,6 +754,8 @@ class ChargePoint:
             return None
         self._call = None
         if kind == CALLRESULT:
+            if isinstance(c[2], list):
+                self._tries = 0  # a transaction message went through
             self._result(c, a, now)
         else:
             self.refused += 1
@@ -716,9 +765,23 @@ class ChargePoint:
                 self._hold = ticks_add(now, _HOLD_MS)
             elif c[1] == "FirmwareStatusNotification" and self._fw:
                 self._fw.pop(0)
-            elif c[1] == "StopTransaction":
-                self.acks.append(c[2][3])
+            elif isinstance(c[2], list):
+                self._refused_tx(c[2], now)
         return None
+
+    def _refused_tx(self, q, now):
+        """A transaction message answered with a CALLERROR: at the head again,
+        after the retry interval, until its last attempt (OCPP 1.6 4.7)."""
+        self._tries += 1
+        if self._tries < _TX_ATTEMPTS:
+            self._retry_at = now
+            self._held = True
+            self._queue.insert(0, q)
+            return
+        self._tries = 0
+        self.given_up += 1
+        if q[0] == "StopTransaction":
+            self._stopped(q[2], q[3])  # given up: its record leaves the journal
 
     def _answer(self, uid, action, p):
         if action == "DataTransfer":

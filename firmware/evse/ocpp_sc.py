@@ -13,8 +13,8 @@ evse/ocpp.py, itself loaded only with the OCPP backend.
 At a time t each purpose's profile that is valid and running with the
 highest stackLevel applies; TxProfile (this transaction's) overrides
 TxDefaultProfile, and ChargePointMaxProfile caps both. A limit in W is
-taken as A at 230 V times the period's numberPhases (3 when absent, or the
-installation's phases when fewer).
+taken as A at 230 V times the installation's phases (those the charger
+supplies; a period's numberPhases is checked, not used: see _amps).
 """
 from micropython import const
 
@@ -140,13 +140,14 @@ def _start(p, t, tx_start):
     return s
 
 
-def _amps(p, lim, ph, phases):
+def _amps(p, lim, phases):
+    # W over the phases the charger supplies (the installation's): it does not
+    # switch phases for a profile, so a period's numberPhases 1 on a three-phase
+    # charger still lets the vehicle draw on three (OCPP 1.6 numberPhases is
+    # what may be used, the power limit is the power)
     if not p[_WATTS]:
         return lim
-    n = ph or 3
-    if phases < n:
-        n = phases
-    return lim / (_VOLTS * n)
+    return lim / (_VOLTS * phases)
 
 
 def _at(p, t, tx_start, phases):
@@ -160,10 +161,10 @@ def _at(p, t, tx_start, phases):
     if p[_DURATION] is not None and e >= p[_DURATION]:
         return None
     got = None
-    for sp, lim, ph in p[_PERIODS]:
+    for sp, lim, _ in p[_PERIODS]:
         if sp > e:
             break
-        got = _amps(p, lim, ph, phases)
+        got = _amps(p, lim, phases)
     return got
 
 
@@ -228,8 +229,10 @@ class Profiles:
             i = q[_PURPOSE]
             if i == 2 and q[_TX] != tx_id:
                 continue
-            if i != 0 and tx_id is None and q[_KIND] == 2:
-                continue  # relative to a transaction there is not
+            if i != 0 and tx_start is None and q[_KIND] == 2:
+                # relative to a transaction there is not (one under way counts
+                # before its StartTransaction is answered: it charges already)
+                continue
             lim = _at(q, t, tx_start, phases)
             if lim is None:
                 continue

@@ -68,11 +68,11 @@ _HELD = const(2)  # _read: a reading not taken
 
 # The status snapshot's site fields (evse.bus), after its N_FIELDS: the App
 # writes them and the link's status shows them only with site energy.
-S_MODE = const(29)  # 1 smart, 2 solar
-S_PHASES = const(30)  # phases in use
-S_LIMIT = const(31)  # the site's limit per phase, mA (NONE while the grid reading is lost)
-S_G1 = const(32)  # the grid meter's phase currents, mA (S_G1 + 0..2; NONE: not read)
-N_SITE = const(35)
+S_MODE = const(31)  # 1 smart, 2 solar
+S_PHASES = const(32)  # phases in use
+S_LIMIT = const(33)  # the site's limit per phase, mA (NONE while the grid reading is lost)
+S_G1 = const(34)  # the grid meter's phase currents, mA (S_G1 + 0..2; NONE: not read)
+N_SITE = const(37)
 MODES = ("normal", "smart", "solar")  # S_MODE's names
 
 
