@@ -422,6 +422,61 @@ def test_remote_start_and_stop(env):
     assert env.errors_sent() == []
 
 
+def test_a_remote_start_before_the_plug_in_waits_for_the_vehicle_then_lapses(env):
+    """RemoteStartTransaction with no vehicle (OCPP 1.6 5.11: Accepted, the
+    charge point then waits for one for ConnectionTimeOut, 60 s here): a
+    vehicle plugged in 20 s later starts the transaction with that idTag.
+    One that comes only after the wait gets the usual Authorize, which the
+    central system decides (not a session nobody asked for, nor a charger
+    that no longer asks)."""
+    from fakes import Clock
+
+    env.auth_status = "Invalid"
+    st = env.station = Station(env, clock=Clock(1796205600), cfg={"authorization": "backend"})
+    st.settle("A", first_ms=3000)
+    r = env.csms_call(call.RemoteStartTransaction(id_tag="TAG1", connector_id=1))
+    assert r.status == "Accepted"
+    st.settle("A", first_ms=20000)
+    st.settle("B", first_ms=1000)
+    st.settle("C", first_ms=4000)
+    assert st.rig.app.out.contactor and env.named("Authorize") == []
+    start = env.named("StartTransaction")
+    assert len(start) == 1 and start[0][1]["id_tag"] == "TAG1"
+    st.settle("A", first_ms=3000)  # the vehicle leaves: the transaction ends
+    assert len(env.named("StopTransaction")) == 1
+
+    r = env.csms_call(call.RemoteStartTransaction(id_tag="TAG2", connector_id=1))
+    assert r.status == "Accepted"
+    st.settle("A", first_ms=61000)  # no vehicle within ConnectionTimeOut
+    st.settle("B", first_ms=3000)
+    assert st.rig.app.out.session is None  # the central system says no (Invalid)
+    assert len(env.named("Authorize")) == 1 and len(env.named("StartTransaction")) == 1
+    assert env.errors_sent() == []
+
+
+def test_a_remote_start_with_a_tx_profile_limits_its_transaction(env):
+    """OCPP 1.6 5.11: a RemoteStartTransaction's chargingProfile (a
+    TxProfile) is the transaction's profile once accepted: 10 A here, not
+    the installation's 32 A; one of another purpose is Rejected."""
+    from fakes import Clock
+
+    st = env.station = Station(env, clock=Clock(1796205600), cfg={"authorization": "backend"})
+    env.auth_status = "Invalid"
+    st.settle("A", first_ms=3000)
+    r = env.csms_call(call.RemoteStartTransaction(
+        id_tag="TAG1", connector_id=1, charging_profile=_cs(9, "TxDefaultProfile", 10)))
+    assert r.status == "Rejected"
+    r = env.csms_call(call.RemoteStartTransaction(
+        id_tag="TAG1", connector_id=1, charging_profile=_cs(9, "TxProfile", 10)))
+    assert r.status == "Accepted"
+    st.settle("B", first_ms=1000)
+    assert _offer_settles(st, 10000, 4000) and st.rig.app.out.contactor
+    assert st.cp._tx[1] == 4711
+    r = env.csms_call(call.GetCompositeSchedule(connector_id=1, duration=60))
+    assert [p["limit"] for p in r.charging_schedule["charging_schedule_period"]] == [10.0]
+    assert env.errors_sent() == []
+
+
 def test_start_refused_id_tag_stops_the_session(env):
     from fakes import Clock
 

@@ -92,6 +92,7 @@ T_CLOSE_GAP = const(3000)  # at least this between two closings (relay protectio
 T_RCD_TEST = const(500)  # RCD self-test: trip, then release, each within this
 T_OVERCURRENT = const(7000)  # excess time in the bucket that raises `overcurrent`
 T_EV_FOLLOW = const(5000)  # the EV follows a lower PWM value within this
+T_AUTH_WAIT = const(60000)  # an `authorize` with no vehicle waits this long for one
 T_PE_CLEAR = const(2000)  # PE present this long before `pe` clears
 _T_PHASE_SETTLE = const(2000)  # 1p/3p: the contactor open this long before the phases change
 PP_GONE_READINGS = const(2)  # socket: PP open this many readings in a row = cable gone
@@ -171,6 +172,8 @@ class Charger:
         self._authorized = False
         self._stopped = False  # session ended by `stop`: no new one until unplug/authorize
         self._paused = False
+        self._auth_early = False  # the authorization came with no vehicle: it waits for one
+        self._auth_ms = 0  # ... since it came
         self._limit_ma = None  # backend limit
         self._limit_left = None  # ms left of the backend limit's ttl_s (None: no ttl)
         self._settle = False  # skip one CP reading after leaving -12 V
@@ -252,6 +255,7 @@ class Charger:
         self._pwm_ms = _age(self._pwm_ms, dt)
         self._cmd_ms = _age(self._cmd_ms, dt)
         self._close_ms = _age(self._close_ms, dt)
+        self._auth_ms = _age(self._auth_ms, dt)
         self._rcd_ms = _age(self._rcd_ms, dt)
         self._rcd_trip_ms = _age(self._rcd_trip_ms, dt)
         left = self._limit_left
@@ -321,7 +325,9 @@ class Charger:
         if cp == P.CP_A or gone:
             if self.out.session is not None:
                 self._end_session("unplugged")
-            self._authorized = False
+            if not (self._auth_early and self._auth_ms < T_AUTH_WAIT):
+                self._authorized = False  # (an unplug ends an authorization)
+                self._auth_early = False
             self._stopped = False
             self._diode_retest = False
             self._diode_bad = 0
@@ -333,6 +339,7 @@ class Charger:
                     and (self._authorized or not self.backend_auth)):
                 self.session_seq += 1
                 self.out.session = self.session_seq
+                self._auth_early = False
                 self._event("session_start", self.session_seq)
 
     def _end_session(self, reason):
@@ -731,6 +738,9 @@ class Charger:
             # Backend authorization; in both modes it also lifts a `stop`.
             self._authorized = True
             self._stopped = False
+            if self.cp.stable == P.CP_A:  # before the plug-in: for the next vehicle,
+                self._auth_early = True  # within T_AUTH_WAIT
+                self._auth_ms = 0
         elif n == "stop":
             if self.out.session is None:
                 err = "no session under way"

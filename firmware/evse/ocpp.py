@@ -49,6 +49,7 @@ _QUEUE_MAX = const(8)  # transaction messages waiting; more: the oldest MeterVal
 # TransactionMessageRetryInterval x the failures so far apart, then is given up.
 _TX_ATTEMPTS = const(3)
 _TX_RETRY_S = const(60)
+_AUTH_WAIT_MS = const(60000)  # ConnectionTimeOut: a RemoteStart waits this long for a vehicle
 _START_WAIT_S = const(30)  # a StartTransaction waits this long for the meter's start reading
 _LIMIT_EVERY_MS = const(1000)  # the charging profiles' composite limit evaluated
 _LIMIT_RENEW_MS = const(60000)  # the limit sent again (its ttl_s renewed) at least this often
@@ -72,10 +73,11 @@ _READ_ONLY = const(("NumberOfConnectors", "MeterValuesSampledData", "SupportedFe
                     "ChargeProfileMaxStackLevel", "ChargingScheduleAllowedChargingRateUnit",
                     "ChargingScheduleMaxPeriods", "MaxChargingProfilesInstalled",
                     "GetConfigurationMaxKeys", "TransactionMessageAttempts",
-                    "TransactionMessageRetryInterval"))
+                    "TransactionMessageRetryInterval", "ConnectionTimeOut"))
 _READ_ONLY_VALUES = const(("1", _MEASURANDS, "Core,SmartCharging", "8", "Current,Power", "24",
-                           "8", "16", "3", "60"))  # evse/ocpp_sc.py MAX_STACK, MAX_PERIODS,
-# _MAX_PROFILES; _TX_ATTEMPTS, _TX_RETRY_S
+                           "8", "16", "3", "60", "60"))  # evse/ocpp_sc.py MAX_STACK,
+# MAX_PERIODS, _MAX_PROFILES; _TX_ATTEMPTS, _TX_RETRY_S; _AUTH_WAIT_MS (evse/charger.py
+# T_AUTH_WAIT)
 _MAX_KEYS = const(16)  # GetConfigurationMaxKeys: keys one GetConfiguration may ask for
 MAX_TEXT = const(2048)  # bytes of a message either way (hw/wsock.py refuses longer ones)
 
@@ -307,6 +309,9 @@ class ChargePoint:
         self.remote_keys = remote_keys
         self.id_tag = id_tag[:20]  # StartTransaction's idTag (a remote start's replaces it)
         self._next_tag = None
+        self._tag_at = 0  # when the RemoteStartTransaction of _next_tag came
+        self._next_cs = None  # its chargingProfile (a TxProfile), or None
+        self._tx_cs = None  # [tx, that profile] until its StartTransaction is answered
         self.meter_ms = meter_interval_s * 1000  # MeterValueSampleInterval; 0: none
         self._queue = []  # transaction CALLs waiting: [action, payload, what]
         self._sid = None  # the App's session that has (had) a StartTransaction
@@ -469,6 +474,9 @@ class ChargePoint:
         session: Authorize the charge point's idTag once per plug-in (no
         local reader: the central system decides); Accepted authorizes the
         session. A RemoteStartTransaction authorizes without it."""
+        if self._next_tag is not None and v[B.S_SESSION] == B.NONE \
+                and _due(now, self._tag_at, _AUTH_WAIT_MS):
+            self._next_tag = self._next_cs = None  # no vehicle came (the App's wait ran out too)
         if (self._auth_asked or self.cfg is None or self.cfg.get("authorization") != "backend"
                 or v[B.S_SESSION] != B.NONE or self._plugged_session or self.inoperative
                 or self._next_tag is not None or B.STATES[v[B.S_STATE]][0] not in "BCD"):
@@ -491,7 +499,8 @@ class ChargePoint:
             self._sid = sid
             wh = 0 if wh == B.NONE else wh
             tag = self._next_tag or self.id_tag
-            self._next_tag = None
+            cs = self._next_cs if self._next_tag is not None else None
+            self._next_tag = self._next_cs = None
             t = self.secs(now)
             # [session, transactionId, meterStart, its start (secs()), its record's rid]
             tx = self._tx = [sid, None, wh, None if t is None else t - age, None]
@@ -501,6 +510,7 @@ class ChargePoint:
             if t is not None:
                 p["timestamp"] = iso8601(t - age)
             self._push(["StartTransaction", p, tx])
+            self._tx_cs = None if cs is None else [tx, cs]
         tx = self._tx
         if sid != B.NONE and tx is not None and tx[0] == sid and self.meter_ms > 0 \
                 and _due(now, self._meter_at, self.meter_ms):
@@ -689,6 +699,14 @@ class ChargePoint:
                     self._ref(tx[4], tid)
                 elif tx is self._tx:  # the App keeps it with the open session (state.json)
                     self.acks.append((tx[0], tid))
+                    t = self._tx_cs
+                    if t is not None and t[0] is tx:  # the RemoteStart's TxProfile, now
+                        self._tx_cs = None  # that the transaction has its id
+                        try:
+                            self._profiles().set(self.connector, t[1], tid)
+                        except Exception:  # checked when it came: not expected
+                            self.bad += 1
+                        self._lim_eval = ticks_add(now, -_LIMIT_EVERY_MS)
             info = p.get("idTagInfo")
             if isinstance(info, dict) and info.get("status") != "Accepted" \
                     and tx is self._tx and tx[4] is None:
@@ -863,7 +881,24 @@ class ChargePoint:
         c = p.get("connectorId", self.connector)
         if c != self.connector or self._tx is not None or self.inoperative:
             return {"status": "Rejected"}
+        cs = p.get("chargingProfile")
+        if cs is not None:  # OCPP 1.6 5.11: a TxProfile, for the transaction it starts
+            if not isinstance(cs, dict):
+                return self._error(uid, "TypeConstraintViolation", "chargingProfile")
+            if cs.get("chargingProfilePurpose") != "TxProfile" or "transactionId" in cs:
+                return {"status": "Rejected"}
+            from evse.ocpp_sc import Invalid, parse
+
+            try:
+                if parse(cs) is None:
+                    return {"status": "Rejected"}
+            except Invalid as x:
+                return self._error(uid, "PropertyConstraintViolation", str(x)[:40])
+            except TypeError as x:
+                return self._error(uid, "TypeConstraintViolation", str(x)[:40])
+        self._next_cs = cs
         self._next_tag = p["idTag"]
+        self._tag_at = self._rx_at
         self._command("authorize", None)
         return {"status": "Accepted"}
 
