@@ -826,6 +826,36 @@ def test_a_session_begun_before_the_link_was_up_starts_at_its_own_time_and_readi
     assert env.errors_sent() == []
 
 
+def test_a_short_session_over_while_its_start_waited_for_the_meter_is_reported(env):
+    """The meter silent from the plug-in on, a 10 s session: its
+    StartTransaction was still waiting for the meter's start reading when
+    it ended. It goes from the session's record (Start, then Stop with the
+    id it got), as one of an earlier boot does; nothing is lost, and a
+    Relative TxDefaultProfile limited it from its start meanwhile."""
+    from fakes import Clock
+
+    st = env.station = Station(env, clock=Clock(1796205600))
+    st.settle("A", first_ms=3000)
+    r = env.csms_call(call.SetChargingProfile(connector_id=1, cs_charging_profiles=_cs(
+        7, "TxDefaultProfile", 10, kind="Relative", start=None)))
+    assert r.status == "Accepted"
+    m = st.rig.meter
+    m.answering, m.ok = False, None
+    offers = []
+    for _ in range(10):
+        st.step(100, "B")
+    for _ in range(100):
+        st.step(100, "C")
+        if st.rig.app.out.contactor:  # what the vehicle may draw
+            offers.append(st.rig.app.out.offer_ma)
+    assert env.named("StartTransaction") == [] and offers and max(offers) == 10000
+    st.settle("A", first_ms=2000)
+    start, stop = env.named("StartTransaction"), env.named("StopTransaction")
+    assert len(start) == 1 and len(stop) == 1 and stop[0][1]["transaction_id"] == 4711
+    assert start[0][1]["meter_start"] == 0  # no reading at all: 0, as without a meter
+    assert not st.rig.live("s") and env.errors_sent() == []
+
+
 def test_meter_values_unanswered_go_again(env):
     """A MeterValues of the transaction that ran out (no answer within the
     call timeout) goes again, the same sample, before anything newer

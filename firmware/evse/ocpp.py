@@ -312,6 +312,7 @@ class ChargePoint:
         self._tag_at = 0  # when the RemoteStartTransaction of _next_tag came
         self._next_cs = None  # its chargingProfile (a TxProfile), or None
         self._tx_cs = None  # [tx, that profile] until its StartTransaction is answered
+        self._unsent = None  # the idTag of _tx's StartTransaction while it is not queued yet
         self.meter_ms = meter_interval_s * 1000  # MeterValueSampleInterval; 0: none
         self._queue = []  # transaction CALLs waiting: [action, payload, what]
         self._sid = None  # the App's session that has (had) a StartTransaction
@@ -485,35 +486,42 @@ class ChargePoint:
         return self._send("Authorize", {"idTag": self.id_tag}, None, now)
 
     def _track(self, v, now):
-        """A new session in the snapshot: its StartTransaction is queued;
-        during a transaction, MeterValues every meter_ms."""
+        """A new session in the snapshot is this link's transaction at once
+        (its profiles count from its start); its StartTransaction is queued
+        once there is a place and the meter's start reading (or 30 s without
+        one); then, during the transaction, MeterValues every meter_ms."""
         sid = v[B.S_SESSION]
         if sid != B.NONE and sid != self._sid:
-            # how long ago it started (it may have started while the central
-            # system was unreachable), and the meter's reading then
+            self._sid = sid
+            tag = self._next_tag or self.id_tag
+            cs = self._next_cs if self._next_tag is not None else None
+            self._next_tag = self._next_cs = None
+            # how long ago it started: it may have begun before the connection
+            age = v[B.S_UPTIME] - v[B.S_START] if v[B.S_START] != B.NONE else 0
+            t = self.secs(now)
+            # [session, transactionId, meterStart, its start (secs()), its record's rid]
+            tx = self._tx = [sid, None, 0, None if t is None else t - age, None]
+            self._tx_cs = None if cs is None else [tx, cs]
+            self._unsent = tag  # its StartTransaction's idTag, until it is queued
+            self._meter_at = now
+            self._lim_eval = ticks_add(now, -_LIMIT_EVERY_MS)  # its profiles, at the next poll
+        tx = self._tx
+        if sid == B.NONE or tx is None or tx[0] != sid:
+            return
+        if self._unsent is not None:
             age = v[B.S_UPTIME] - v[B.S_START] if v[B.S_START] != B.NONE else 0
             wh = v[B.S_START_WH]
             if self._room() < 1 or (wh == B.NONE and age < _START_WAIT_S
                                     and (self.cfg or {}).get("meter") is not None):
-                return  # its StartTransaction waits for a place, or for the meter's reading
-            self._sid = sid
-            wh = 0 if wh == B.NONE else wh
-            tag = self._next_tag or self.id_tag
-            cs = self._next_cs if self._next_tag is not None else None
-            self._next_tag = self._next_cs = None
-            t = self.secs(now)
-            # [session, transactionId, meterStart, its start (secs()), its record's rid]
-            tx = self._tx = [sid, None, wh, None if t is None else t - age, None]
-            self._meter_at = now
-            p = {"connectorId": self.connector, "idTag": tag, "meterStart": wh}
+                return  # it waits for a place, or for the meter's reading
+            tx[2] = 0 if wh == B.NONE else wh
+            p = {"connectorId": self.connector, "idTag": self._unsent, "meterStart": tx[2]}
             t = self.unix(now)
             if t is not None:
                 p["timestamp"] = iso8601(t - age)
+            self._unsent = None
             self._push(["StartTransaction", p, tx])
-            self._tx_cs = None if cs is None else [tx, cs]
-        tx = self._tx
-        if sid != B.NONE and tx is not None and tx[0] == sid and self.meter_ms > 0 \
-                and _due(now, self._meter_at, self.meter_ms):
+        if self.meter_ms > 0 and _due(now, self._meter_at, self.meter_ms):
             self._meter_at = now
             self._push(["MeterValues", self._sample(v, now), tx])
 
@@ -617,6 +625,11 @@ class ChargePoint:
             tx = self._tx
             if tx is not None and tx[0] == sid and self.sc is not None:
                 self.sc.end_transaction()
+            tag = self.id_tag
+            if tx is not None and tx[0] == sid and self._unsent is not None:
+                tag = self._unsent  # it ended before its StartTransaction went:
+                self._unsent = None  # from its record, as one of an earlier boot
+                self._tx = tx = None
             if tx is None or tx[0] != sid:
                 ref = r.get("ref")
                 if not isinstance(ref, int) or isinstance(ref, bool):
@@ -625,7 +638,7 @@ class ChargePoint:
                 ms = ms if isinstance(ms, int) and not isinstance(ms, bool) else 0
                 tx = [sid, ref, ms, None, rid]
                 if tx[1] is None:
-                    p = {"connectorId": self.connector, "idTag": self.id_tag, "meterStart": ms}
+                    p = {"connectorId": self.connector, "idTag": tag, "meterStart": ms}
                     if epoch and isinstance(r.get("start"), int):
                         p["timestamp"] = iso8601(r["start"])
                     self._push(["StartTransaction", p, tx])
