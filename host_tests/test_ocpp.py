@@ -579,6 +579,34 @@ def test_power_cut_mid_transaction_stop_names_its_transaction_after_the_boot(env
     assert env.errors_sent() == []
 
 
+def test_a_remote_started_session_cut_before_its_start_was_answered_keeps_its_id_tag(env):
+    """RemoteStartTransaction(TAG1), its StartTransaction sent but not yet
+    answered, then a power cut: the next boot sends the session's
+    StartTransaction from its record with TAG1 (docs/ocpp.md: the idTag of
+    the RemoteStartTransaction that started it), not the charge point's own."""
+    from fakes import Clock
+
+    env.auth_status = "Invalid"
+    st = env.station = Station(env, clock=Clock(1796205600), cfg={"authorization": "backend"})
+    st.settle("A", first_ms=3000)
+    assert env.csms_call(call.RemoteStartTransaction(id_tag="TAG1", connector_id=1)).status \
+        == "Accepted"
+    env.hold = {"StartTransaction"}
+    st.pump(lambda: env.named("StartTransaction"), ev="B")
+    for _ in range(40):
+        st.step(100, "C")
+    assert _state(st.rig)["open"]["tag"] == "TAG1"
+    _power_cut(env, st)
+    env.hold = set()
+    st = env.station = Station(env, clock=Clock(1796206200), flash=st.rig.flash,
+                               cfg={"authorization": "backend"})
+    st.pump(lambda: env.named("StopTransaction"), ev="A")
+    tags = [c[1]["id_tag"] for c in env.named("StartTransaction")]
+    assert tags == ["TAG1", "TAG1"]  # the unanswered one, then the record's
+    st.settle("A")
+    assert not st.rig.live("s")
+
+
 def test_transaction_of_an_offline_boot_goes_start_then_stop_when_the_csms_is_back(env):
     """A session that started and was cut by a power loss while the
     central system was never reachable: at the next boot with a connection

@@ -64,6 +64,7 @@ _O_LATE = const(5)  # the start reading came after the contactor had closed
 _O_CLOSED = const(6)  # the contactor has closed
 _O_FAULTS = const(7)  # faults seen
 _O_REF = const(8)  # the backend's own id of the session (OCPP's transactionId), or None
+_O_TAG = const(9)  # the idTag a RemoteStartTransaction started it with (OCPP), or None
 # What set_config may change remotely. Everything else -- the safety
 # functions (RCD self-test and retries, temperature limits, ventilation),
 # the installation's facts (phases, socket, cable rating) and the link's own
@@ -216,6 +217,8 @@ class App:
                 d["open"]["late"] = True
             if o[_O_REF] is not None:
                 d["open"]["ref"] = o[_O_REF]
+            if o[_O_TAG] is not None:
+                d["open"]["tag"] = o[_O_TAG]
         elif self._lost is not None:
             d["open"] = self._lost  # until its record is in the journal
         if self._reboot is not None:
@@ -343,7 +346,7 @@ class App:
                 m = self.meter
                 self.start_wh = m.energy_wh if m is not None and m.ok else None
                 self._open = [ev[1], self.uptime_s, self._epoch(), self.start_wh, 0, False,
-                              False, self.out.faults, None]
+                              False, self.out.faults, None, None]
                 self._save_state()
             elif kind == "session_stop":
                 self._session_stopped(ev[1], ev[2])
@@ -404,7 +407,7 @@ class App:
             self._record(PL.session_record(
                 sid, self.boot, start, stop, base, self.start_wh, stop_wh, energy,
                 o[_O_PEAK], reason, PL.codes(o[_O_FAULTS], FAULTS), status, estimate,
-                self._rid(), o[_O_REF]))
+                self._rid(), o[_O_REF], o[_O_TAG]))
         self.start_wh = None
         self._open = None
         self._save_state()
@@ -435,11 +438,13 @@ class App:
             energy, status = PL.energy_status(start_wh, stop_wh, lost.get("late") is True,
                                               m is not None)
             ref = lost.get("ref")
+            tag = lost.get("tag")
             self._record(PL.session_record(
                 sid, _int(lost.get("boot")), epoch if isinstance(epoch, int) else _int(lost.get("up")),
                 None, "epoch" if isinstance(epoch, int) else "uptime", start_wh, stop_wh,
                 energy, None, self._lost_reason, None, status, None, self._rid(),
-                ref if isinstance(ref, int) and not isinstance(ref, bool) else None))
+                ref if isinstance(ref, int) and not isinstance(ref, bool) else None,
+                tag if isinstance(tag, str) and len(tag) <= 20 else None))
         self._save_state()
 
     # -------------------------------------------------------------- backend
@@ -546,9 +551,14 @@ class App:
                 # kept in state.json while the session is open and then in its
                 # record, so that a StopTransaction after a power cut names it.
                 # Here, not a method: the App's class dict is RAM on the board.
+                # (session id, the idTag a remote start gave it): the same, so
+                # that a StartTransaction sent again from the record has it.
                 o = self._open
-                if o is not None and o[_O_ID] == s[0] and isinstance(s[1], int):
-                    o[_O_REF] = s[1]
+                if o is not None and o[_O_ID] == s[0]:
+                    if isinstance(s[1], int):
+                        o[_O_REF] = s[1]
+                    elif isinstance(s[1], str):
+                        o[_O_TAG] = s[1][:20]
                     self._save_state()
             else:
                 acks.append(s)

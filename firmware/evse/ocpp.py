@@ -519,6 +519,8 @@ class ChargePoint:
             t = self.unix(now)
             if t is not None:
                 p["timestamp"] = iso8601(t - age)
+            if self._unsent != self.id_tag:  # a remote start's: the App keeps it with
+                self.acks.append((sid, self._unsent))  # the session, for a power cut
             self._unsent = None
             self._push(["StartTransaction", p, tx])
         if self.meter_ms > 0 and _due(now, self._meter_at, self.meter_ms):
@@ -625,7 +627,8 @@ class ChargePoint:
             tx = self._tx
             if tx is not None and tx[0] == sid and self.sc is not None:
                 self.sc.end_transaction()
-            tag = self.id_tag
+            tag = r.get("tag")
+            tag = tag if isinstance(tag, str) and 0 < len(tag) <= 20 else self.id_tag
             if tx is not None and tx[0] == sid and self._unsent is not None:
                 tag = self._unsent  # it ended before its StartTransaction went:
                 self._unsent = None  # from its record, as one of an earlier boot

@@ -73,7 +73,7 @@ def _rid(rid):
 
 def session_record(sid, boot, start, stop, base, meter_start_wh, meter_stop_wh,
                    energy_wh, peak_ma, reason, errors, status=_ENERGY_MEASURED, estimate_wh=None,
-                   rid=None, ref=None):
+                   rid=None, ref=None, tag=None):
     """One finished session (topic .../session). start/stop are seconds in
     `base` ("epoch": Unix time; "uptime": since boot number `boot`); stop is
     None when it is not known (a session cut by a power loss). `energy_wh`
@@ -82,13 +82,15 @@ def session_record(sid, boot, start, stop, base, meter_start_wh, meter_stop_wh,
     when nothing is known) is the least energy the session delivered.
     `rid`, the record's identity for the backend's acknowledgement
     (docs/mqtt.md), comes first; `ref`, the OCPP transactionId the central
-    system gave the session (docs/ocpp.md), last and only when there is one."""
+    system gave the session (docs/ocpp.md), and `tag`, the idTag of the
+    RemoteStartTransaction that started it, last and only when there are."""
     return obj(_rid(rid) + (
         ("id", sid), ("boot", boot), ("start", start), ("stop", stop), ("time", base),
         ("meter_start_wh", meter_start_wh), ("meter_stop_wh", meter_stop_wh),
         ("energy_wh", energy_wh), ("energy_status", status), ("estimate_wh", estimate_wh),
         ("peak_a", amps(peak_ma)), ("reason", reason), ("errors", errors),
-    ) + ((("ref", ref),) if ref is not None else ())).text
+    ) + ((("ref", ref),) if ref is not None else ())
+      + ((("tag", tag),) if tag is not None else ())).text
 
 
 def event(kind, fields, boot, n, at, base, rid=None):
