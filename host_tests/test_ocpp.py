@@ -774,17 +774,26 @@ def test_calls_refused_while_the_app_takes_no_commands():
         assert cp.reply(bad) is None
 
 
+def _unreported_sessions(n):
+    """n sessions, each cut by a power loss, with no link: the flash folder
+    they left, and the Rig of the boot after the last."""
+    from fakes import Clock
+
+    rig = Rig(clock=Clock(1796205600))
+    flash = rig.flash
+    for _ in range(n):
+        rig.charge(3000)
+        rig = Rig(clock=Clock(1796205600), flash=flash)
+        rig.run(100, "A")
+    return flash, rig
+
+
 def test_records_wait_when_the_queue_is_full(env):
     """More old sessions than the queue holds: each goes in order as room
     comes, none is dropped."""
     from fakes import Clock
 
-    rig = Rig(clock=Clock(1796205600))
-    flash = rig.flash
-    for _ in range(6):  # six sessions, each cut by a power loss, none reported
-        rig.charge(3000)
-        rig = Rig(clock=Clock(1796205600), flash=flash)
-        rig.run(100, "A")
+    flash, rig = _unreported_sessions(6)
     assert len(rig.live("s")) >= 5
     st = env.station = Station(env, clock=Clock(1796209200), flash=flash)
     st.pump(lambda: len(env.named("StopTransaction")) >= 6, ev="A")
@@ -802,12 +811,7 @@ def test_the_session_under_way_goes_behind_earlier_ones_that_fill_the_queue(env)
     instead of being dropped, and every transaction is reported."""
     from fakes import Clock
 
-    rig = Rig(clock=Clock(1796205600))
-    flash = rig.flash
-    for _ in range(4):
-        rig.charge(3000)
-        rig = Rig(clock=Clock(1796205600), flash=flash)
-        rig.run(100, "A")
+    flash, _ = _unreported_sessions(4)
     st = env.station = Station(env, clock=Clock(1796209200), flash=flash)
     st.rig.charge(100)
     st.pump(lambda: len(env.named("StartTransaction")) == 5, ev="C")

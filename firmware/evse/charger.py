@@ -209,7 +209,7 @@ class Charger:
         if self._fallen:
             self._limit_ma = self.fallback_ma  # a new fallback_current_a counts at once
         self._cable_ma = self.cable_ma  # rating of the cable now (socket: from PP, each step)
-        if cfg["phases"] != self.phases or self.out.phases > cfg["phases"]:
+        if cfg["phases"] != self.phases:
             # the installation's phases changed (or at the build): all of them
             # in use; a configuration change of anything else keeps the phases
             # a 1p/3p switch chose (no contactor cycle for a set_config)

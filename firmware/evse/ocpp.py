@@ -311,7 +311,7 @@ class ChargePoint:
         self._next_tag = None
         self._tag_at = 0  # when the RemoteStartTransaction of _next_tag came
         self._next_cs = None  # its chargingProfile (a TxProfile), or None
-        self._tx_cs = None  # [tx, that profile] until its StartTransaction is answered
+        self._tx_cs = None  # that profile, for _tx, until its StartTransaction is answered
         self._unsent = None  # the idTag of _tx's StartTransaction while it is not queued yet
         self.meter_ms = meter_interval_s * 1000  # MeterValueSampleInterval; 0: none
         self._queue = []  # transaction CALLs waiting: [action, payload, what]
@@ -491,25 +491,26 @@ class ChargePoint:
         once there is a place and the meter's start reading (or 30 s without
         one); then, during the transaction, MeterValues every meter_ms."""
         sid = v[B.S_SESSION]
-        if sid != B.NONE and sid != self._sid:
+        if sid == B.NONE:
+            return
+        # how long ago it started: it may have begun before the connection
+        age = v[B.S_UPTIME] - v[B.S_START] if v[B.S_START] != B.NONE else 0
+        if sid != self._sid:
             self._sid = sid
             tag = self._next_tag or self.id_tag
             cs = self._next_cs if self._next_tag is not None else None
             self._next_tag = self._next_cs = None
-            # how long ago it started: it may have begun before the connection
-            age = v[B.S_UPTIME] - v[B.S_START] if v[B.S_START] != B.NONE else 0
             t = self.secs(now)
             # [session, transactionId, meterStart, its start (secs()), its record's rid]
-            tx = self._tx = [sid, None, 0, None if t is None else t - age, None]
-            self._tx_cs = None if cs is None else [tx, cs]
+            self._tx = [sid, None, 0, None if t is None else t - age, None]
+            self._tx_cs = cs  # the RemoteStart's TxProfile, for this _tx
             self._unsent = tag  # its StartTransaction's idTag, until it is queued
             self._meter_at = now
             self._lim_eval = ticks_add(now, -_LIMIT_EVERY_MS)  # its profiles, at the next poll
         tx = self._tx
-        if sid == B.NONE or tx is None or tx[0] != sid:
+        if tx is None or tx[0] != sid:
             return
         if self._unsent is not None:
-            age = v[B.S_UPTIME] - v[B.S_START] if v[B.S_START] != B.NONE else 0
             wh = v[B.S_START_WH]
             if self._room() < 1 or (wh == B.NONE and age < _START_WAIT_S
                                     and (self.cfg or {}).get("meter") is not None):
@@ -715,11 +716,11 @@ class ChargePoint:
                     self._ref(tx[4], tid)
                 elif tx is self._tx:  # the App keeps it with the open session (state.json)
                     self.acks.append((tx[0], tid))
-                    t = self._tx_cs
-                    if t is not None and t[0] is tx:  # the RemoteStart's TxProfile, now
-                        self._tx_cs = None  # that the transaction has its id
+                    cs = self._tx_cs
+                    if cs is not None:  # the RemoteStart's TxProfile, now that the
+                        self._tx_cs = None  # transaction has its id
                         try:
-                            self._profiles().set(self.connector, t[1], tid)
+                            self._profiles().set(self.connector, cs, tid)
                         except Exception:  # checked when it came: not expected
                             self.bad += 1
                         self._lim_eval = ticks_add(now, -_LIMIT_EVERY_MS)
@@ -810,7 +811,7 @@ class ChargePoint:
         if self._tries < _TX_ATTEMPTS:
             self._retry_at = now
             self._held = True
-            self._queue.insert(0, q)
+            self._again(q)
             return
         self._tries = 0
         self.given_up += 1

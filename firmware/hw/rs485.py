@@ -107,18 +107,20 @@ class UartTransport:
                 return
             n -= r
 
-    def any(self):
+    def _sending(self):
+        # the request still going out (DE raised): nothing of the answer yet
         if self._sent:
             self._settle(False)
-            if self._sent:
-                return 0  # still sending: nothing of the answer yet
+        return self._sent
+
+    def any(self):
+        if self._sending():
+            return 0
         return self.uart.any()
 
     def readinto(self, buf, n):
-        if self._sent:
-            self._settle(False)
-            if self._sent:
-                return 0
+        if self._sending():
+            return 0
         r = self.uart.readinto(buf, n)
         return 0 if r is None else r
 
